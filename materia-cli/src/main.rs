@@ -1,0 +1,279 @@
+//! `materia`: the command line over `materia-core`.
+//!
+//! Exit codes: `0` success (a duplicate put is a success); `1` a check found
+//! problems (`verify`); `2` an error — bad arguments, bad input, I/O — with the
+//! reason on stderr.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use materia_core::landing::{
+    Dataset, Etag, LandingStore, NewRelease, PutOutcome, Stats, VerifyReport,
+};
+use serde::Serialize;
+
+/// Materia: land, verify and inspect market-data releases on one server.
+#[derive(Parser)]
+#[command(version, about, max_term_width = 100)]
+struct Cli {
+    /// The landing zone's root directory.
+    #[arg(long, global = true, env = "LANDING_DIR", default_value = "./data/landing")]
+    landing_dir: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Land a CSV file (plain or gzipped) as a release.
+    ///
+    /// Example: materia land --dataset psd --etag '"5e2a9f"' psd_coffee.csv
+    Land(LandArgs),
+    /// List landed files, ordered by dataset, year and month.
+    ///
+    /// Example: materia ls --dataset psd
+    Ls {
+        /// Only this dataset.
+        #[arg(long)]
+        dataset: Option<Dataset>,
+        /// Print JSON (an array of entries).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read every landed file end to end and check it; exit 1 naming each bad one.
+    ///
+    /// Example: materia verify
+    Verify {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Count landed files and bytes.
+    ///
+    /// Example: materia stats --json
+    Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct LandArgs {
+    /// Dataset name: 1-64 characters of a-z 0-9 _ -.
+    #[arg(long)]
+    dataset: Dataset,
+    /// The release's ETag, as an HTTP ETag header value (`"abc"`, `W/"abc"` or a
+    /// bare token). Unsafe characters are mapped to `x-{sha256}`. Without it the
+    /// file is addressed by the SHA-256 of its content.
+    #[arg(long)]
+    etag: Option<String>,
+    /// Year to land under (default: the current UTC year).
+    #[arg(long, requires = "month")]
+    year: Option<i64>,
+    /// Month to land under, 1-12 (default: the current UTC month).
+    #[arg(long, requires = "year")]
+    month: Option<i64>,
+    /// Gzip level for plain input, 0-9.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
+    level: u32,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    json: bool,
+    /// The CSV file to land (plain or gzipped), or `-` for standard input.
+    file: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            let mut msg = format!("materia: error: {err}");
+            let mut source = err.source();
+            while let Some(s) = source {
+                msg.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            eprintln!("{msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MATERIA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .without_time()
+        .with_target(false)
+        .init();
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn is_broken_pipe(err: &BoxError) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}
+
+fn run(cli: Cli) -> Result<ExitCode, BoxError> {
+    let store = LandingStore::open(&cli.landing_dir)?;
+    match cli.command {
+        Command::Land(args) => land(store, args),
+        Command::Ls { dataset, json } => {
+            let entries: Vec<_> = store
+                .list()
+                .into_iter()
+                .filter(|e| dataset.as_ref().is_none_or(|d| &e.key.dataset == d))
+                .collect();
+            if json {
+                print_json(&entries)?;
+            } else {
+                let mut out = io::stdout().lock();
+                for e in &entries {
+                    let landed = e
+                        .release
+                        .as_ref()
+                        .map_or_else(|| "-".to_owned(), |r| r.landed_at.to_string());
+                    writeln!(out, "{}\t{}\t{landed}", e.key, e.file_bytes)?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { json } => {
+            let report = store.verify()?;
+            if json {
+                print_json(&report)?;
+            } else {
+                print_verify(&report)?;
+            }
+            Ok(if report.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Stats { json } => {
+            let stats = store.stats();
+            if json {
+                print_json(&stats)?;
+            } else {
+                print_stats(&stats)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn land(store: LandingStore, args: LandArgs) -> Result<ExitCode, BoxError> {
+    let store = store.with_compression(args.level);
+    let etag = match &args.etag {
+        Some(value) => Some(Etag::from_header(value.as_bytes()).ok_or("--etag is empty")?),
+        None => None,
+    };
+    let release = match (args.year, args.month) {
+        (Some(year), Some(month)) => NewRelease::new(args.dataset, year, month)?,
+        _ => NewRelease::this_month(args.dataset),
+    };
+    let release = release
+        .with_etag(etag)
+        .with_source(args.file.display().to_string());
+    let outcome = if args.file.as_os_str() == "-" {
+        store.put(release, io::stdin().lock())?
+    } else {
+        let file = std::fs::File::open(&args.file)
+            .map_err(|e| format!("cannot open {}: {e}", args.file.display()))?;
+        store.put(release, file)?
+    };
+    #[derive(Serialize)]
+    #[serde(tag = "outcome", rename_all = "snake_case")]
+    enum Report<'a> {
+        Landed {
+            #[serde(flatten)]
+            release: &'a materia_core::landing::Release,
+            path: PathBuf,
+        },
+        Duplicate {
+            existing: &'a materia_core::landing::LandingKey,
+            of: materia_core::landing::DuplicateOf,
+        },
+    }
+    let report = match &outcome {
+        PutOutcome::Landed(r) => Report::Landed {
+            release: r,
+            path: store.path_of(&r.key),
+        },
+        PutOutcome::Duplicate { existing, of } => Report::Duplicate {
+            existing,
+            of: *of,
+        },
+    };
+    if args.json {
+        print_json(&report)?;
+    } else {
+        match &outcome {
+            PutOutcome::Landed(r) => println!(
+                "landed {} ({} bytes of content, {} bytes stored)",
+                r.key, r.content_bytes, r.file_bytes
+            ),
+            PutOutcome::Duplicate { existing, of } => println!(
+                "duplicate: {existing} already holds this {}; nothing landed",
+                match of {
+                    materia_core::landing::DuplicateOf::Etag => "etag",
+                    materia_core::landing::DuplicateOf::Content => "content",
+                }
+            ),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_json(value: &impl Serialize) -> Result<(), BoxError> {
+    let mut bytes = serde_json::to_vec_pretty(value)?;
+    bytes.push(b'\n');
+    io::stdout().lock().write_all(&bytes)?;
+    Ok(())
+}
+
+fn print_verify(report: &VerifyReport) -> Result<(), BoxError> {
+    let mut out = io::stdout().lock();
+    for bad in &report.bad {
+        writeln!(out, "BAD {}: {}", bad.path.display(), bad.problem)?;
+    }
+    for key in &report.unrecorded {
+        writeln!(out, "unrecorded (gzip ok, no ledger record) {key}")?;
+    }
+    for stray in &report.strays {
+        writeln!(out, "stray (not a landing key, left alone) {}", stray.display())?;
+    }
+    writeln!(
+        out,
+        "{} file(s) checked, {} bytes read, {} bad",
+        report.checked,
+        report.bytes,
+        report.bad.len()
+    )?;
+    Ok(())
+}
+
+fn print_stats(stats: &Stats) -> Result<(), BoxError> {
+    let mut out = io::stdout().lock();
+    for (name, ds) in &stats.datasets {
+        writeln!(out, "{name}\t{} file(s)\t{} bytes", ds.files, ds.bytes)?;
+    }
+    writeln!(
+        out,
+        "total\t{} file(s)\t{} bytes ({} bytes uncompressed)",
+        stats.files, stats.bytes, stats.content_bytes
+    )?;
+    Ok(())
+}

@@ -1,0 +1,224 @@
+//! Streaming gzip in and out, hashing both sides on the way.
+//!
+//! Nothing here holds a whole file in memory: input flows through a fixed buffer
+//! into the encoder (plain input) or straight to disk while a decoder checks it
+//! (gzip input). Both the uncompressed content and the stored bytes are hashed in
+//! the same pass, so landing reads its input exactly once.
+
+use std::io::{self, BufReader, Read, Write};
+use std::path::Path;
+
+use flate2::Compression;
+use flate2::read::MultiGzDecoder;
+use flate2::write::GzEncoder;
+use sha2::{Digest, Sha256};
+
+use super::key::Sha256Digest;
+use crate::error::{Error, IoContext, Result};
+
+const BUF_SIZE: usize = 256 * 1024;
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// What one pass over a file measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Digests {
+    pub content_sha256: Sha256Digest,
+    pub content_bytes: u64,
+    pub file_sha256: Sha256Digest,
+    pub file_bytes: u64,
+}
+
+/// A writer that hashes and counts what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W> Hashing<W> {
+    fn new(inner: W) -> Self {
+        Hashing {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    fn finish(self) -> (W, Sha256Digest, u64) {
+        (self.inner, Sha256Digest::from_hasher(self.hasher), self.bytes)
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A reader that hashes and counts what is read through it, and copies it to
+/// `copy` when there is one. Remembers which side failed, so the caller can tell
+/// an input error from an output error from bad gzip.
+struct Tee<R, W> {
+    input: R,
+    copy: Hashing<W>,
+    input_err: bool,
+    output_err: Option<io::Error>,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.input.read(buf).inspect_err(|_| self.input_err = true)?;
+        if let Err(e) = self.copy.write_all(&buf[..n]) {
+            let msg = e.to_string();
+            self.output_err = Some(e);
+            return Err(io::Error::other(msg));
+        }
+        Ok(n)
+    }
+}
+
+/// Reads up to two bytes to sniff the gzip magic; returns them with the reader.
+fn sniff(mut input: impl Read) -> Result<([u8; 2], usize, impl Read)> {
+    let mut head = [0u8; 2];
+    let mut got = 0;
+    while got < 2 {
+        match input.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => return Err(Error::Input { source }),
+        }
+    }
+    Ok((head, got, input))
+}
+
+/// Writes `input` to `out` as gzip: compresses plain input at `level`; validates
+/// already-gzipped input end to end (every member's CRC and length) and copies it
+/// byte for byte. `path` names `out` in errors.
+pub(crate) fn write_gzip(
+    input: &mut dyn Read,
+    out: &mut dyn Write,
+    level: Compression,
+    path: &Path,
+) -> Result<Digests> {
+    let (head, got, rest) = sniff(input)?;
+    let mut input = io::Cursor::new(head).take(got as u64).chain(rest);
+    let digests = if got == 2 && head == GZIP_MAGIC {
+        copy_gzip(&mut input, out, path)?
+    } else {
+        compress(&mut input, out, level, path)?
+    };
+    if digests.content_bytes == 0 {
+        return Err(Error::InvalidInput {
+            reason: "the input is empty: there is nothing to land".into(),
+        });
+    }
+    Ok(digests)
+}
+
+fn compress(
+    input: &mut dyn Read,
+    out: &mut dyn Write,
+    level: Compression,
+    path: &Path,
+) -> Result<Digests> {
+    let mut encoder = GzEncoder::new(Hashing::new(out), level);
+    let mut content = Sha256::new();
+    let mut content_bytes = 0u64;
+    let mut buf = vec![0u8; BUF_SIZE];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => return Err(Error::Input { source }),
+        };
+        content.update(&buf[..n]);
+        content_bytes += n as u64;
+        encoder.write_all(&buf[..n]).at(path)?;
+    }
+    let mut file = encoder.finish().at(path)?;
+    file.flush().at(path)?;
+    let (_, file_sha256, file_bytes) = file.finish();
+    Ok(Digests {
+        content_sha256: Sha256Digest::from_hasher(content),
+        content_bytes,
+        file_sha256,
+        file_bytes,
+    })
+}
+
+fn copy_gzip(input: &mut dyn Read, out: &mut dyn Write, path: &Path) -> Result<Digests> {
+    let mut tee = Tee {
+        input,
+        copy: Hashing::new(out),
+        input_err: false,
+        output_err: None,
+    };
+    let decoded = decode_all(&mut tee);
+    if let Some(e) = tee.output_err.take() {
+        return Err(e).at(path);
+    }
+    let (content_sha256, content_bytes) = match decoded {
+        Ok(ok) => ok,
+        Err(source) if tee.input_err => return Err(Error::Input { source }),
+        Err(e) => {
+            return Err(Error::InvalidInput {
+                reason: format!("the input starts like gzip but is not valid gzip: {e}"),
+            });
+        }
+    };
+    tee.copy.flush().at(path)?;
+    let (_, file_sha256, file_bytes) = tee.copy.finish();
+    Ok(Digests {
+        content_sha256,
+        content_bytes,
+        file_sha256,
+        file_bytes,
+    })
+}
+
+/// Decompresses every gzip member of `input` to its end, checking each member's
+/// CRC-32 and length, and hashes the content.
+fn decode_all(input: impl Read) -> io::Result<(Sha256Digest, u64)> {
+    let mut decoder = MultiGzDecoder::new(BufReader::with_capacity(BUF_SIZE, input));
+    let mut sink = Hashing::new(io::sink());
+    io::copy(&mut decoder, &mut sink)?;
+    let (_, digest, bytes) = sink.finish();
+    Ok((digest, bytes))
+}
+
+/// Reads a landed file end to end and measures it: the stored bytes' hash and
+/// the content's, with every gzip member's CRC and length checked on the way.
+/// A problem with the file's bytes is an `Err(reason)`; failing to open or read
+/// it is an I/O error.
+pub(crate) fn measure_file(path: &Path) -> Result<Result<Digests, String>> {
+    let file = std::fs::File::open(path).at(path)?;
+    let mut tee = Tee {
+        input: file,
+        copy: Hashing::new(io::sink()),
+        input_err: false,
+        output_err: None,
+    };
+    let decoded = decode_all(&mut tee);
+    Ok(match decoded {
+        Ok((content_sha256, content_bytes)) => {
+            let (_, file_sha256, file_bytes) = tee.copy.finish();
+            Ok(Digests {
+                content_sha256,
+                content_bytes,
+                file_sha256,
+                file_bytes,
+            })
+        }
+        Err(e) if tee.input_err => return Err(e).at(path),
+        Err(e) => Err(format!("not valid gzip: {e}")),
+    })
+}

@@ -1,0 +1,37 @@
+//! Materia keeps a market-data pipeline on one server: it downloads dataset
+//! releases (the USDA PSD coffee data first), lands each one on local disk as an
+//! immutable gzipped CSV, builds a DuckDB lakehouse from the landing zone and
+//! mirrors the landing zone to an S3-compatible bucket.
+//!
+//! # Layout
+//!
+//! - [`landing`]: the landing zone — validated keys and the crash-safe,
+//!   deduplicating [`LandingStore`](landing::LandingStore). Everything else builds
+//!   on it.
+//! - [`Error`]: the one error type, with variants a caller can match.
+//!
+//! # Example
+//!
+//! ```
+//! # fn main() -> materia_core::Result<()> {
+//! use materia_core::landing::{LandingStore, NewRelease, PutOutcome};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = LandingStore::open(dir.path())?;
+//! let csv = "Commodity_Code,Country_Code,Value\n0711100,BR,63000.0000\n";
+//! let release = NewRelease::new("psd".parse()?, 2026, 11)?;
+//! match store.put(release.clone(), csv.as_bytes())? {
+//!     PutOutcome::Landed(r) => println!("landed {}", r.key),
+//!     PutOutcome::Duplicate { existing, .. } => println!("already have {existing}"),
+//! }
+//! // The same content again lands nothing.
+//! assert!(matches!(store.put(release, csv.as_bytes())?, PutOutcome::Duplicate { .. }));
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs)]
+
+mod error;
+pub mod landing;
+
+pub use error::{Error, Result};
