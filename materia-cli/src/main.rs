@@ -19,7 +19,12 @@ use serde::Serialize;
 #[command(version, about, max_term_width = 100)]
 struct Cli {
     /// The landing zone's root directory.
-    #[arg(long, global = true, env = "LANDING_DIR", default_value = "./data/landing")]
+    #[arg(
+        long,
+        global = true,
+        env = "LANDING_DIR",
+        default_value = "./data/landing"
+    )]
     landing_dir: PathBuf,
 
     #[command(subcommand)]
@@ -212,10 +217,7 @@ fn land(store: LandingStore, args: LandArgs) -> Result<ExitCode, BoxError> {
             release: r,
             path: store.path_of(&r.key),
         },
-        PutOutcome::Duplicate { existing, of } => Report::Duplicate {
-            existing,
-            of: *of,
-        },
+        PutOutcome::Duplicate { existing, of } => Report::Duplicate { existing, of: *of },
     };
     if args.json {
         print_json(&report)?;
@@ -253,7 +255,11 @@ fn print_verify(report: &VerifyReport) -> Result<(), BoxError> {
         writeln!(out, "unrecorded (gzip ok, no ledger record) {key}")?;
     }
     for stray in &report.strays {
-        writeln!(out, "stray (not a landing key, left alone) {}", stray.display())?;
+        writeln!(
+            out,
+            "stray (not a landing key, left alone) {}",
+            stray.display()
+        )?;
     }
     writeln!(
         out,

@@ -68,9 +68,16 @@ fn read_all(store: &LandingStore, key: &LandingKey) -> String {
 fn plain_input_is_gzipped_and_reads_back() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LandingStore::open(dir.path()).expect("open");
-    let r = landed(store.put(release(2026, 11, Some("5e2a9f")), CSV.as_bytes()).expect("put"));
+    let r = landed(
+        store
+            .put(release(2026, 11, Some("5e2a9f")), CSV.as_bytes())
+            .expect("put"),
+    );
     assert_eq!(r.key.to_string(), "psd/2026/11/5e2a9f.csv.gzip");
-    assert_eq!(files(dir.path()), [PathBuf::from("psd/2026/11/5e2a9f.csv.gzip")]);
+    assert_eq!(
+        files(dir.path()),
+        [PathBuf::from("psd/2026/11/5e2a9f.csv.gzip")]
+    );
     let raw = fs::read(store.path_of(&r.key)).expect("landed file");
     assert_eq!(&raw[..2], &[0x1f, 0x8b], "stored as gzip");
     assert_eq!(raw.len() as u64, r.file_bytes);
@@ -119,7 +126,11 @@ fn broken_or_empty_input_lands_nothing() {
             other => panic!("{what}: expected InvalidInput, got {other:?}"),
         }
     }
-    assert_eq!(files(dir.path()), Vec::<PathBuf>::new(), "no final and no temp file");
+    assert_eq!(
+        files(dir.path()),
+        Vec::<PathBuf>::new(),
+        "no final and no temp file"
+    );
     assert!(store.list().is_empty());
 }
 
@@ -131,7 +142,10 @@ struct FailingReader {
 impl Read for FailingReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.sent > 1 << 20 {
-            return Err(io::Error::new(io::ErrorKind::ConnectionReset, "peer went away"));
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "peer went away",
+            ));
         }
         let n = buf.len().min(4096);
         buf[..n].fill(b'x');
@@ -156,7 +170,11 @@ fn an_input_error_midway_lands_nothing() {
 fn same_etag_lands_once_in_any_month() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LandingStore::open(dir.path()).expect("open");
-    let first = landed(store.put(release(2026, 10, Some("e1")), CSV.as_bytes()).expect("put"));
+    let first = landed(
+        store
+            .put(release(2026, 10, Some("e1")), CSV.as_bytes())
+            .expect("put"),
+    );
     for (y, m) in [(2026, 10), (2026, 11), (2027, 1)] {
         let again = store
             .put(release(y, m, Some("e1")), &b"other,content\n"[..])
@@ -176,7 +194,11 @@ fn same_etag_lands_once_in_any_month() {
 fn same_content_under_a_new_etag_lands_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LandingStore::open(dir.path()).expect("open");
-    let first = landed(store.put(release(2026, 10, Some("e1")), CSV.as_bytes()).expect("put"));
+    let first = landed(
+        store
+            .put(release(2026, 10, Some("e1")), CSV.as_bytes())
+            .expect("put"),
+    );
     // A server that regenerates the file with a new ETag but the same bytes,
     // and the same content arriving gzipped.
     let again = store
@@ -200,8 +222,16 @@ fn reopen_rebuilds_the_index_from_disk_and_ledger() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (a, b) = {
         let store = LandingStore::open(dir.path()).expect("open");
-        let a = landed(store.put(release(2026, 9, Some("a")), CSV.as_bytes()).expect("put"));
-        let b = landed(store.put(release(2026, 10, None), &b"x\n"[..]).expect("put"));
+        let a = landed(
+            store
+                .put(release(2026, 9, Some("a")), CSV.as_bytes())
+                .expect("put"),
+        );
+        let b = landed(
+            store
+                .put(release(2026, 10, None), &b"x\n"[..])
+                .expect("put"),
+        );
         (a, b)
     };
     let store = LandingStore::open(dir.path()).expect("reopen");
@@ -215,7 +245,10 @@ fn reopen_rebuilds_the_index_from_disk_and_ledger() {
     // Content dedup survives the reopen.
     assert!(matches!(
         store.put(release(2026, 12, Some("z")), CSV.as_bytes()),
-        Ok(PutOutcome::Duplicate { of: DuplicateOf::Content, .. })
+        Ok(PutOutcome::Duplicate {
+            of: DuplicateOf::Content,
+            ..
+        })
     ));
 }
 
@@ -225,14 +258,23 @@ fn two_handles_on_one_root_see_each_others_landings() {
     let dir = tempfile::tempdir().expect("tempdir");
     let one = LandingStore::open(dir.path()).expect("open");
     let two = LandingStore::open(dir.path()).expect("open");
-    let a = landed(one.put(release(2026, 11, Some("a")), CSV.as_bytes()).expect("put"));
+    let a = landed(
+        one.put(release(2026, 11, Some("a")), CSV.as_bytes())
+            .expect("put"),
+    );
     assert!(matches!(
         two.put(release(2026, 11, Some("a")), CSV.as_bytes()),
-        Ok(PutOutcome::Duplicate { of: DuplicateOf::Etag, .. })
+        Ok(PutOutcome::Duplicate {
+            of: DuplicateOf::Etag,
+            ..
+        })
     ));
     assert!(matches!(
         two.put(release(2026, 11, Some("b")), CSV.as_bytes()),
-        Ok(PutOutcome::Duplicate { of: DuplicateOf::Content, .. })
+        Ok(PutOutcome::Duplicate {
+            of: DuplicateOf::Content,
+            ..
+        })
     ));
     assert_eq!(two.release(&a.key), Some(a));
 }
@@ -253,27 +295,41 @@ fn concurrent_puts_of_one_etag_land_exactly_once() {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("no panic")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("no panic"))
+            .collect()
     });
     let landed = outcomes
         .iter()
         .filter(|o| matches!(o, PutOutcome::Landed(_)))
         .count();
     assert_eq!(landed, 1, "{outcomes:?}");
-    assert_eq!(files(dir.path()).len(), 1, "the losers' temp files are gone");
+    assert_eq!(
+        files(dir.path()).len(),
+        1,
+        "the losers' temp files are gone"
+    );
 }
 
 #[test]
 fn verify_names_every_corrupt_or_missing_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LandingStore::open(dir.path()).expect("open");
-    let big: String = (0..2000).map(|i| format!("0711100,BR,{i},{i}.0000\n")).collect();
+    let big: String = (0..2000)
+        .map(|i| format!("0711100,BR,{i},{i}.0000\n"))
+        .collect();
     let keys: Vec<LandingKey> = ["flip", "cut", "gone", "fine"]
         .iter()
         .enumerate()
         .map(|(i, tag)| {
             let body = format!("{big}{i}\n");
-            landed(store.put(release(2026, 11, Some(tag)), body.as_bytes()).expect("put")).key
+            landed(
+                store
+                    .put(release(2026, 11, Some(tag)), body.as_bytes())
+                    .expect("put"),
+            )
+            .key
         })
         .collect();
     assert!(store.verify().expect("verify").is_ok());
@@ -307,7 +363,11 @@ fn verify_catches_a_valid_gzip_swapped_in() {
     // Same size, valid gzip, different content: only the recorded hash catches it.
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LandingStore::open(dir.path()).expect("open");
-    let r = landed(store.put(release(2026, 11, Some("t")), &b"a,b\n1,2\n"[..]).expect("put"));
+    let r = landed(
+        store
+            .put(release(2026, 11, Some("t")), &b"a,b\n1,2\n"[..])
+            .expect("put"),
+    );
     fs::write(store.path_of(&r.key), gzip(b"a,b\n1,3\n")).expect("swap");
     let report = store.verify().expect("verify");
     assert_eq!(report.bad.len(), 1, "{report:#?}");
@@ -340,7 +400,11 @@ fn files_and_dirs_are_private_to_the_group() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("landing");
     let store = LandingStore::open(&root).expect("open");
-    let r = landed(store.put(release(2026, 11, Some("t")), CSV.as_bytes()).expect("put"));
+    let r = landed(
+        store
+            .put(release(2026, 11, Some("t")), CSV.as_bytes())
+            .expect("put"),
+    );
     let mode = |p: &Path| fs::metadata(p).expect("exists").permissions().mode() & 0o777;
     // The process umask can only remove bits from these.
     assert_eq!(mode(&store.path_of(&r.key)) & !0o640, 0);
@@ -370,7 +434,10 @@ fn hostile_etags_land_inside_the_root() {
         let body = format!("{CSV}{i}\n");
         let r = landed(
             store
-                .put(release(2026, 11, None).with_etag(Some(etag)), body.as_bytes())
+                .put(
+                    release(2026, 11, None).with_etag(Some(etag)),
+                    body.as_bytes(),
+                )
                 .expect("put"),
         );
         let path = store.path_of(&r.key);

@@ -45,7 +45,11 @@ impl<W> Hashing<W> {
     }
 
     fn finish(self) -> (W, Sha256Digest, u64) {
-        (self.inner, Sha256Digest::from_hasher(self.hasher), self.bytes)
+        (
+            self.inner,
+            Sha256Digest::from_hasher(self.hasher),
+            self.bytes,
+        )
     }
 }
 
@@ -74,7 +78,10 @@ struct Tee<R, W> {
 
 impl<R: Read, W: Write> Read for Tee<R, W> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.input.read(buf).inspect_err(|_| self.input_err = true)?;
+        let n = self
+            .input
+            .read(buf)
+            .inspect_err(|_| self.input_err = true)?;
         if let Err(e) = self.copy.write_all(&buf[..n]) {
             let msg = e.to_string();
             self.output_err = Some(e);

@@ -213,7 +213,10 @@ impl FromStr for Sha256Digest {
         for (i, pair) in bytes.chunks(2).enumerate() {
             let hex = std::str::from_utf8(pair).ok();
             let byte = hex
-                .filter(|h| h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+                .filter(|h| {
+                    h.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                })
                 .and_then(|h| u8::from_str_radix(h, 16).ok());
             out[i] = byte.ok_or_else(|| invalid("sha256", s, "must be lowercase hex"))?;
         }
@@ -446,9 +449,10 @@ impl TryFrom<&Path> for LandingKey {
         let mut parts = Vec::with_capacity(4);
         for component in path.components() {
             match component {
-                Component::Normal(part) => parts.push(part.to_str().ok_or_else(|| {
-                    invalid("landing key", &shown, "path is not valid UTF-8")
-                })?),
+                Component::Normal(part) => parts
+                    .push(part.to_str().ok_or_else(|| {
+                        invalid("landing key", &shown, "path is not valid UTF-8")
+                    })?),
                 _ => {
                     return Err(invalid(
                         "landing key",

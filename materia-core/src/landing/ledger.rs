@@ -158,7 +158,9 @@ impl Ledger {
     pub(crate) fn append(&mut self, release: &Release) -> Result<()> {
         let mut line = Vec::with_capacity(512);
         line.push(b'\n');
-        serde_json::to_writer(&mut line, release).map_err(std::io::Error::other).at(&self.path)?;
+        serde_json::to_writer(&mut line, release)
+            .map_err(std::io::Error::other)
+            .at(&self.path)?;
         line.push(b'\n');
         self.file.write_all(&line).at(&self.path)?;
         self.file.sync_data().at(&self.path)

@@ -551,7 +551,11 @@ impl LandingStore {
 
     /// Every landed file, ordered by dataset, year, month, then etag.
     pub fn list(&self) -> Vec<Entry> {
-        unpoison(self.index.read()).entries.values().cloned().collect()
+        unpoison(self.index.read())
+            .entries
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// The ledger record of `key`, if it has one.
@@ -583,7 +587,10 @@ impl LandingStore {
     pub fn get(&self, key: &LandingKey) -> Result<impl Read + use<>> {
         let path = self.path_of(key);
         match File::open(&path) {
-            Ok(file) => Ok(MultiGzDecoder::new(BufReader::with_capacity(256 * 1024, file))),
+            Ok(file) => Ok(MultiGzDecoder::new(BufReader::with_capacity(
+                256 * 1024,
+                file,
+            ))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 Err(Error::NotFound { key: key.clone() })
             }
@@ -599,10 +606,7 @@ impl LandingStore {
             stats.files += 1;
             stats.bytes += e.file_bytes;
             stats.content_bytes += e.release.as_ref().map_or(0, |r| r.content_bytes);
-            let ds = stats
-                .datasets
-                .entry(e.key.dataset.to_string())
-                .or_default();
+            let ds = stats.datasets.entry(e.key.dataset.to_string()).or_default();
             ds.files += 1;
             ds.bytes += e.file_bytes;
         }
@@ -674,11 +678,20 @@ fn check_against_record(d: &Digests, record: Option<&Release>) -> Option<String>
     }
     let r = record?;
     if d.file_bytes != r.file_bytes {
-        Some(format!("size is {} bytes, {} were landed", d.file_bytes, r.file_bytes))
+        Some(format!(
+            "size is {} bytes, {} were landed",
+            d.file_bytes, r.file_bytes
+        ))
     } else if d.file_sha256 != r.file_sha256 {
-        Some(format!("file SHA-256 is {}, {} was landed", d.file_sha256, r.file_sha256))
+        Some(format!(
+            "file SHA-256 is {}, {} was landed",
+            d.file_sha256, r.file_sha256
+        ))
     } else if d.content_sha256 != r.content_sha256 || d.content_bytes != r.content_bytes {
-        Some(format!("content SHA-256 is {}, {} was landed", d.content_sha256, r.content_sha256))
+        Some(format!(
+            "content SHA-256 is {}, {} was landed",
+            d.content_sha256, r.content_sha256
+        ))
     } else {
         None
     }

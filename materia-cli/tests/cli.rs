@@ -1,0 +1,353 @@
+//! The `materia` binary, run as a user (or systemd) would run it.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+use materia_core::landing::{LandingKey, LandingStore, Sha256Digest};
+use serde_json::Value;
+
+fn materia(landing: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_materia"));
+    cmd.env("LANDING_DIR", landing).env_remove("MATERIA_LOG");
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("materia runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json(out: &Output) -> Value {
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).expect("valid JSON on stdout")
+}
+
+/// A PSD-like CSV of about `bytes` bytes; `seed` makes each one distinct.
+fn csv(bytes: usize, seed: u64) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let countries = [
+        "BR", "VM", "CO", "ID", "ET", "HO", "IN", "UG", "MX", "PE", "NA",
+    ];
+    let attributes = [
+        ("028", "Production"),
+        ("057", "Imports"),
+        ("088", "Exports"),
+        ("125", "Domestic Consumption"),
+        ("176", "Ending Stocks"),
+    ];
+    let mut out = format!(
+        "Commodity_Code,Commodity_Description,Country_Code,Country_Name,Market_Year,\
+         Calendar_Year,Month,Attribute_ID,Attribute_Description,Unit_ID,Unit_Description,Value\r\n\
+         # seed {seed}\r\n"
+    )
+    .into_bytes();
+    while out.len() < bytes {
+        let (id, name) = attributes[rng.usize(..attributes.len())];
+        let line = format!(
+            "0711100,\"Coffee, Green\",{},Country,{},{},{:02},{id},{name},02,(1000 60 KG BAGS),{}.0000\r\n",
+            countries[rng.usize(..countries.len())],
+            rng.u32(1960..2027),
+            rng.u32(1960..2027),
+            rng.u32(0..13),
+            rng.u32(0..70_000),
+        );
+        out.extend_from_slice(line.as_bytes());
+    }
+    out
+}
+
+#[test]
+fn land_ls_stats_verify_round_trip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let landing = dir.path().join("landing");
+    let input = dir.path().join("psd_coffee.csv");
+    fs::write(&input, csv(50_000, 1)).expect("write input");
+
+    let out = json(&run(materia(&landing)
+        .args(["land", "--dataset", "psd", "--etag"])
+        .arg("W/\"5e2a9f\"")
+        .args(["--year", "2026", "--month", "11", "--json"])
+        .arg(&input)));
+    assert_eq!(out["outcome"], "landed");
+    assert_eq!(out["key"], "psd/2026/11/5e2a9f.csv.gzip");
+    let path = PathBuf::from(out["path"].as_str().expect("path"));
+    assert!(path.starts_with(&landing) && path.exists());
+
+    // The same file again, from stdin, under another etag: a duplicate by content.
+    let mut child = materia(&landing)
+        .args(["land", "--dataset", "psd", "--etag", "other", "--json", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&fs::read(&input).expect("input"))
+        .expect("pipe");
+    let dup = json(&child.wait_with_output().expect("exits"));
+    assert_eq!(dup["outcome"], "duplicate");
+    assert_eq!(dup["of"], "content");
+    assert_eq!(dup["existing"], "psd/2026/11/5e2a9f.csv.gzip");
+
+    let ls = json(&run(materia(&landing).args(["ls", "--json"])));
+    assert_eq!(ls.as_array().map(Vec::len), Some(1));
+    assert_eq!(ls[0]["key"], "psd/2026/11/5e2a9f.csv.gzip");
+    let stats = json(&run(materia(&landing).args(["stats", "--json"])));
+    assert_eq!(stats["files"], 1);
+    assert_eq!(stats["datasets"]["psd"]["files"], 1);
+    assert_eq!(stats["bytes"], fs::metadata(&path).expect("landed").len());
+    let verify = run(materia(&landing).arg("verify"));
+    assert!(verify.status.success(), "{verify:?}");
+    assert!(stdout(&verify).contains("1 file(s) checked"), "{verify:?}");
+}
+
+#[test]
+fn land_defaults_to_the_current_utc_month_and_content_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let landing = dir.path().join("landing");
+    let mut child = materia(&landing)
+        .args(["land", "--dataset", "psd", "--json", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"a,b\n1,2\n")
+        .expect("pipe");
+    let out = json(&child.wait_with_output().expect("exits"));
+    let (year, month) = materia_core::landing::current_month();
+    let sha = Sha256Digest::of(b"a,b\n1,2\n");
+    assert_eq!(out["key"], format!("psd/{year}/{month}/{sha}.csv.gzip"));
+}
+
+#[test]
+fn verify_exits_1_and_names_the_corrupt_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let landing = dir.path().join("landing");
+    let input = dir.path().join("in.csv");
+    fs::write(&input, csv(200_000, 2)).expect("write");
+    let landed_a = json(&run(materia(&landing)
+        .args(["land", "--dataset", "psd", "--etag", "a", "--json"])
+        .arg(&input)));
+    fs::write(&input, csv(200_000, 3)).expect("write");
+    json(&run(materia(&landing)
+        .args(["land", "--dataset", "psd", "--etag", "b"])
+        .arg(&input)
+        .arg("--json")));
+
+    let path = PathBuf::from(landed_a["path"].as_str().expect("path"));
+    let mut bytes = fs::read(&path).expect("landed");
+    let i = bytes.len() / 3;
+    bytes[i] = bytes[i].wrapping_add(1);
+    fs::write(&path, bytes).expect("flip a byte");
+
+    let verify = run(materia(&landing).arg("verify"));
+    assert_eq!(verify.status.code(), Some(1), "{verify:?}");
+    let text = stdout(&verify);
+    assert!(text.contains(&format!("BAD {}", path.display())), "{text}");
+    assert!(
+        !text.contains("/b.csv.gzip"),
+        "only the bad file is named: {text}"
+    );
+    let out = run(materia(&landing).args(["verify", "--json"]));
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["bad"].as_array().map(Vec::len), Some(1), "{report}");
+    assert_eq!(report["bad"][0]["key"], landed_a["key"]);
+}
+
+#[test]
+fn bad_arguments_exit_2_naming_the_thing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let landing = dir.path().join("landing");
+    let cases: [(&[&str], &str); 4] = [
+        (&["land", "--dataset", "PSD", "-"], "dataset"),
+        (
+            &[
+                "land",
+                "--dataset",
+                "psd",
+                "--year",
+                "2026",
+                "--month",
+                "13",
+                "-",
+            ],
+            "month",
+        ),
+        (
+            &["land", "--dataset", "psd", "--etag", "\"\"", "-"],
+            "--etag",
+        ),
+        (
+            &["land", "--dataset", "psd", "/nonexistent/file.csv"],
+            "/nonexistent/file.csv",
+        ),
+    ];
+    for (args, named) in cases {
+        let out = run(materia(&landing).args(args).stdin(Stdio::null()));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(named), "{args:?}: {err}");
+    }
+    // Empty input is refused, and leaves nothing behind.
+    let out = run(materia(&landing)
+        .args(["land", "--dataset", "psd", "-"])
+        .stdin(Stdio::null()));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("empty"));
+    assert!(
+        LandingStore::open(&landing)
+            .expect("open")
+            .list()
+            .is_empty()
+    );
+}
+
+/// Paths of the store's temp files under `root`.
+fn temp_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).expect("readable") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".tmp."))
+            {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// SIGKILL `materia land` at random instants, many times. After each kill the
+/// next open must find no partial file under a final name, remove the temp file,
+/// and keep every file landed before; at the end `verify` passes.
+#[test]
+fn sigkill_during_land_never_leaves_a_partial_file() {
+    const KILLS: usize = 60;
+    let seed: u64 = std::env::var("MATERIA_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_2026);
+    println!("kill test seed {seed} (set MATERIA_KILL_SEED to replay)");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let landing = dir.path().join("landing");
+    let base = csv(6 << 20, seed);
+
+    let land = |i: usize| {
+        let mut child = materia(&landing)
+            .args([
+                "land",
+                "--dataset",
+                "psd",
+                "--level",
+                "9",
+                "--year",
+                "2026",
+                "--month",
+                "11",
+            ])
+            .arg("--etag")
+            .arg(format!("run-{i}"))
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let body = [format!("{i}\n").as_bytes(), &base].concat();
+        let expected = Sha256Digest::of(&body);
+        // Writes fail with EPIPE once the child is dead: that is expected.
+        let feeder = std::thread::spawn(move || {
+            let _ = stdin.write_all(&body);
+        });
+        (child, feeder, expected)
+    };
+
+    // Calibrate: how long one uninterrupted landing takes here.
+    let start = Instant::now();
+    let (mut child, feeder, _) = land(usize::MAX);
+    assert!(child.wait().expect("exits").success());
+    feeder.join().expect("feeder");
+    let full = start.elapsed();
+
+    let mut survivors: Vec<(LandingKey, Sha256Digest)> = Vec::new();
+    let (mut mid_write, mut completed) = (0, 0);
+    for i in 0..KILLS {
+        let (mut child, feeder, expected) = land(i);
+        let delay = full.mul_f64(rng.f64() * 1.2);
+        std::thread::sleep(delay);
+        if !temp_files(&landing).is_empty() {
+            mid_write += 1;
+        }
+        child.kill().expect("SIGKILL");
+        let status = child.wait().expect("reaped");
+        feeder.join().expect("feeder");
+        if status.success() {
+            completed += 1;
+        }
+
+        let store = LandingStore::open(&landing).expect("open after a kill");
+        assert_eq!(
+            temp_files(&landing),
+            Vec::<PathBuf>::new(),
+            "kill {i}: temp left"
+        );
+        let etag = format!("run-{i}").parse().expect("valid");
+        if let Some(key) = store.find(&"psd".parse().expect("valid"), &etag) {
+            // It landed: it must be whole, byte for byte what was sent.
+            let mut content = Vec::new();
+            store
+                .get(&key)
+                .expect("landed")
+                .read_to_end(&mut content)
+                .unwrap_or_else(|e| panic!("kill {i} after {delay:?}: {key} is partial: {e}"));
+            assert_eq!(
+                Sha256Digest::of(&content),
+                expected,
+                "kill {i}: {key} differs"
+            );
+            survivors.push((key, expected));
+        }
+        for (key, _) in &survivors {
+            assert!(store.path_of(key).exists(), "kill {i}: {key} was lost");
+        }
+    }
+    println!(
+        "{KILLS} kills: {mid_write} with a write in progress, {completed} after completion, \
+         {} landed; one landing takes {full:?}",
+        survivors.len()
+    );
+    assert!(
+        mid_write >= KILLS / 4,
+        "too few kills hit a write: {mid_write}"
+    );
+    let store = LandingStore::open(&landing).expect("open");
+    let report = store.verify().expect("verify");
+    assert!(report.is_ok(), "{report:#?}");
+    assert_eq!(report.checked as usize, survivors.len() + 1);
+    for (key, expected) in &survivors {
+        assert_eq!(
+            store.release(key).map(|r| r.content_sha256),
+            Some(*expected)
+        );
+    }
+}
