@@ -16,7 +16,7 @@ use serde::Serialize;
 
 /// Materia: land, verify and inspect market-data releases on one server.
 #[derive(Parser)]
-#[command(version, about, max_term_width = 100)]
+#[command(version, max_term_width = 100)]
 struct Cli {
     /// The landing zone's root directory.
     #[arg(

@@ -28,38 +28,12 @@ fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).expect("valid JSON on stdout")
 }
 
-/// A PSD-like CSV of about `bytes` bytes; `seed` makes each one distinct.
+/// A PSD-like CSV of at least `bytes` bytes; `seed` makes each one distinct.
 fn csv(bytes: usize, seed: u64) -> Vec<u8> {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let countries = [
-        "BR", "VM", "CO", "ID", "ET", "HO", "IN", "UG", "MX", "PE", "NA",
-    ];
-    let attributes = [
-        ("028", "Production"),
-        ("057", "Imports"),
-        ("088", "Exports"),
-        ("125", "Domestic Consumption"),
-        ("176", "Ending Stocks"),
-    ];
-    let mut out = format!(
-        "Commodity_Code,Commodity_Description,Country_Code,Country_Name,Market_Year,\
-         Calendar_Year,Month,Attribute_ID,Attribute_Description,Unit_ID,Unit_Description,Value\r\n\
-         # seed {seed}\r\n"
-    )
-    .into_bytes();
-    while out.len() < bytes {
-        let (id, name) = attributes[rng.usize(..attributes.len())];
-        let line = format!(
-            "0711100,\"Coffee, Green\",{},Country,{},{},{:02},{id},{name},02,(1000 60 KG BAGS),{}.0000\r\n",
-            countries[rng.usize(..countries.len())],
-            rng.u32(1960..2027),
-            rng.u32(1960..2027),
-            rng.u32(0..13),
-            rng.u32(0..70_000),
-        );
-        out.extend_from_slice(line.as_bytes());
-    }
-    out
+    materia_benches::psd_csv(&materia_benches::PsdSpec {
+        min_bytes: bytes,
+        seed,
+    })
 }
 
 #[test]

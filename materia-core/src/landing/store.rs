@@ -539,7 +539,9 @@ impl LandingStore {
     /// # Ok(()) }
     /// ```
     pub fn contains(&self, dataset: &Dataset, etag: &Etag) -> bool {
-        self.find(dataset, etag).is_some()
+        unpoison(self.index.read())
+            .find(dataset.as_str(), etag.as_str())
+            .is_some()
     }
 
     /// The key under which `dataset` holds `etag`, if it does.
@@ -706,18 +708,29 @@ fn file_size(path: &Path) -> Result<Option<u64>> {
     }
 }
 
-/// Lists the entries of a directory as (name, path, is_dir).
-fn read_dir(dir: &Path) -> Result<Vec<(String, PathBuf, bool)>> {
+/// One directory entry met by [`scan`].
+struct DirItem {
+    /// The name; empty when it is not UTF-8 (then it cannot be a landing key).
+    name: String,
+    path: PathBuf,
+    entry: fs::DirEntry,
+    is_dir: bool,
+}
+
+/// Lists the entries of a directory.
+fn read_dir(dir: &Path) -> Result<Vec<DirItem>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
         let path = entry.path();
         let is_dir = entry.file_type().at(&path)?.is_dir();
-        match entry.file_name().into_string() {
-            Ok(name) => out.push((name, path, is_dir)),
-            // Not UTF-8: cannot be a landing key.
-            Err(_) => out.push((String::new(), path, is_dir)),
-        }
+        let name = entry.file_name().into_string().unwrap_or_default();
+        out.push(DirItem {
+            name,
+            path,
+            entry,
+            is_dir,
+        });
     }
     Ok(out)
 }
@@ -726,35 +739,40 @@ fn read_dir(dir: &Path) -> Result<Vec<(String, PathBuf, bool)>> {
 /// files, strays and stale temp files (which it removes).
 fn scan(root: &Path) -> Result<Scan> {
     let mut scan = Scan::default();
-    for (name, path, is_dir) in read_dir(root)? {
-        if name == META_DIR {
+    for dataset in read_dir(root)? {
+        if dataset.name == META_DIR {
             continue;
         }
-        if !is_dir || name.parse::<Dataset>().is_err() {
-            scan.strays.push(path);
+        if !dataset.is_dir || dataset.name.parse::<Dataset>().is_err() {
+            scan.strays.push(dataset.path);
             continue;
         }
-        for (year, path, is_dir) in read_dir(&path)? {
-            if !is_dir {
-                scan.strays.push(path);
+        for year in read_dir(&dataset.path)? {
+            if !year.is_dir {
+                scan.strays.push(year.path);
                 continue;
             }
-            for (month, path, is_dir) in read_dir(&path)? {
-                if !is_dir {
-                    scan.strays.push(path);
+            for month in read_dir(&year.path)? {
+                if !month.is_dir {
+                    scan.strays.push(month.path);
                     continue;
                 }
-                for (file, path, is_dir) in read_dir(&path)? {
-                    if !is_dir && durable::is_temp_name(&file) {
-                        scan.temps_removed += u64::from(durable::remove_stale_temp(&path)?);
+                for file in read_dir(&month.path)? {
+                    if !file.is_dir && durable::is_temp_name(&file.name) {
+                        scan.temps_removed += u64::from(durable::remove_stale_temp(&file.path)?);
                         continue;
                     }
-                    match format!("{name}/{year}/{month}/{file}").parse::<LandingKey>() {
-                        Ok(key) if !is_dir => {
-                            let bytes = fs::metadata(&path).at(&path)?.len();
+                    let rel = format!(
+                        "{}/{}/{}/{}",
+                        dataset.name, year.name, month.name, file.name
+                    );
+                    match rel.parse::<LandingKey>() {
+                        Ok(key) if !file.is_dir => {
+                            // fstatat on the open directory: no path walk per file.
+                            let bytes = file.entry.metadata().at(&file.path)?.len();
                             scan.files.push((key, bytes));
                         }
-                        _ => scan.strays.push(path),
+                        _ => scan.strays.push(file.path),
                     }
                 }
             }
