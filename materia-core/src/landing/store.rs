@@ -341,6 +341,8 @@ impl LandingStore {
             lock: StoreLock::open(&meta)?,
             ledger: Ledger::open(&meta)?,
         };
+        // The ledger and lock may have just been created: make their names durable.
+        durable::sync_dir(&meta)?;
         let records = writer.read_new()?;
         let scan = scan(&root)?;
         if scan.temps_removed > 0 {
