@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use materia_core::extract::{Config, Extracted, Extractor, Status};
 use materia_core::landing::{
-    Dataset, Etag, LandingStore, NewRelease, PutOutcome, Stats, VerifyReport,
+    Dataset, Etag, LandingStore, Month, NewRelease, PutOutcome, Stats, VerifyReport, Year,
 };
 use serde::Serialize;
 
@@ -27,12 +28,21 @@ struct Cli {
     )]
     landing_dir: PathBuf,
 
+    /// A TOML file declaring datasets and fetch limits (see the README).
+    #[arg(long, global = true, env = "MATERIA_CONFIG")]
+    config: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Fetch a dataset's release over HTTP (or file://) and land it.
+    ///
+    /// Prints `landed`, `unchanged` (304) or `duplicate`; with --archive also
+    /// `not_published` (404). Example: materia extract --dataset psd
+    Extract(ExtractArgs),
     /// Land a CSV file (plain or gzipped) as a release.
     ///
     /// Example: materia land --dataset psd --etag '"5e2a9f"' psd_coffee.csv
@@ -64,6 +74,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args)]
+struct ExtractArgs {
+    /// The dataset to fetch (declared in the config; `psd` is built in).
+    #[arg(long, default_value = "psd")]
+    dataset: String,
+    /// Fetch from this URL instead of the dataset's (http://, https://, file://).
+    /// MATERIA_{DATASET}_URL (e.g. MATERIA_PSD_URL) does the same.
+    #[arg(long)]
+    url: Option<String>,
+    /// Backfill from the monthly archives: YYYY-MM or YYYY-MM..YYYY-MM, each month
+    /// into its own year/month.
+    #[arg(long, value_name = "YYYY-MM[..YYYY-MM]", conflicts_with = "url")]
+    archive: Option<String>,
+    /// Print one JSON object per fetch (one line each).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -133,6 +161,7 @@ fn is_broken_pipe(err: &BoxError) -> bool {
 fn run(cli: Cli) -> Result<ExitCode, BoxError> {
     let store = LandingStore::open(&cli.landing_dir)?;
     match cli.command {
+        Command::Extract(args) => extract(&store, cli.config.as_deref(), args),
         Command::Land(args) => land(store, args),
         Command::Ls { dataset, json } => {
             let entries: Vec<_> = store
@@ -177,6 +206,105 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn extract(
+    store: &LandingStore,
+    config: Option<&std::path::Path>,
+    args: ExtractArgs,
+) -> Result<ExitCode, BoxError> {
+    let config = match config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let mut spec = config.dataset(&args.dataset)?.clone();
+    let env_name = format!(
+        "MATERIA_{}_URL",
+        args.dataset.to_uppercase().replace('-', "_")
+    );
+    if let Some(url) = args.url.or_else(|| std::env::var(&env_name).ok()) {
+        spec.url = url;
+    }
+    let extractor =
+        Extractor::new(config.limits.clone())?.with_progress(io::stderr().is_terminal());
+    let Some(range) = args.archive else {
+        let done = extractor.fetch(store, &spec)?;
+        report_extracted(&done, args.json)?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut failed = 0;
+    for (year, month) in parse_month_range(&range)? {
+        match extractor.fetch_archive(store, &spec, year, month) {
+            Ok(done) => report_extracted(&done, args.json)?,
+            Err(e) => {
+                failed += 1;
+                eprintln!("materia: error: {year}-{month}: {e}");
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// `YYYY-MM` or `YYYY-MM..YYYY-MM`, as the months in order.
+fn parse_month_range(text: &str) -> Result<Vec<(Year, Month)>, BoxError> {
+    let one = |s: &str| -> Result<(Year, Month), BoxError> {
+        let (y, m) = s
+            .split_once('-')
+            .ok_or_else(|| format!("--archive: {s:?} is not YYYY-MM"))?;
+        let num = |v: &str| {
+            v.parse::<i64>()
+                .map_err(|_| format!("--archive: {s:?} is not YYYY-MM"))
+        };
+        Ok((Year::new(num(y)?)?, Month::new(num(m)?)?))
+    };
+    let (from, to) = match text.split_once("..") {
+        Some((a, b)) => (one(a)?, one(b)?),
+        None => (one(text)?, one(text)?),
+    };
+    if from > to {
+        return Err(format!("--archive: {text:?} runs backwards").into());
+    }
+    let mut months = Vec::new();
+    let (mut y, mut m) = (i64::from(from.0.get()), i64::from(from.1.get()));
+    while (y, m) <= (i64::from(to.0.get()), i64::from(to.1.get())) {
+        months.push((Year::new(y)?, Month::new(m)?));
+        (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    }
+    Ok(months)
+}
+
+fn report_extracted(done: &Extracted, json: bool) -> Result<(), BoxError> {
+    let mut out = io::stdout().lock();
+    if json {
+        let mut line = serde_json::to_vec(done)?;
+        line.push(b'\n');
+        out.write_all(&line)?;
+        return Ok(());
+    }
+    match &done.status {
+        Status::Landed {
+            key,
+            bytes_in,
+            content_bytes,
+            bytes_out,
+            sha256,
+        } => writeln!(
+            out,
+            "landed {key}: {bytes_in} bytes in, {content_bytes} bytes of CSV, \
+             {bytes_out} bytes stored, sha256 {sha256}"
+        )?,
+        Status::Unchanged => writeln!(out, "unchanged: {} (304 Not Modified)", done.url)?,
+        Status::Duplicate { existing, of } => writeln!(
+            out,
+            "duplicate: {existing} already holds this {of}; nothing landed"
+        )?,
+        Status::NotPublished => writeln!(out, "not published: {}", done.url)?,
+    }
+    Ok(())
 }
 
 fn land(store: LandingStore, args: LandArgs) -> Result<ExitCode, BoxError> {
@@ -227,13 +355,9 @@ fn land(store: LandingStore, args: LandArgs) -> Result<ExitCode, BoxError> {
                 "landed {} ({} bytes of content, {} bytes stored)",
                 r.key, r.content_bytes, r.file_bytes
             ),
-            PutOutcome::Duplicate { existing, of } => println!(
-                "duplicate: {existing} already holds this {}; nothing landed",
-                match of {
-                    materia_core::landing::DuplicateOf::Etag => "etag",
-                    materia_core::landing::DuplicateOf::Content => "content",
-                }
-            ),
+            PutOutcome::Duplicate { existing, of } => {
+                println!("duplicate: {existing} already holds this {of}; nothing landed")
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

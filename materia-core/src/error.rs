@@ -80,6 +80,25 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+
+    /// Fetching a release failed, or what was fetched is not acceptable (wrong
+    /// header, an HTML page, broken zip, over a limit). Nothing was landed.
+    #[error("extract {url}: {reason}")]
+    Extract {
+        /// The source, with any password removed.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// A configuration file or value is not valid.
+    #[error("config {origin}: {reason}")]
+    Config {
+        /// Where the configuration came from (a path, or `built-in`).
+        origin: String,
+        /// What is wrong, naming the key.
+        reason: String,
+    },
 }
 
 /// `Result` with [`Error`] as its default error.

@@ -54,6 +54,9 @@ pub struct Release {
     pub file_bytes: u64,
     /// When it landed.
     pub landed_at: jiff::Timestamp,
+    /// The source's `ETag` header, verbatim, when it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag_header: Option<String>,
     /// The source's `Last-Modified`, verbatim, when it sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_modified: Option<String>,

@@ -20,6 +20,9 @@ use crate::error::{Error, IoContext, Result};
 /// The hidden directory at the root of the store for its own files.
 const META_DIR: &str = ".materia";
 
+/// Where downloads that need random access (zip) wait to be unpacked.
+const SPOOL_DIR: &str = ".materia/spool";
+
 /// A release about to be landed: where it goes and what is known about it.
 ///
 /// ```
@@ -40,6 +43,8 @@ pub struct NewRelease {
     pub month: Month,
     /// Its etag; `None` lands it under its content address (SHA-256 of the content).
     pub etag: Option<Etag>,
+    /// The source's `ETag` header, verbatim (for the next conditional request).
+    pub etag_header: Option<String>,
     /// The source's `Last-Modified` header, kept verbatim as release metadata.
     pub last_modified: Option<String>,
     /// Where it came from, kept as release metadata.
@@ -54,6 +59,7 @@ impl NewRelease {
             year: Year::new(year)?,
             month: Month::new(month)?,
             etag: None,
+            etag_header: None,
             last_modified: None,
             source: None,
         })
@@ -67,6 +73,7 @@ impl NewRelease {
             year,
             month,
             etag: None,
+            etag_header: None,
             last_modified: None,
             source: None,
         }
@@ -75,6 +82,12 @@ impl NewRelease {
     /// Sets the etag (`None` keeps the content address).
     pub fn with_etag(mut self, etag: Option<Etag>) -> Self {
         self.etag = etag;
+        self
+    }
+
+    /// Records the source's `ETag` header verbatim (the etag token may be mapped).
+    pub fn with_etag_header(mut self, value: impl Into<String>) -> Self {
+        self.etag_header = Some(value.into());
         self
     }
 
@@ -99,6 +112,15 @@ pub enum DuplicateOf {
     Etag,
     /// The dataset already holds a file with the same content under another etag.
     Content,
+}
+
+impl std::fmt::Display for DuplicateOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DuplicateOf::Etag => "etag",
+            DuplicateOf::Content => "content",
+        })
+    }
 }
 
 /// What [`LandingStore::put`] did.
@@ -344,7 +366,13 @@ impl LandingStore {
         // The ledger and lock may have just been created: make their names durable.
         durable::sync_dir(&meta)?;
         let records = writer.read_new()?;
-        let scan = scan(&root)?;
+        let mut scan = scan(&root)?;
+        let spool = durable::create_dirs(&root, Path::new(SPOOL_DIR))?;
+        for item in read_dir(&spool)? {
+            if durable::is_temp_name(&item.name) {
+                scan.temps_removed += u64::from(durable::remove_stale_temp(&item.path)?);
+            }
+        }
         if scan.temps_removed > 0 {
             tracing::info!(
                 root = %root.display(),
@@ -381,6 +409,12 @@ impl LandingStore {
     pub fn with_compression(mut self, level: u32) -> Self {
         self.level = Compression::new(level.min(9));
         self
+    }
+
+    /// A locked temp file under `.materia/spool/`, on the store's filesystem,
+    /// removed when dropped (or by the next `open` after a crash).
+    pub(crate) fn spool(&self) -> Result<Staged> {
+        Staged::new(&self.root.join(SPOOL_DIR))
     }
 
     /// The store's root directory.
@@ -432,6 +466,7 @@ impl LandingStore {
             codec::write_gzip(input, &mut out, self.level, &temp_path)?
         };
         staged.sync()?;
+        let content_addressed = release.etag.is_none();
         let key = LandingKey {
             dataset: release.dataset,
             year: release.year,
@@ -447,10 +482,21 @@ impl LandingStore {
             file_sha256: digests.file_sha256,
             file_bytes: digests.file_bytes,
             landed_at: jiff::Timestamp::now(),
+            etag_header: release.etag_header,
             last_modified: release.last_modified,
             source: release.source,
         };
-        self.commit(staged, record, &digests)
+        match self.commit(staged, record, &digests)? {
+            // The content address is the content: a match on it is a match on content.
+            PutOutcome::Duplicate {
+                existing,
+                of: DuplicateOf::Etag,
+            } if content_addressed => Ok(PutOutcome::Duplicate {
+                existing,
+                of: DuplicateOf::Content,
+            }),
+            outcome => Ok(outcome),
+        }
     }
 
     /// Publishes a staged file under the store lock: re-checks for duplicates
@@ -583,6 +629,19 @@ impl LandingStore {
                 let landed = e.release.as_ref().map(|r| r.landed_at);
                 (e.key.year, e.key.month, landed)
             })
+            .cloned()
+    }
+
+    /// The newest release of `dataset` that came from `source` (by year, month,
+    /// then landing time): what a conditional request to `source` compares with.
+    pub fn latest_from(&self, dataset: &Dataset, source: &str) -> Option<Release> {
+        let index = unpoison(self.index.read());
+        index
+            .entries
+            .values()
+            .filter_map(|e| e.release.as_ref())
+            .filter(|r| &r.key.dataset == dataset && r.source.as_deref() == Some(source))
+            .max_by_key(|r| (r.key.year, r.key.month, r.landed_at))
             .cloned()
     }
 

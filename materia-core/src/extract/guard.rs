@@ -1,0 +1,250 @@
+//! Readers that stand between a download and the store and refuse what must not
+//! land: too many bytes, too much time, the wrong CSV header.
+//!
+//! Each refusal is an `io::Error` carrying a [`Refusal`], so it travels through
+//! decoders and the store unchanged and comes out as the reason of an
+//! [`Error::Extract`](crate::Error::Extract).
+
+use std::fmt;
+use std::io::{self, Read};
+use std::time::Instant;
+
+/// Why a guard stopped the input: the text of the error the user sees.
+#[derive(Debug)]
+pub(crate) struct Refusal(pub String);
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+pub(crate) fn refuse(msg: String) -> io::Error {
+    io::Error::other(Refusal(msg))
+}
+
+/// The refusal inside `e`, if a guard made it.
+pub(crate) fn refusal(e: &io::Error) -> Option<&Refusal> {
+    e.get_ref()?.downcast_ref::<Refusal>()
+}
+
+/// Counts bytes and stops past `max` bytes or after `deadline`.
+pub(crate) struct Limited<R> {
+    inner: R,
+    pub(crate) bytes: u64,
+    max: u64,
+    what: &'static str,
+    deadline: Option<Instant>,
+}
+
+impl<R> Limited<R> {
+    pub(crate) fn new(inner: R, max: u64, what: &'static str, deadline: Option<Instant>) -> Self {
+        Limited {
+            inner,
+            bytes: 0,
+            max,
+            what,
+            deadline,
+        }
+    }
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.deadline.is_some_and(|d| Instant::now() > d) {
+            return Err(refuse(format!(
+                "the download took longer than the total timeout ({} bytes in)",
+                self.bytes
+            )));
+        }
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        if self.bytes > self.max {
+            return Err(refuse(format!(
+                "the {} is larger than the limit of {} bytes",
+                self.what, self.max
+            )));
+        }
+        Ok(n)
+    }
+}
+
+/// Longest header line accepted.
+const MAX_HEADER: usize = 64 * 1024;
+
+/// Checks the first line against the expected columns before passing anything on.
+pub(crate) struct HeaderCheck<'a, R> {
+    inner: R,
+    expected: &'a [String],
+    /// The first line (and whatever was read with it), until served.
+    head: Vec<u8>,
+    served: usize,
+    checked: bool,
+}
+
+impl<'a, R: Read> HeaderCheck<'a, R> {
+    pub(crate) fn new(inner: R, expected: &'a [String]) -> Self {
+        HeaderCheck {
+            inner,
+            expected,
+            head: Vec::new(),
+            served: 0,
+            checked: expected.is_empty(),
+        }
+    }
+
+    fn check(&mut self) -> io::Result<()> {
+        let mut buf = [0u8; 8192];
+        while !self.head.contains(&b'\n') {
+            if self.head.len() > MAX_HEADER {
+                return Err(refuse(format!(
+                    "no CSV header line in the first {MAX_HEADER} bytes"
+                )));
+            }
+            let n = self.inner.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            self.head.extend_from_slice(&buf[..n]);
+        }
+        if self.head.is_empty() {
+            return Err(refuse("the input is empty: there is nothing to land".into()));
+        }
+        let end = self
+            .head
+            .iter()
+            .position(|&b| b == b'\n')
+            .unwrap_or(self.head.len());
+        let line = &self.head[..end];
+        let found = split_header(line);
+        if found != self.expected {
+            return Err(refuse(describe_mismatch(line, &found, self.expected)));
+        }
+        self.checked = true;
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for HeaderCheck<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.checked {
+            self.check()?;
+        }
+        if self.served < self.head.len() {
+            let n = buf.len().min(self.head.len() - self.served);
+            buf[..n].copy_from_slice(&self.head[self.served..self.served + n]);
+            self.served += n;
+            return Ok(n);
+        }
+        self.inner.read(buf)
+    }
+}
+
+/// The column names of a CSV header line: BOM, CR and surrounding quotes and
+/// spaces removed; commas inside quotes kept.
+pub(crate) fn split_header(line: &[u8]) -> Vec<String> {
+    let line = line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let text = String::from_utf8_lossy(line);
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(std::mem::take(&mut field).trim().to_owned()),
+            c => field.push(c),
+        }
+    }
+    fields.push(field.trim().to_owned());
+    fields
+}
+
+fn describe_mismatch(line: &[u8], found: &[String], expected: &[String]) -> String {
+    let shown: String = String::from_utf8_lossy(line).chars().take(120).collect();
+    let lower = shown.to_ascii_lowercase();
+    if lower.trim_start().starts_with('<') || lower.contains("<html") {
+        return format!("got an HTML page, not CSV (it starts {shown:?})");
+    }
+    let missing: Vec<&str> = expected
+        .iter()
+        .filter(|c| !found.contains(c))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        format!(
+            "the CSV header has the expected columns but not in the expected order \
+             (expected {}; got {shown:?})",
+            expected.join(",")
+        )
+    } else {
+        format!(
+            "the CSV header is not the expected one: missing {} (got {shown:?})",
+            missing.join(", ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cols(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn header_split_handles_bom_crlf_and_quotes() {
+        assert_eq!(
+            split_header(b"\xef\xbb\xbfA, \"B,C\" ,\"D\"\"E\"\r"),
+            cols(&["A", "B,C", "D\"E"])
+        );
+    }
+
+    #[test]
+    fn header_check_passes_everything_through_when_it_matches() {
+        let expected = cols(&["a", "b"]);
+        let input = b"a,b\r\n1,2\r\n3,4\r\n".repeat(1000);
+        let mut out = Vec::new();
+        HeaderCheck::new(&input[..], &expected)
+            .read_to_end(&mut out)
+            .expect("matches");
+        assert_eq!(out, input);
+    }
+
+    #[test]
+    fn header_check_names_what_is_wrong() {
+        let expected = cols(&["a", "b"]);
+        let cases: [(&[u8], &str); 5] = [
+            (b"<!DOCTYPE html><html>", "HTML"),
+            (b"a,c\n1,2\n", "missing b"),
+            (b"b,a\n", "order"),
+            (b"", "empty"),
+            (b"\n", "missing a, b"),
+        ];
+        for (input, says) in cases {
+            let err = HeaderCheck::new(input, &expected)
+                .read_to_end(&mut Vec::new())
+                .expect_err("mismatch");
+            let why = refusal(&err).expect("a refusal").to_string();
+            assert!(why.contains(says), "{why}");
+        }
+    }
+
+    #[test]
+    fn limited_stops_past_the_limit() {
+        let input = vec![b'x'; 1000];
+        let mut r = Limited::new(&input[..], 999, "body", None);
+        let err = r.read_to_end(&mut Vec::new()).expect_err("over");
+        assert!(refusal(&err).expect("refusal").0.contains("999"));
+        let mut r = Limited::new(&input[..], 1000, "body", None);
+        assert_eq!(r.read_to_end(&mut Vec::new()).expect("at the limit"), 1000);
+    }
+}

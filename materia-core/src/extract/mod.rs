@@ -1,0 +1,546 @@
+//! Extract: fetch a dataset release over HTTP (or from a `file://` URL) and land
+//! it in the [`LandingStore`].
+//!
+//! The common run finds nothing new, so that path is nearly free: the request is
+//! conditional (`If-None-Match` with the last release's ETag, `If-Modified-Since`
+//! with its `Last-Modified`) and a `304` lands nothing without a body. A server that
+//! honours neither still lands nothing new: a known ETag is refused before the body
+//! is read, and the same content under a new ETag is a duplicate by content.
+//!
+//! A `200` body streams — never whole in memory — through these steps:
+//! 1. [`Limited`](guard): at most `max_body_bytes`, within `total_timeout`;
+//! 2. unpacking by its first bytes: a zip (`PK\x03\x04`) is spooled to
+//!    `{LANDING_DIR}/.materia/spool/` and its one CSV member (or the configured
+//!    one) is read, CRC-checked; gzip is decompressed; anything else is taken as CSV;
+//! 3. at most `max_content_bytes` of CSV (zip bombs stop here);
+//! 4. the header line is checked against the dataset's columns before any byte
+//!    goes on — an HTML error page served with `200` fails here;
+//! 5. [`LandingStore::put`] compresses, hashes, fsyncs and publishes.
+//!
+//! A failure at any step lands nothing and names the URL and the reason.
+//!
+//! The HTTP client is `reqwest`'s blocking client (rustls): call [`Extractor`]
+//! from a plain thread, or from `spawn_blocking` in async code.
+
+mod config;
+mod guard;
+
+use std::io::{self, BufReader, Read};
+use std::time::{Duration, Instant};
+
+use flate2::read::MultiGzDecoder;
+use reqwest::StatusCode;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use serde::Serialize;
+
+pub use config::{Config, DatasetSpec, Limits, PSD_ARCHIVE_URL, PSD_COLUMNS, PSD_URL};
+use guard::{HeaderCheck, Limited, refusal};
+
+use crate::error::{Error, Result};
+use crate::landing::{
+    DuplicateOf, Etag, LandingKey, LandingStore, Month, NewRelease, PutOutcome, Release,
+    Sha256Digest, Year, current_month,
+};
+
+/// What an extraction did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Status {
+    /// A new release landed.
+    Landed {
+        /// Where.
+        key: LandingKey,
+        /// Bytes downloaded.
+        bytes_in: u64,
+        /// Bytes of CSV content.
+        content_bytes: u64,
+        /// Bytes stored (gzip).
+        bytes_out: u64,
+        /// SHA-256 of the CSV content.
+        sha256: Sha256Digest,
+    },
+    /// The server answered `304 Not Modified`: nothing downloaded, nothing landed.
+    Unchanged,
+    /// The release is already landed (same ETag, or same content).
+    Duplicate {
+        /// Where it already is.
+        existing: LandingKey,
+        /// Matched by etag or by content.
+        of: DuplicateOf,
+    },
+    /// The archive for that month does not exist (yet): the server said `404`.
+    NotPublished,
+}
+
+/// The result of one fetch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Extracted {
+    /// The dataset.
+    pub dataset: String,
+    /// The URL fetched, without any password.
+    pub url: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub status: Status,
+}
+
+/// Fetches releases and lands them. Holds one HTTP client (connection pool).
+///
+/// ```no_run
+/// # fn main() -> materia_core::Result<()> {
+/// use materia_core::extract::{Config, Extractor};
+/// use materia_core::landing::LandingStore;
+///
+/// let store = LandingStore::open("/data/materia/landing")?;
+/// let config = Config::default();
+/// let extractor = Extractor::new(config.limits.clone())?;
+/// let done = extractor.fetch(&store, config.dataset("psd")?)?;
+/// println!("{}: {:?}", done.url, done.status);
+/// # Ok(()) }
+/// ```
+pub struct Extractor {
+    client: reqwest::blocking::Client,
+    limits: Limits,
+    progress: bool,
+}
+
+/// Bodies smaller than this get no progress bar.
+const PROGRESS_MIN_BYTES: u64 = 4 << 20;
+
+impl Extractor {
+    /// An extractor that fetches within `limits`.
+    pub fn new(limits: Limits) -> Result<Extractor> {
+        let client = reqwest::blocking::Client::builder()
+            .user_agent(concat!(
+                "materia/",
+                env!("CARGO_PKG_VERSION"),
+                " (+https://github.com/materia/materia)"
+            ))
+            .connect_timeout(limits.connect_timeout)
+            .timeout(limits.read_timeout)
+            // Bodies are stored as sent: no transparent decompression.
+            .build()
+            .map_err(|e| Error::Config {
+                origin: "http client".into(),
+                reason: error_chain(&e),
+            })?;
+        Ok(Extractor {
+            client,
+            limits,
+            progress: false,
+        })
+    }
+
+    /// Shows a progress bar on stderr for large downloads when stderr is a terminal.
+    pub fn with_progress(mut self, show: bool) -> Self {
+        self.progress = show;
+        self
+    }
+
+    /// Fetches the dataset's current release into the current UTC month,
+    /// conditionally on the last release fetched from the same URL.
+    pub fn fetch(&self, store: &LandingStore, spec: &DatasetSpec) -> Result<Extracted> {
+        self.fetch_url(store, spec, &spec.url)
+    }
+
+    /// Like [`Extractor::fetch`], from another URL (`--url`).
+    pub fn fetch_url(
+        &self,
+        store: &LandingStore,
+        spec: &DatasetSpec,
+        url: &str,
+    ) -> Result<Extracted> {
+        let (year, month) = current_month();
+        self.fetch_into(store, spec, url, year, month, false)
+    }
+
+    /// Fetches the archived release of `year`/`month` into that year/month. A
+    /// `404` is [`Status::NotPublished`].
+    pub fn fetch_archive(
+        &self,
+        store: &LandingStore,
+        spec: &DatasetSpec,
+        year: Year,
+        month: Month,
+    ) -> Result<Extracted> {
+        let url = spec
+            .archive_url(year.get(), month.get())
+            .ok_or_else(|| Error::Config {
+                origin: format!("datasets.{}", spec.name),
+                reason: "no archive_url is declared for this dataset".into(),
+            })?;
+        self.fetch_into(store, spec, &url, year, month, true)
+    }
+
+    fn fetch_into(
+        &self,
+        store: &LandingStore,
+        spec: &DatasetSpec,
+        url: &str,
+        year: Year,
+        month: Month,
+        archive: bool,
+    ) -> Result<Extracted> {
+        let shown = redact(url);
+        let fail = |reason: String| Error::Extract {
+            url: shown.clone(),
+            reason,
+        };
+        let parsed = reqwest::Url::parse(url).map_err(|e| fail(format!("not a valid URL: {e}")))?;
+        let release = NewRelease::new(spec.name.clone(), year.get().into(), month.get().into())?
+            .with_source(shown.clone());
+        let deadline = Instant::now() + self.limits.total_timeout;
+        tracing::info!(dataset = %spec.name, url = %shown, "fetching");
+        let (release, body, length): (NewRelease, Box<dyn Read>, Option<u64>) = match parsed
+            .scheme()
+        {
+            "file" => {
+                let path = parsed
+                    .to_file_path()
+                    .map_err(|()| fail("not a local file path".into()))?;
+                let file = std::fs::File::open(&path)
+                    .map_err(|e| fail(format!("cannot open {}: {e}", path.display())))?;
+                let length = file.metadata().ok().map(|m| m.len());
+                (release, Box::new(file), length)
+            }
+            "http" | "https" => {
+                let previous = store.latest_from(&spec.name, &shown);
+                let response = self.send(parsed, previous.as_ref(), &fail)?;
+                match response.status() {
+                    StatusCode::NOT_MODIFIED => {
+                        tracing::info!(url = %shown, "unchanged (304)");
+                        return Ok(self.done(spec, shown, Status::Unchanged));
+                    }
+                    StatusCode::NOT_FOUND if archive => {
+                        return Ok(self.done(spec, shown, Status::NotPublished));
+                    }
+                    s if !s.is_success() => return Err(fail(format!("the server answered {s}"))),
+                    _ => {}
+                }
+                let headers = response.headers();
+                let text = |name| {
+                    headers
+                        .get(name)
+                        .and_then(|v: &HeaderValue| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                let mut release = release;
+                if let Some(raw) = headers.get(header::ETAG) {
+                    release = release.with_etag(Etag::from_header(raw.as_bytes()));
+                    if let Ok(raw) = raw.to_str() {
+                        release = release.with_etag_header(raw);
+                    }
+                }
+                if let Some(lm) = text(header::LAST_MODIFIED) {
+                    release = release.with_last_modified(lm);
+                }
+                if let Some(etag) = &release.etag
+                    && let Some(existing) = store.find(&spec.name, etag)
+                {
+                    tracing::info!(url = %shown, %existing, "duplicate etag; body not read");
+                    let status = Status::Duplicate {
+                        existing,
+                        of: DuplicateOf::Etag,
+                    };
+                    return Ok(self.done(spec, shown, status));
+                }
+                let length = response.content_length();
+                (release, Box::new(response), length)
+            }
+            other => return Err(fail(format!("unsupported URL scheme {other:?}"))),
+        };
+        let mut body = Limited::new(body, self.limits.max_body_bytes, "body", Some(deadline));
+        let bar = self.progress_bar(length);
+        let outcome = {
+            let reader = bar.wrap_read(&mut body);
+            self.land(store, spec, release, reader)
+        };
+        bar.finish_and_clear();
+        let bytes_in = body.bytes;
+        let outcome = outcome.map_err(|e| match e {
+            Error::Extract { reason, .. } => fail(reason),
+            Error::Input { source } => fail(match refusal(&source) {
+                Some(r) => r.to_string(),
+                None => format!(
+                    "reading the download failed after {bytes_in} bytes: {}",
+                    io_chain(&source)
+                ),
+            }),
+            Error::InvalidInput { reason } => fail(reason),
+            other => other,
+        })?;
+        let status = match outcome {
+            PutOutcome::Landed(r) => landed(r, bytes_in),
+            PutOutcome::Duplicate { existing, of } => Status::Duplicate { existing, of },
+        };
+        Ok(self.done(spec, shown, status))
+    }
+
+    fn done(&self, spec: &DatasetSpec, url: String, status: Status) -> Extracted {
+        match &status {
+            Status::Landed { key, bytes_in, .. } => {
+                tracing::info!(%url, %key, bytes_in, "landed");
+            }
+            Status::Duplicate { existing, of } => {
+                tracing::info!(%url, %existing, ?of, "duplicate: nothing landed");
+            }
+            Status::NotPublished => tracing::info!(%url, "not published (404)"),
+            Status::Unchanged => {}
+        }
+        Extracted {
+            dataset: spec.name.to_string(),
+            url,
+            status,
+        }
+    }
+
+    /// Sends a GET, conditional on `previous`, retrying what is worth retrying.
+    fn send(
+        &self,
+        url: reqwest::Url,
+        previous: Option<&Release>,
+        fail: &dyn Fn(String) -> Error,
+    ) -> Result<reqwest::blocking::Response> {
+        let mut headers = HeaderMap::new();
+        if let Some(prev) = previous {
+            let etag = prev.etag_header.as_deref().map(HeaderValue::from_str);
+            if let Some(Ok(v)) = etag {
+                headers.insert(header::IF_NONE_MATCH, v);
+            }
+            let since = prev.last_modified.as_deref().map(HeaderValue::from_str);
+            if let Some(Ok(v)) = since {
+                headers.insert(header::IF_MODIFIED_SINCE, v);
+            }
+        }
+        let mut delay = self.limits.backoff;
+        let mut attempt = 0;
+        loop {
+            let result = self.client.get(url.clone()).headers(headers.clone()).send();
+            let retry_in = match result {
+                Ok(r) if retryable(r.status()) => {
+                    let why = format!("the server answered {}", r.status());
+                    if attempt == self.limits.retries {
+                        return Err(fail(format!("{why} (after {attempt} retries)")));
+                    }
+                    let wait = retry_after(r.headers()).unwrap_or(delay);
+                    tracing::warn!("{why}; retrying in {wait:?}");
+                    wait
+                }
+                Ok(r) => return Ok(r),
+                Err(e) if (e.is_connect() || e.is_timeout()) && attempt < self.limits.retries => {
+                    tracing::warn!("{}; retrying in {delay:?}", error_chain(&e));
+                    delay
+                }
+                Err(e) => {
+                    let retried = match attempt {
+                        0 => String::new(),
+                        n => format!(" (after {n} retries)"),
+                    };
+                    return Err(fail(format!(
+                        "request failed: {}{retried}",
+                        error_chain(&e)
+                    )));
+                }
+            };
+            std::thread::sleep(retry_in);
+            delay = (delay * 2).min(Duration::from_secs(30));
+            attempt += 1;
+        }
+    }
+
+    /// Unpacks `body` by its first bytes and lands the CSV inside.
+    fn land(
+        &self,
+        store: &LandingStore,
+        spec: &DatasetSpec,
+        release: NewRelease,
+        body: impl Read,
+    ) -> Result<PutOutcome> {
+        let mut body = BufReader::with_capacity(256 * 1024, body);
+        let head = peek(&mut body, 4)?;
+        let max = self.limits.max_content_bytes;
+        if head.starts_with(b"PK\x03\x04") {
+            let mut spool = store.spool()?;
+            io::copy(&mut body, spool.file()).map_err(|source| Error::Input { source })?;
+            let mut archive = zip::ZipArchive::new(spool.file()).map_err(|e| Error::Extract {
+                url: String::new(),
+                reason: format!(
+                    "not a complete zip archive (truncated download or missing central directory): {e}"
+                ),
+            })?;
+            let index = pick_member(&mut archive, spec.zip_member.as_deref())?;
+            let member = archive.by_index(index).map_err(|e| Error::Extract {
+                url: String::new(),
+                reason: format!("cannot read zip member: {e}"),
+            })?;
+            let csv = Limited::new(member, max, "CSV content", None);
+            store.put(release, HeaderCheck::new(csv, &spec.header))
+        } else if head.starts_with(&[0x1f, 0x8b]) {
+            let csv = Limited::new(MultiGzDecoder::new(body), max, "CSV content", None);
+            store.put(release, HeaderCheck::new(csv, &spec.header))
+        } else {
+            let csv = Limited::new(body, max, "CSV content", None);
+            store.put(release, HeaderCheck::new(csv, &spec.header))
+        }
+    }
+
+    fn progress_bar(&self, length: Option<u64>) -> indicatif::ProgressBar {
+        match length {
+            Some(n) if self.progress && n >= PROGRESS_MIN_BYTES => {
+                let bar = indicatif::ProgressBar::new(n);
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                ) {
+                    bar.set_style(style);
+                }
+                bar
+            }
+            _ => indicatif::ProgressBar::hidden(),
+        }
+    }
+}
+
+/// Whether a response status is worth another try.
+fn retryable(status: StatusCode) -> bool {
+    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
+}
+
+fn landed(r: Release, bytes_in: u64) -> Status {
+    Status::Landed {
+        key: r.key,
+        bytes_in,
+        content_bytes: r.content_bytes,
+        bytes_out: r.file_bytes,
+        sha256: r.content_sha256,
+    }
+}
+
+/// Reads until `body`'s buffer holds `n` bytes (or the input ends) and returns
+/// a copy of them, consuming nothing.
+fn peek<R: Read>(body: &mut BufReader<R>, n: usize) -> Result<Vec<u8>> {
+    use std::io::BufRead;
+    let buf = body.fill_buf().map_err(|source| Error::Input { source })?;
+    Ok(buf[..buf.len().min(n)].to_vec())
+}
+
+/// The index of the member to land: the named one, or the single `*.csv` one.
+fn pick_member<R: Read + io::Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    wanted: Option<&str>,
+) -> Result<usize> {
+    let bad = |reason: String| Error::Extract {
+        url: String::new(),
+        reason,
+    };
+    let mut names = Vec::new();
+    for i in 0..archive.len() {
+        let member = archive
+            .by_index_raw(i)
+            .map_err(|e| bad(format!("cannot read the zip directory: {e}")))?;
+        let name = member.name().map(|n| n.into_owned()).unwrap_or_default();
+        if member.enclosed_name().is_none() {
+            return Err(bad(format!(
+                "the zip holds a member with an unsafe name {name:?}"
+            )));
+        }
+        if !member.is_dir() {
+            names.push((i, name));
+        }
+    }
+    let listing = || {
+        let all: Vec<&str> = names.iter().map(|(_, n)| n.as_str()).collect();
+        if all.is_empty() {
+            "it holds no files".to_owned()
+        } else {
+            format!("it holds {}", all.join(", "))
+        }
+    };
+    if let Some(wanted) = wanted {
+        return names
+            .iter()
+            .find(|(_, n)| n == wanted)
+            .map(|(i, _)| *i)
+            .ok_or_else(|| bad(format!("the zip has no member {wanted:?}; {}", listing())));
+    }
+    let csvs: Vec<&(usize, String)> = names
+        .iter()
+        .filter(|(_, n)| n.to_ascii_lowercase().ends_with(".csv"))
+        .collect();
+    match csvs[..] {
+        [(i, _)] => Ok(*i),
+        [] => Err(bad(format!("the zip holds no .csv member; {}", listing()))),
+        _ => Err(bad(format!(
+            "the zip holds several .csv members, name one with zip_member; {}",
+            listing()
+        ))),
+    }
+}
+
+/// A `Retry-After` in seconds, capped at a minute.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers
+        .get(header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs.min(60)))
+}
+
+/// An error and its causes on one line, without any URL reqwest adds.
+fn error_chain(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut out = if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "could not connect".to_owned()
+    } else {
+        "HTTP error".to_owned()
+    };
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// An I/O error and its causes on one line; a timeout says so first.
+fn io_chain(e: &io::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.get_ref().and_then(|inner| inner.source());
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    let timed_out = e.kind() == io::ErrorKind::TimedOut
+        || e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
+            .is_some_and(reqwest::Error::is_timeout);
+    if timed_out {
+        parts.insert(0, "timed out waiting for data".into());
+    }
+    parts.dedup();
+    parts.join(": ")
+}
+
+/// `url` without its password, for logs, errors and the ledger.
+///
+/// ```
+/// assert_eq!(
+///     materia_core::extract::redact("https://user:secret@example.org/x.zip"),
+///     "https://user:***@example.org/x.zip"
+/// );
+/// ```
+pub fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => url.chars().filter(|c| !c.is_control()).take(200).collect(),
+    }
+}
