@@ -325,3 +325,136 @@ fn sigkill_during_land_never_leaves_a_partial_file() {
         );
     }
 }
+
+#[path = "../../materia-core/tests/support/http.rs"]
+mod http;
+
+#[test]
+fn extract_reports_landed_unchanged_duplicate_and_fails_with_one_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let landing = dir.path().join("landing");
+    let body = csv(20_000, 7);
+    let server = http::Server::start(move |req, _| match req.path.as_str() {
+        "/psd.csv" if req.header("If-None-Match") == Some("\"r1\"") => http::Reply::status(304),
+        "/psd.csv" => http::Reply::ok(body.clone(), &[("ETag", "\"r1\"")]),
+        "/copy.csv" => http::Reply::ok(body.clone(), &[("ETag", "\"r2\"")]),
+        _ => http::Reply::ok("<html>oops</html>", &[]),
+    });
+    let extract = |url: &str| run(materia(&landing).args(["extract", "--json", "--url", url]));
+    let first = json(&extract(&server.url("/psd.csv")));
+    assert_eq!(first["status"], "landed");
+    let (year, month) = materia_core::landing::current_month();
+    assert_eq!(first["key"], format!("psd/{year}/{month}/r1.csv.gzip"));
+    assert_eq!(
+        json(&extract(&server.url("/psd.csv")))["status"],
+        "unchanged"
+    );
+    let dup = json(&extract(&server.url("/copy.csv")));
+    assert_eq!(
+        (&dup["status"], &dup["of"]),
+        (&"duplicate".into(), &"content".into())
+    );
+
+    // MATERIA_PSD_URL replaces the built-in URL.
+    let env = run(materia(&landing)
+        .args(["extract", "--json"])
+        .env("MATERIA_PSD_URL", server.url("/psd.csv")));
+    assert_eq!(json(&env)["status"], "unchanged");
+
+    let bad = extract(&server.url("/html"));
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    let last = err.lines().last().expect("an error line");
+    assert!(last.starts_with("materia: error: extract http://"), "{err}");
+    assert!(last.contains("HTML page"), "{err}");
+    assert_eq!(LandingStore::open(&landing).expect("open").list().len(), 1);
+}
+
+#[test]
+fn extract_archive_backfills_a_range_of_months() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let landing = dir.path().join("landing");
+    let server = http::Server::start(|req, _| match req.path.as_str() {
+        "/a/2024/11/p.csv" => http::Reply::ok(csv(5_000, 2411), &[]),
+        "/a/2025/01/p.csv" => http::Reply::ok(csv(5_000, 2501), &[]),
+        _ => http::Reply::status(404),
+    });
+    let config = dir.path().join("materia.toml");
+    fs::write(
+        &config,
+        format!(
+            "[datasets.psd]\nurl = \"{}\"\narchive_url = \"{}\"\nheader = []\n",
+            server.url("/current.csv"),
+            server.url("/a/{YYYY}/{MM}/p.csv"),
+        ),
+    )
+    .expect("config");
+    let out = run(materia(&landing).arg("--config").arg(&config).args([
+        "extract",
+        "--json",
+        "--archive",
+        "2024-11..2025-01",
+    ]));
+    assert!(out.status.success(), "{out:?}");
+    let statuses: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let words: Vec<&str> = statuses
+        .iter()
+        .map(|s| s["status"].as_str().expect("status"))
+        .collect();
+    assert_eq!(words, ["landed", "not_published", "landed"]);
+    assert!(
+        statuses[0]["key"]
+            .as_str()
+            .expect("key")
+            .starts_with("psd/2024/11/")
+    );
+    assert!(
+        statuses[2]["key"]
+            .as_str()
+            .expect("key")
+            .starts_with("psd/2025/01/")
+    );
+
+    // A config with an unknown key is refused, naming the key.
+    fs::write(&config, "[limits]\nretry = 3\n").expect("config");
+    let out = run(materia(&landing)
+        .arg("--config")
+        .arg(&config)
+        .arg("extract"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("retry"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn the_shipped_sample_extracts_offline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let landing = dir.path().join("landing");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../materia-core/tests/data/psd_coffee_sample.zip")
+        .canonicalize()
+        .expect("the sample is in the repo");
+    let url = format!("file://{}", sample.display());
+    let out = json(&run(
+        materia(&landing).args(["extract", "--json", "--url", &url])
+    ));
+    assert_eq!(out["status"], "landed", "{out}");
+    let store = LandingStore::open(&landing).expect("open");
+    let key: LandingKey = out["key"].as_str().expect("key").parse().expect("valid");
+    let mut csv = String::new();
+    store
+        .get(&key)
+        .expect("landed")
+        .read_to_string(&mut csv)
+        .expect("gzip");
+    assert!(
+        csv.starts_with("\u{feff}Commodity_Code,"),
+        "BOM and header kept as published"
+    );
+    assert_eq!(csv.matches("\r\n").count(), 3191, "header + 3190 rows");
+}

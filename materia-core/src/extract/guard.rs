@@ -110,7 +110,9 @@ impl<'a, R: Read> HeaderCheck<'a, R> {
             self.head.extend_from_slice(&buf[..n]);
         }
         if self.head.is_empty() {
-            return Err(refuse("the input is empty: there is nothing to land".into()));
+            return Err(refuse(
+                "the input is empty: there is nothing to land".into(),
+            ));
         }
         let end = self
             .head

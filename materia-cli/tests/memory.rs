@@ -1,0 +1,50 @@
+//! Peak memory of `materia extract` landing a 1 GiB CSV streamed over HTTP.
+//!
+//! Its own test binary, so the peak RSS of this process's waited-for children is
+//! the extractor's alone.
+
+#[path = "../../materia-core/tests/support/http.rs"]
+mod http;
+
+use std::process::Command;
+use std::sync::Arc;
+
+use http::{Reply, Server};
+use nix::sys::resource::{UsageWho, getrusage};
+
+#[test]
+fn extract_of_1_gib_stays_under_64_mib_rss() {
+    const GIB: u64 = 1 << 30;
+    let chunk = Arc::new(materia_benches::psd_csv(&materia_benches::PsdSpec {
+        min_bytes: 4 << 20,
+        seed: 42,
+    }));
+    let server = Server::start(move |_, _| Reply::Stream {
+        chunk: chunk.clone(),
+        len: GIB,
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_materia"))
+        .env("LANDING_DIR", dir.path())
+        .args(["extract", "--dataset", "psd", "--json", "--url"])
+        .arg(server.url("/psd_big.csv"))
+        .output()
+        .expect("materia runs");
+    assert!(out.status.success(), "{out:?}");
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(done["status"], "landed", "{done}");
+    assert_eq!(done["bytes_in"], GIB);
+    assert_eq!(done["content_bytes"], GIB);
+
+    let peak_kib = getrusage(UsageWho::RUSAGE_CHILDREN)
+        .expect("getrusage")
+        .max_rss();
+    println!(
+        "materia extract, 1 GiB CSV over HTTP: peak RSS {} KiB",
+        peak_kib
+    );
+    assert!(
+        peak_kib < 64 * 1024,
+        "peak RSS {peak_kib} KiB is over 64 MiB"
+    );
+}
