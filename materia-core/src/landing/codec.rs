@@ -5,6 +5,7 @@
 //! (gzip input). Both the uncompressed content and the stored bytes are hashed in
 //! the same pass, so landing reads its input exactly once.
 
+use std::collections::BTreeMap;
 use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
 
@@ -113,6 +114,7 @@ pub(crate) fn write_gzip(
     input: &mut dyn Read,
     out: &mut dyn Write,
     level: Compression,
+    threads: usize,
     path: &Path,
 ) -> Result<Digests> {
     let (head, got, rest) = sniff(input)?;
@@ -120,7 +122,7 @@ pub(crate) fn write_gzip(
     let digests = if got == 2 && head == GZIP_MAGIC {
         copy_gzip(&mut input, out, path)?
     } else {
-        compress(&mut input, out, level, path)?
+        compress(&mut input, out, level, threads, path)?
     };
     if digests.content_bytes == 0 {
         return Err(Error::InvalidInput {
@@ -130,36 +132,100 @@ pub(crate) fn write_gzip(
     Ok(digests)
 }
 
+/// Plain input is cut into chunks of this size; each becomes one gzip member.
+/// Members are compressed in parallel and written in order: valid gzip (RFC 1952
+/// allows any number of members), the same bytes whatever the thread count, and
+/// at most `2 × threads` chunks in memory.
+pub(crate) const CHUNK: usize = 2 << 20;
+
 fn compress(
     input: &mut dyn Read,
     out: &mut dyn Write,
     level: Compression,
+    threads: usize,
     path: &Path,
 ) -> Result<Digests> {
-    let mut encoder = GzEncoder::new(Hashing::new(out), level);
+    let mut out = Hashing::new(out);
     let mut content = Sha256::new();
     let mut content_bytes = 0u64;
-    let mut buf = vec![0u8; BUF_SIZE];
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(source) => return Err(Error::Input { source }),
+    let max_in_flight = 2 * threads.max(1);
+    let (job_tx, job_rx) = std::sync::mpsc::channel::<(u64, Vec<u8>)>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<(u64, io::Result<Vec<u8>>)>();
+    let job_rx = std::sync::Mutex::new(job_rx);
+    std::thread::scope(|scope| -> Result<()> {
+        for _ in 0..threads.max(1) {
+            let (job_rx, done_tx) = (&job_rx, done_tx.clone());
+            scope.spawn(move || {
+                loop {
+                    let job = job_rx.lock().map(|rx| rx.recv());
+                    let Ok(Ok((seq, chunk))) = job else { break };
+                    let mut enc = GzEncoder::new(Vec::with_capacity(chunk.len() / 4), level);
+                    let member = enc.write_all(&chunk).and_then(|()| enc.finish());
+                    if done_tx.send((seq, member)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        // Sent and written sequence numbers; finished members waiting for their turn.
+        let (mut sent, mut written) = (0u64, 0u64);
+        let mut ready = BTreeMap::new();
+        let mut write_ready = |ready: &mut BTreeMap<u64, Vec<u8>>, written: &mut u64| {
+            while let Some(member) = ready.remove(written) {
+                out.write_all(&member).at(path)?;
+                *written += 1;
+            }
+            Ok::<(), Error>(())
         };
-        content.update(&buf[..n]);
-        content_bytes += n as u64;
-        encoder.write_all(&buf[..n]).at(path)?;
+        let mut at_end = false;
+        while !at_end || written < sent {
+            if !at_end && sent - written < max_in_flight as u64 {
+                let chunk = read_chunk(input)?;
+                at_end = chunk.len() < CHUNK;
+                if !chunk.is_empty() {
+                    content.update(&chunk);
+                    content_bytes += chunk.len() as u64;
+                    job_tx.send((sent, chunk)).map_err(|_| worker_gone(path))?;
+                    sent += 1;
+                }
+                continue;
+            }
+            let (seq, member) = done_rx.recv().map_err(|_| worker_gone(path))?;
+            ready.insert(seq, member.at(path)?);
+            write_ready(&mut ready, &mut written)?;
+        }
+        drop(job_tx);
+        Ok(())
+    })?;
+    if content_bytes == 0 {
+        // Still a valid (empty) gzip file; the caller rejects empty input.
+        GzEncoder::new(&mut out, level).finish().at(path)?;
     }
-    let mut file = encoder.finish().at(path)?;
-    file.flush().at(path)?;
-    let (_, file_sha256, file_bytes) = file.finish();
+    out.flush().at(path)?;
+    let (_, file_sha256, file_bytes) = out.finish();
     Ok(Digests {
         content_sha256: Sha256Digest::from_hasher(content),
         content_bytes,
         file_sha256,
         file_bytes,
     })
+}
+
+fn worker_gone(path: &Path) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        source: io::Error::other("a compression thread stopped"),
+    }
+}
+
+/// Reads up to [`CHUNK`] bytes; fewer only at the end of the input.
+fn read_chunk(input: &mut dyn Read) -> Result<Vec<u8>> {
+    let mut chunk = Vec::with_capacity(CHUNK);
+    match input.take(CHUNK as u64).read_to_end(&mut chunk) {
+        Ok(_) => Ok(chunk),
+        Err(source) => Err(Error::Input { source }),
+    }
 }
 
 fn copy_gzip(input: &mut dyn Read, out: &mut dyn Write, path: &Path) -> Result<Digests> {

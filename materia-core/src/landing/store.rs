@@ -334,6 +334,7 @@ struct Scan {
 pub struct LandingStore {
     root: PathBuf,
     level: Compression,
+    threads: usize,
     writer: Mutex<Writer>,
     index: RwLock<Index>,
 }
@@ -394,6 +395,7 @@ impl LandingStore {
         Ok(LandingStore {
             root,
             level: Compression::default(),
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
             writer: Mutex::new(writer),
             index: RwLock::new(index),
         })
@@ -417,6 +419,19 @@ impl LandingStore {
         Staged::new(&self.root.join(SPOOL_DIR))
     }
 
+    /// Sets how many threads compress plain input (default: one per core).
+    /// The output is the same bytes whatever the count.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = materia_core::landing::LandingStore::open(dir.path())?.with_threads(1);
+    /// # Ok::<(), materia_core::Error>(())
+    /// ```
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
     /// The store's root directory.
     pub fn root(&self) -> &Path {
         &self.root
@@ -429,10 +444,12 @@ impl LandingStore {
 
     /// Lands `input` as a release and reports what happened.
     ///
-    /// Plain input is gzip-compressed; input that starts with the gzip magic is
-    /// validated end to end (CRC and length of every member) and stored byte for
-    /// byte. The input is read once, in a fixed-size buffer. When `release.etag`
-    /// is `None` the file is addressed by the SHA-256 of its content.
+    /// Plain input is gzip-compressed: cut into 2 MiB chunks compressed in
+    /// parallel (one gzip member each, written in order — the same bytes for any
+    /// thread count); input that starts with the gzip magic is validated end to
+    /// end (CRC and length of every member) and stored byte for byte. The input is
+    /// read once, with bounded memory. When `release.etag` is `None` the file is
+    /// addressed by the SHA-256 of its content.
     ///
     /// Returns [`PutOutcome::Duplicate`] — writing nothing — when the dataset
     /// already holds the etag (checked before reading any input) or the same
@@ -463,7 +480,7 @@ impl LandingStore {
         let temp_path = staged.path().to_path_buf();
         let digests = {
             let mut out = io::BufWriter::with_capacity(256 * 1024, staged.file());
-            codec::write_gzip(input, &mut out, self.level, &temp_path)?
+            codec::write_gzip(input, &mut out, self.level, self.threads, &temp_path)?
         };
         staged.sync()?;
         let content_addressed = release.etag.is_none();
