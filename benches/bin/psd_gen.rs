@@ -25,7 +25,11 @@ fn main() -> std::process::ExitCode {
     let mut written = 0u64;
     let mut first = true;
     while written < bytes {
-        let part = if first { &piece[..] } else { &piece[body_start..] };
+        let part = if first {
+            &piece[..]
+        } else {
+            &piece[body_start..]
+        };
         first = false;
         if out.write_all(part).is_err() {
             return std::process::ExitCode::from(1);

@@ -294,7 +294,7 @@ fn faults_land_nothing_and_say_what_went_wrong() {
     let f = fixture();
     let big = csv(20_000, 5);
     let server = Server::start(move |req, _| match req.path.as_str() {
-        "/down" => Reply::status(503),
+        "/down" => Reply::status(500),
         "/truncated" => Reply::Truncated {
             sent: big.len() / 2,
             body: big.clone(),
@@ -315,7 +315,7 @@ fn faults_land_nothing_and_say_what_went_wrong() {
         "/empty" => Reply::ok(Vec::new(), &[]),
         _ => Reply::status(404),
     });
-    expect_extract_error(&f, &server.url("/down"), "503");
+    expect_extract_error(&f, &server.url("/down"), "500 Internal Server Error");
     expect_extract_error(&f, &server.url("/truncated"), "reading the download failed");
     expect_extract_error(&f, &server.url("/truncated.zip"), "not a complete zip");
     expect_extract_error(&f, &server.url("/html"), "HTML page");
@@ -323,7 +323,7 @@ fn faults_land_nothing_and_say_what_went_wrong() {
     expect_extract_error(&f, &server.url("/stall"), "timed out");
     expect_extract_error(&f, &server.url("/empty"), "empty");
     expect_extract_error(&f, &server.url("/missing"), "404");
-    // The permanent 503 was tried 1 + retries times.
+    // The permanent 500 was tried 1 + retries times.
     let tries = server
         .requests()
         .iter()
