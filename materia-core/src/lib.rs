@@ -8,7 +8,7 @@
 //! - [`landing`]: the landing zone — validated keys and the crash-safe,
 //!   deduplicating [`LandingStore`](landing::LandingStore). Everything else builds
 //!   on it.
-//! - [`extract`]: fetch releases over HTTP (conditional, bounded, retried) or
+//! - `extract` (feature `http`, on by default): fetch releases over HTTP (conditional, bounded, retried) or
 //!   from `file://`, unpack zip/gzip, check the CSV header, land.
 //! - [`Error`]: the one error type, with variants a caller can match.
 //!
@@ -34,6 +34,7 @@
 #![deny(missing_docs)]
 
 mod error;
+#[cfg(feature = "http")]
 pub mod extract;
 pub mod landing;
 

@@ -1,4 +1,5 @@
 //! Extraction against a real HTTP server on loopback, including a misbehaving one.
+#![cfg(feature = "http")]
 
 mod support {
     pub mod http;

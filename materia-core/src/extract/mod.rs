@@ -8,7 +8,7 @@
 //! is read, and the same content under a new ETag is a duplicate by content.
 //!
 //! A `200` body streams — never whole in memory — through these steps:
-//! 1. [`Limited`](guard): at most `max_body_bytes`, within `total_timeout`;
+//! 1. at most `max_body_bytes`, within `total_timeout`;
 //! 2. unpacking by its first bytes: a zip (`PK\x03\x04`) is spooled to
 //!    `{LANDING_DIR}/.materia/spool/` and its one CSV member (or the configured
 //!    one) is read, CRC-checked; gzip is decompressed; anything else is taken as CSV;

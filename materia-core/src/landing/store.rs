@@ -415,6 +415,7 @@ impl LandingStore {
 
     /// A locked temp file under `.materia/spool/`, on the store's filesystem,
     /// removed when dropped (or by the next `open` after a crash).
+    #[cfg(feature = "http")]
     pub(crate) fn spool(&self) -> Result<Staged> {
         Staged::new(&self.root.join(SPOOL_DIR))
     }
