@@ -78,25 +78,39 @@ impl SplitMix {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
-/// A PSD-shaped CSV of at least `spec.min_bytes` bytes: rows cycle through
-/// countries, market years and attributes like the real file, with seeded values.
+const COMMODITIES: &[(&str, &str)] = &[
+    ("0711100", "\"Coffee, Green\""),
+    ("0440000", "Corn"),
+    ("0410000", "Wheat"),
+    ("2222000", "Oilseed, Soybean"),
+    ("0422110", "\"Rice, Milled\""),
+    ("0612000", "Sugar, Centrifugal"),
+];
+
+/// A PSD-shaped CSV of at least `spec.min_bytes` bytes. Rows walk commodities ×
+/// market years × countries × attributes like the real file, so (commodity,
+/// country, market year, attribute) is unique for up to 66k rows. Values depend
+/// on the row; market years from 2023 on also depend on the seed, so releases
+/// with different seeds look like USDA revising its recent estimates.
 pub fn psd_csv(spec: &PsdSpec) -> Vec<u8> {
-    let mut rng = SplitMix(spec.seed);
     let mut out = Vec::with_capacity(spec.min_bytes + 256);
     out.extend_from_slice(PSD_HEADER.as_bytes());
     out.extend_from_slice(b"\r\n");
+    let (na, nc, ny) = (ATTRIBUTES.len() as u64, COUNTRIES.len() as u64, 67u64);
     let mut row = 0u64;
     while out.len() < spec.min_bytes {
-        let (code, country) = COUNTRIES[(row / 11 % COUNTRIES.len() as u64) as usize];
-        let (attr, attr_name) = ATTRIBUTES[(row % ATTRIBUTES.len() as u64) as usize];
-        let year = 1960 + (row / (11 * COUNTRIES.len() as u64)) % 67;
-        let value = rng.below(80_000);
-        let month = if year < 2000 { 0 } else { 1 + rng.below(12) };
+        let (attr, attr_name) = ATTRIBUTES[(row % na) as usize];
+        let (code, country) = COUNTRIES[(row / na % nc) as usize];
+        let year = 1960 + row / (na * nc) % ny;
+        let (commodity, commodity_name) =
+            COMMODITIES[(row / (na * nc * ny) % COMMODITIES.len() as u64) as usize];
+        let mut value = SplitMix(row).next() % 80_000;
+        if year >= 2023 {
+            value += SplitMix(row ^ spec.seed.rotate_left(17)).next() % 500;
+        }
+        let month = if year < 2000 { 0 } else { 1 + row % 12 };
         let attr_name = if attr_name.contains(',') {
             format!("\"{attr_name}\"")
         } else {
@@ -104,7 +118,7 @@ pub fn psd_csv(spec: &PsdSpec) -> Vec<u8> {
         };
         let _ = write!(
             out,
-            "0711100,\"Coffee, Green\",{code},{country},{year},{year},{month:02},{attr},\
+            "{commodity},{commodity_name},{code},{country},{year},{year},{month:02},{attr},\
              {attr_name},02,(1000 60 KG BAGS),{value}.0000\r\n"
         );
         row += 1;

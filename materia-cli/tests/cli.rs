@@ -114,7 +114,7 @@ fn verify_exits_1_and_names_the_corrupt_file() {
     let landed_a = json(&run(materia(&landing)
         .args(["land", "--dataset", "psd", "--etag", "a", "--json"])
         .arg(&input)));
-    fs::write(&input, csv(200_000, 3)).expect("write");
+    fs::write(&input, csv(300_000, 3)).expect("write");
     json(&run(materia(&landing)
         .args(["land", "--dataset", "psd", "--etag", "b"])
         .arg(&input)
@@ -376,7 +376,7 @@ fn extract_archive_backfills_a_range_of_months() {
     let landing = dir.path().join("landing");
     let server = http::Server::start(|req, _| match req.path.as_str() {
         "/a/2024/11/p.csv" => http::Reply::ok(csv(5_000, 2411), &[]),
-        "/a/2025/01/p.csv" => http::Reply::ok(csv(5_000, 2501), &[]),
+        "/a/2025/01/p.csv" => http::Reply::ok(csv(6_000, 2501), &[]),
         _ => http::Reply::status(404),
     });
     let config = dir.path().join("materia.toml");
