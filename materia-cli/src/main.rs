@@ -9,10 +9,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+mod query;
+
 use materia_core::extract::{Config, Extracted, Extractor, Status};
 use materia_core::landing::{
     Dataset, Etag, LandingStore, Month, NewRelease, PutOutcome, Stats, VerifyReport, Year,
 };
+use materia_core::transform::{TransformOptions, TransformReport, transform};
 use serde::Serialize;
 
 /// Materia: land, verify and inspect market-data releases on one server.
@@ -27,6 +30,15 @@ struct Cli {
         default_value = "./data/landing"
     )]
     landing_dir: PathBuf,
+
+    /// The published DuckDB lakehouse.
+    #[arg(
+        long,
+        global = true,
+        env = "DUCKDB_PATH",
+        default_value = "./data/lakehouse.duckdb"
+    )]
+    duckdb_path: PathBuf,
 
     /// A TOML file declaring datasets and fetch limits (see the README).
     #[arg(long, global = true, env = "MATERIA_CONFIG")]
@@ -43,6 +55,38 @@ enum Command {
     /// Prints `landed`, `unchanged` (304) or `duplicate`; with --archive also
     /// `not_published` (404). Example: materia extract --dataset psd
     Extract(ExtractArgs),
+    /// Load new landing files into the lakehouse and publish it atomically.
+    ///
+    /// Example: materia transform --json
+    Transform {
+        /// Print one JSON object (releases_loaded, rows_loaded, ...).
+        #[arg(long)]
+        json: bool,
+        /// DuckDB memory_limit for the build.
+        #[arg(long, env = "MATERIA_DUCKDB_MEMORY", default_value = "2GB")]
+        memory_limit: String,
+    },
+    /// Run SQL read-only against the published lakehouse.
+    ///
+    /// Example: materia query "SELECT * FROM serving.coffee_balance WHERE country_code = 'WORLD'"
+    Query {
+        /// The SQL.
+        sql: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// The daily job: extract, then transform (skipped when extract fails).
+    ///
+    /// Example: materia run --url file:///srv/psd_coffee_csv.zip
+    Run {
+        /// Fetch from this URL instead of the dataset's.
+        #[arg(long)]
+        url: Option<String>,
+        /// Print JSON lines: the extract result, then the transform report.
+        #[arg(long)]
+        json: bool,
+    },
     /// Land a CSV file (plain or gzipped) as a release.
     ///
     /// Example: materia land --dataset psd --etag '"5e2a9f"' psd_coffee.csv
@@ -74,6 +118,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// How `materia query` prints rows.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    /// Aligned columns.
+    Table,
+    /// RFC 4180 CSV with a header line.
+    Csv,
+    /// One JSON array of objects.
+    Json,
 }
 
 #[derive(Args)]
@@ -159,8 +214,31 @@ fn is_broken_pipe(err: &BoxError) -> bool {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, BoxError> {
+    if let Command::Query { sql, format } = &cli.command {
+        return query::run(&cli.duckdb_path, sql, *format);
+    }
     let store = LandingStore::open(&cli.landing_dir)?;
     match cli.command {
+        Command::Query { .. } => unreachable!("handled above"),
+        Command::Transform { json, memory_limit } => {
+            let mut options = TransformOptions::new(&cli.duckdb_path);
+            options.memory_limit = memory_limit;
+            let report = transform(&store, &options)?;
+            print_transform(&report, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { url, json } => {
+            let args = ExtractArgs {
+                dataset: "psd".into(),
+                url,
+                archive: None,
+                json,
+            };
+            extract(&store, cli.config.as_deref(), args)?;
+            let report = transform(&store, &TransformOptions::new(&cli.duckdb_path))?;
+            print_transform(&report, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Extract(args) => extract(&store, cli.config.as_deref(), args),
         Command::Land(args) => land(store, args),
         Command::Ls { dataset, json } => {
@@ -361,6 +439,36 @@ fn land(store: LandingStore, args: LandArgs) -> Result<ExitCode, BoxError> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_transform(report: &TransformReport, json: bool) -> Result<(), BoxError> {
+    let mut out = io::stdout().lock();
+    if json {
+        let mut line = serde_json::to_vec(report)?;
+        line.push(b'\n');
+        out.write_all(&line)?;
+        return Ok(());
+    }
+    match &report.published {
+        Some(path) => writeln!(
+            out,
+            "loaded {} release(s), {} rows; published {} ({} releases) in {} ms",
+            report.releases_loaded,
+            report.rows_loaded,
+            path.display(),
+            report.releases_total,
+            report.millis
+        )?,
+        None => writeln!(
+            out,
+            "nothing new to load ({} releases already loaded)",
+            report.releases_total
+        )?,
+    }
+    for w in &report.warnings {
+        writeln!(out, "warning: audit {:?}: {} rows", w.audit, w.rows)?;
+    }
+    Ok(())
 }
 
 fn print_json(value: &impl Serialize) -> Result<(), BoxError> {

@@ -91,6 +91,22 @@ pub enum Error {
         reason: String,
     },
 
+    /// A transform failed: a model, an audit, or DuckDB. Nothing was published.
+    #[error("transform: {reason}")]
+    Transform {
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// The lakehouse file could not be opened or read.
+    #[error("lakehouse {}: {reason}", path.display())]
+    Lakehouse {
+        /// The DuckDB file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// A configuration file or value is not valid.
     #[error("config {origin}: {reason}")]
     Config {

@@ -10,6 +10,8 @@
 //!   on it.
 //! - `extract` (feature `http`, on by default): fetch releases over HTTP (conditional, bounded, retried) or
 //!   from `file://`, unpack zip/gzip, check the CSV header, land.
+//! - `transform` (feature `duckdb`, on by default): the landing zone into a
+//!   DuckDB lakehouse, built aside and published atomically; `Lakehouse` reads it.
 //! - [`Error`]: the one error type, with variants a caller can match.
 //!
 //! # Example
@@ -33,9 +35,12 @@
 
 #![deny(missing_docs)]
 
+pub mod csv;
 mod error;
 #[cfg(feature = "http")]
 pub mod extract;
 pub mod landing;
+#[cfg(feature = "duckdb")]
+pub mod transform;
 
 pub use error::{Error, Result};

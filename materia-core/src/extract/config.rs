@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::csv::PSD_COLUMNS;
 use crate::error::{Error, Result};
 use crate::landing::Dataset;
 
@@ -35,22 +36,6 @@ pub const PSD_URL: &str = "https://apps.fas.usda.gov/psdonline/downloads/psd_cof
 /// USDA's monthly archives of the coffee file (`{YYYY}`, `{MM}` are filled in).
 pub const PSD_ARCHIVE_URL: &str =
     "https://apps.fas.usda.gov/psdonline/downloads/archives/{YYYY}/{MM}/psd_coffee_csv.zip";
-
-/// The columns of every PSD bulk CSV, in order.
-pub const PSD_COLUMNS: [&str; 12] = [
-    "Commodity_Code",
-    "Commodity_Description",
-    "Country_Code",
-    "Country_Name",
-    "Market_Year",
-    "Calendar_Year",
-    "Month",
-    "Attribute_ID",
-    "Attribute_Description",
-    "Unit_ID",
-    "Unit_Description",
-    "Value",
-];
 
 /// What to fetch for one dataset, and what it must look like.
 ///

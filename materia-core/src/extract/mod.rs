@@ -33,7 +33,8 @@ use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde::Serialize;
 
-pub use config::{Config, DatasetSpec, Limits, PSD_ARCHIVE_URL, PSD_COLUMNS, PSD_URL};
+pub use crate::csv::PSD_COLUMNS;
+pub use config::{Config, DatasetSpec, Limits, PSD_ARCHIVE_URL, PSD_URL};
 use guard::{HeaderCheck, Limited, refusal};
 
 use crate::error::{Error, Result};

@@ -722,35 +722,71 @@ impl LandingStore {
             .filter_map(|e| Some((&e.key, e.release.as_ref()?)))
             .collect();
         for (key, _) in &scan.files {
-            let path = self.path_of(key);
-            let measured = match codec::measure_file(&path) {
-                Ok(m) => m,
-                // Vanished between the scan and now: report, don't abort.
-                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                    Err("missing: the file vanished during verify".to_owned())
-                }
-                Err(e) => return Err(e),
-            };
             report.checked += 1;
-            let problem = match (measured, records.get(key)) {
-                (Err(problem), _) => Some(problem),
-                (Ok(d), _) => {
-                    report.bytes += d.file_bytes;
-                    check_against_record(&d, records.get(key).copied())
-                }
-            };
-            match problem {
-                Some(problem) => report.bad.push(BadFile {
+            let record = records.get(key).copied();
+            match self.check_file(key, record)? {
+                Checked::Bad(problem) => report.bad.push(BadFile {
                     key: Some(key.clone()),
-                    path,
+                    path: self.path_of(key),
                     problem,
                 }),
-                None if !records.contains_key(key) => report.unrecorded.push(key.clone()),
-                None => {}
+                Checked::Good(bytes) => {
+                    report.bytes += bytes;
+                    if record.is_none() {
+                        report.unrecorded.push(key.clone());
+                    }
+                }
             }
         }
         Ok(report)
     }
+
+    /// Reads one landed file end to end and checks it like [`LandingStore::verify`]:
+    /// `Ok(None)` when it is sound, `Ok(Some(problem))` when it is not.
+    ///
+    /// ```
+    /// # fn main() -> materia_core::Result<()> {
+    /// # use materia_core::landing::{LandingStore, NewRelease};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = LandingStore::open(dir.path())?;
+    /// let r = store.put(NewRelease::new("psd".parse()?, 2026, 1)?, &b"a\n1\n"[..])?.landed()?;
+    /// assert_eq!(store.check(&r.key)?, None);
+    /// # Ok(()) }
+    /// ```
+    pub fn check(&self, key: &LandingKey) -> Result<Option<String>> {
+        let record = self.release(key);
+        Ok(match self.check_file(key, record.as_ref())? {
+            Checked::Good(_) => None,
+            Checked::Bad(problem) => Some(problem),
+        })
+    }
+
+    fn check_file(&self, key: &LandingKey, record: Option<&Release>) -> Result<Checked> {
+        let path = self.path_of(key);
+        let measured = match codec::measure_file(&path) {
+            Ok(m) => m,
+            // Vanished: report, don't abort.
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Err("missing: the file is gone".to_owned())
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(match measured {
+            Err(problem) => Checked::Bad(problem),
+            Ok(d) => match check_against_record(&d, record) {
+                Some(problem) => Checked::Bad(problem),
+                None => Checked::Good(d.file_bytes),
+            },
+        })
+    }
+}
+
+/// The verdict on one file.
+enum Checked {
+    /// Sound; this many bytes were read.
+    Good(u64),
+    /// What is wrong.
+    Bad(String),
 }
 
 fn check_against_record(d: &Digests, record: Option<&Release>) -> Option<String> {

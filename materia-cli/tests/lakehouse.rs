@@ -1,0 +1,221 @@
+//! `materia transform`, `query` and `run` as processes, including SIGKILL mid-build.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+use materia_core::landing::{LandingStore, NewRelease};
+use materia_core::transform::Lakehouse;
+use serde_json::Value;
+
+struct Env {
+    _dir: tempfile::TempDir,
+    landing: PathBuf,
+    duckdb: PathBuf,
+}
+
+fn env() -> Env {
+    let dir = tempfile::tempdir().expect("tempdir");
+    Env {
+        landing: dir.path().join("landing"),
+        duckdb: dir.path().join("lake/lakehouse.duckdb"),
+        _dir: dir,
+    }
+}
+
+impl Env {
+    fn materia(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_materia"));
+        cmd.env("LANDING_DIR", &self.landing)
+            .env("DUCKDB_PATH", &self.duckdb)
+            .env("MATERIA_DUCKDB_MEMORY", "512MB")
+            .env_remove("MATERIA_LOG");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.materia().args(args).output().expect("materia runs")
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    }
+
+    /// Lands release `k`: 11 attributes × 15 countries × 67 years of PSD-shaped rows.
+    fn land(&self, k: u64) {
+        let store = LandingStore::open(&self.landing).expect("open");
+        let body = materia_benches::psd_csv(&materia_benches::PsdSpec {
+            min_bytes: 1_000_000,
+            seed: k,
+        });
+        let release = NewRelease::new("psd".parse().expect("valid"), 2000 + k as i64, 1)
+            .expect("valid")
+            .with_etag(Some(format!("k{k}").parse().expect("valid")));
+        store
+            .put(release, &body[..])
+            .expect("put")
+            .landed()
+            .expect("new");
+    }
+
+    fn releases_published(&self) -> i64 {
+        let lake = Lakehouse::open_read_only(&self.duckdb).expect("the published lakehouse opens");
+        lake.connection()
+            .query_row("SELECT count(*) FROM raw.releases", [], |r| r.get(0))
+            .expect("query")
+    }
+
+    fn build_files(&self) -> Vec<PathBuf> {
+        let dir = self.duckdb.parent().expect("dir");
+        fs::read_dir(dir)
+            .map(|rd| {
+                rd.map(|e| e.expect("entry").path())
+                    .filter(|p| {
+                        p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().contains(".build-"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[test]
+fn transform_json_then_query_in_every_format() {
+    let e = env();
+    e.land(1);
+    e.land(2);
+    let report = e.json(&["transform", "--json"]);
+    assert_eq!(report["releases_loaded"], 2);
+    assert!(report["rows_loaded"].as_u64().expect("rows") > 10_000);
+    assert_eq!(report["published"], e.duckdb.to_string_lossy().as_ref());
+    let again = e.json(&["transform", "--json"]);
+    assert_eq!(
+        (&again["releases_loaded"], &again["rows_loaded"]),
+        (&0.into(), &0.into())
+    );
+
+    let sql = "SELECT etag, rows > 0 AS has_rows, year FROM raw.releases ORDER BY etag";
+    let rows = e.json(&["query", sql, "--format", "json"]);
+    assert_eq!(rows[0]["etag"], "k1");
+    assert_eq!(rows[0]["has_rows"], true);
+    assert_eq!(rows[1]["year"], 2002);
+    let csv = e.run(&["query", sql, "--format", "csv"]);
+    assert_eq!(
+        String::from_utf8_lossy(&csv.stdout),
+        "etag,has_rows,year\nk1,true,2001\nk2,true,2002\n"
+    );
+    let table = e.run(&["query", "SELECT 1 AS n, DATE '2026-11-25' AS d"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("2026-11-25") && text.contains("(1 row)"),
+        "{text}"
+    );
+    // Read-only: writes are refused.
+    let write = e.run(&["query", "CREATE TABLE x (a INT)"]);
+    assert_eq!(write.status.code(), Some(2));
+}
+
+#[test]
+fn run_extracts_then_transforms_the_shipped_sample() {
+    let e = env();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../materia-core/tests/data/psd_coffee_sample.zip")
+        .canonicalize()
+        .expect("sample");
+    let url = format!("file://{}", sample.display());
+    let out = e.run(&["run", "--json", "--url", &url]);
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines[0]["status"], "landed");
+    assert_eq!(lines[1]["releases_loaded"], 1);
+    assert_eq!(lines[1]["rows_loaded"], 3190);
+    assert_eq!(
+        lines[1]["warnings"],
+        Value::Array(vec![]),
+        "the sample balances"
+    );
+    let world = e.json(&[
+        "query",
+        "SELECT count(*) AS years FROM serving.coffee_balance WHERE country_code = 'WORLD'",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(world[0]["years"], 29);
+}
+
+#[test]
+fn sigkill_mid_transform_leaves_the_published_lakehouse_intact() {
+    let e = env();
+    let seed: u64 = std::env::var("MATERIA_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x7a5f);
+    println!("transform kill seed {seed}");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut next = 1;
+    for _ in 0..3 {
+        e.land(next);
+        next += 1;
+    }
+    assert!(e.run(&["transform"]).status.success());
+    let mut published = e.releases_published();
+    for _ in 0..8 {
+        e.land(next);
+        next += 1;
+    }
+    // Calibrate one build of that size.
+    let probe = env();
+    for k in 1..=11 {
+        probe.land(k);
+    }
+    let start = Instant::now();
+    assert!(probe.run(&["transform"]).status.success());
+    let full = start.elapsed();
+
+    let (mut mid_build, mut kills) = (0, 0);
+    for i in 0..20 {
+        let mut child = e
+            .materia()
+            .arg("transform")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(full.mul_f64(rng.f64() * 1.2));
+        if !e.build_files().is_empty() {
+            mid_build += 1;
+        }
+        child.kill().expect("SIGKILL");
+        let status = child.wait().expect("reaped");
+        kills += 1;
+        let now = e.releases_published();
+        let landed = (next - 1) as i64;
+        if status.success() {
+            assert_eq!(now, landed, "kill {i}: a finished build holds everything");
+        } else {
+            assert!(
+                now == published || now == landed,
+                "kill {i}: {now} releases"
+            );
+        }
+        if now == landed {
+            // Give the next run something to do.
+            e.land(next);
+            next += 1;
+        }
+        published = now;
+    }
+    println!("{kills} kills, {mid_build} during a build; one build takes {full:?}");
+    assert!(mid_build >= 5, "too few kills hit a build: {mid_build}");
+    // A clean run finishes the job and sweeps up the killed builds.
+    let report = e.json(&["transform", "--json"]);
+    assert_eq!(e.releases_published(), (next - 1) as i64, "{report}");
+    assert_eq!(e.build_files(), Vec::<PathBuf>::new());
+}

@@ -1,0 +1,30 @@
+-- model: audits
+-- kind: audit
+-- depends: serving.coffee_balance, serving.psd_revisions
+-- Each statement counts offending rows. `error` audits fail the build; `warn`
+-- audits are reported with their count.
+
+-- audit: error psd rows unique per release, commodity, country, market year, attribute
+SELECT count(*) FROM (
+    SELECT 1 FROM raw.psd WHERE release_id IN (SELECT release_id FROM _new_files)
+    GROUP BY release_id, commodity_code, country_code, market_year, attribute_id
+    HAVING count(*) > 1);
+
+-- audit: error coffee_balance unique per country and market year
+SELECT count(*) FROM (
+    SELECT 1 FROM serving.coffee_balance GROUP BY country_code, market_year HAVING count(*) > 1);
+
+-- audit: error coffee_balance has a country and market year
+SELECT count(*) FROM serving.coffee_balance WHERE country_code IS NULL OR market_year IS NULL;
+
+-- audit: warn total supply = beginning stocks + production + imports
+SELECT count(*) FROM serving.coffee_balance
+WHERE abs(total_supply - (beginning_stocks + production + imports)) > 0.5;
+
+-- audit: warn total distribution = exports + domestic consumption + ending stocks
+SELECT count(*) FROM serving.coffee_balance
+WHERE abs(total_distribution - (exports + domestic_consumption + ending_stocks)) > 0.5;
+
+-- audit: warn production = arabica + robusta production
+SELECT count(*) FROM serving.coffee_balance
+WHERE abs(production - (arabica_production + robusta_production)) > 0.5;

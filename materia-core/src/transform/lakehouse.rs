@@ -1,0 +1,214 @@
+//! [`Lakehouse`]: the published DuckDB file, opened read-only — how the web app
+//! and other crates read it.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use duckdb::{AccessMode, Config, Connection, OptionalExt};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// The published lakehouse, open read-only. Any number of processes can hold it
+/// open while `transform` publishes new builds; each keeps the snapshot it
+/// opened until it reopens.
+///
+/// ```no_run
+/// # fn main() -> materia_core::Result<()> {
+/// use materia_core::transform::Lakehouse;
+/// let lake = Lakehouse::open_read_only("/data/materia/lakehouse.duckdb")?;
+/// if let Some(b) = lake.balance("BR", 2025)? {
+///     println!("Brazil 2025/26: production {:?}, stocks-to-use {:?}", b.production, b.stocks_to_use);
+/// }
+/// let n: i64 = lake.connection().query_row("SELECT count(*) FROM serving.psd_latest", [], |r| r.get(0))
+///     .map_err(|e| materia_core::Error::Transform { reason: e.to_string() })?;
+/// # Ok(()) }
+/// ```
+pub struct Lakehouse {
+    path: PathBuf,
+    conn: Connection,
+}
+
+/// One row of `serving.coffee_balance`: a country's (or the World's) green coffee
+/// balance for a market year, in 1000 60-kg bags.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Balance {
+    /// Country code (`WORLD` for the sum over countries).
+    pub country_code: String,
+    /// Country name.
+    pub country_name: Option<String>,
+    /// Market year.
+    pub market_year: i32,
+    /// Beginning stocks.
+    pub beginning_stocks: Option<f64>,
+    /// Production.
+    pub production: Option<f64>,
+    /// Arabica production.
+    pub arabica_production: Option<f64>,
+    /// Robusta production.
+    pub robusta_production: Option<f64>,
+    /// Imports.
+    pub imports: Option<f64>,
+    /// Exports.
+    pub exports: Option<f64>,
+    /// Domestic consumption.
+    pub domestic_consumption: Option<f64>,
+    /// Ending stocks.
+    pub ending_stocks: Option<f64>,
+    /// Total supply.
+    pub total_supply: Option<f64>,
+    /// Total distribution.
+    pub total_distribution: Option<f64>,
+    /// Ending stocks ÷ domestic consumption.
+    pub stocks_to_use: Option<f64>,
+}
+
+/// One release's value of a series, and its change from the previous release.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Revision {
+    /// Position of the release in publication order (1 = oldest loaded).
+    pub release_ord: i64,
+    /// The release's etag.
+    pub release_etag: String,
+    /// The release's year and month in the landing zone.
+    pub release_year: i32,
+    /// See `release_year`.
+    pub release_month: i32,
+    /// The value in that release.
+    pub value: Option<f64>,
+    /// Change from the previous release carrying the series (`None` for the first).
+    pub change: Option<f64>,
+}
+
+impl Lakehouse {
+    /// Opens `path` read-only. Fails if a process holds it read-write (DuckDB's
+    /// lock); `transform` never does.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Lakehouse> {
+        let path = path.as_ref().to_path_buf();
+        let fail = |e: duckdb::Error| Error::Lakehouse {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        if !path.exists() {
+            return Err(Error::Lakehouse {
+                path,
+                reason: "no such file: run `materia transform` first".into(),
+            });
+        }
+        let config = Config::default()
+            .access_mode(AccessMode::ReadOnly)
+            .map_err(fail)?;
+        let conn = Connection::open_with_flags(&path, config).map_err(fail)?;
+        Ok(Lakehouse { path, conn })
+    }
+
+    /// The raw connection, for any SQL (read-only).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn fail(&self, e: duckdb::Error) -> Error {
+        Error::Lakehouse {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// The landing keys loaded into this lakehouse.
+    pub(crate) fn loaded_keys(&self) -> Result<HashSet<String>> {
+        let exists: bool = self
+            .conn
+            .query_row(
+                "SELECT count(*) > 0 FROM duckdb_tables() WHERE schema_name = 'raw' AND table_name = 'releases'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.fail(e))?;
+        if !exists {
+            return Ok(HashSet::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT landing_key FROM raw.releases")
+            .map_err(|e| self.fail(e))?;
+        let keys = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.fail(e))?
+            .collect::<Result<HashSet<_>, _>>()
+            .map_err(|e| self.fail(e))?;
+        Ok(keys)
+    }
+
+    /// The balance of `country_code` (or `WORLD`) for `market_year`, from the
+    /// newest release.
+    pub fn balance(&self, country_code: &str, market_year: i32) -> Result<Option<Balance>> {
+        self.conn
+            .query_row(
+                "SELECT country_code, country_name, market_year, beginning_stocks, production, \
+                 arabica_production, robusta_production, imports, exports, domestic_consumption, \
+                 ending_stocks, total_supply, total_distribution, stocks_to_use \
+                 FROM serving.coffee_balance WHERE country_code = ? AND market_year = ?",
+                duckdb::params![country_code, market_year],
+                |r| {
+                    Ok(Balance {
+                        country_code: r.get(0)?,
+                        country_name: r.get(1)?,
+                        market_year: r.get(2)?,
+                        beginning_stocks: r.get(3)?,
+                        production: r.get(4)?,
+                        arabica_production: r.get(5)?,
+                        robusta_production: r.get(6)?,
+                        imports: r.get(7)?,
+                        exports: r.get(8)?,
+                        domestic_consumption: r.get(9)?,
+                        ending_stocks: r.get(10)?,
+                        total_supply: r.get(11)?,
+                        total_distribution: r.get(12)?,
+                        stocks_to_use: r.get(13)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.fail(e))
+    }
+
+    /// How the estimate of one series (country × market year × attribute, for
+    /// green coffee) was revised, release by release, oldest first.
+    pub fn revisions(
+        &self,
+        country_code: &str,
+        market_year: i32,
+        attribute_id: &str,
+    ) -> Result<Vec<Revision>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT release_ord, release_etag, release_year, release_month, value, change \
+                 FROM serving.psd_revisions \
+                 WHERE commodity_code = '0711100' AND country_code = ? AND market_year = ? \
+                 AND attribute_id = ? ORDER BY release_ord",
+            )
+            .map_err(|e| self.fail(e))?;
+        stmt.query_map(
+            duckdb::params![country_code, market_year, attribute_id],
+            |r| {
+                Ok(Revision {
+                    release_ord: r.get(0)?,
+                    release_etag: r.get(1)?,
+                    release_year: r.get(2)?,
+                    release_month: r.get(3)?,
+                    value: r.get(4)?,
+                    change: r.get(5)?,
+                })
+            },
+        )
+        .map_err(|e| self.fail(e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| self.fail(e))
+    }
+}

@@ -1,0 +1,420 @@
+//! Transform: the landing zone into one DuckDB lakehouse that readers never wait for.
+//!
+//! A build:
+//! 1. takes `{DUCKDB_PATH}.lock` (one transform at a time) and removes build files
+//!    left by a killed transform;
+//! 2. asks the published lakehouse (read-only) which landing files it holds
+//!    (`raw.releases`, the ledger of loads); with nothing new it stops there;
+//! 3. checks each new landing file end to end (gzip, recorded hashes, CSV header):
+//!    a bad file fails the build, naming it — never skipped;
+//! 4. copies the published file aside (`.{name}.build-*` in the same directory)
+//!    and, in one transaction, appends only the new releases to `raw.*`
+//!    (DuckDB's own CSV reader, explicit types) and rebuilds the `serving.*`
+//!    tables from the models in `materia-core/models/`;
+//! 5. runs the audits: an `error` audit rolls everything back;
+//! 6. `CHECKPOINT`s and closes (no WAL left), fsyncs, renames over
+//!    `DUCKDB_PATH`, fsyncs the directory.
+//!
+//! The published file is never opened for writing, so the web app's read-only
+//! handle never conflicts; a reader that has it open keeps its snapshot, new opens
+//! see the new build. A failure or a kill at any point leaves it as it was.
+
+mod lakehouse;
+mod models;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use duckdb::{Config, Connection};
+use serde::Serialize;
+
+pub use duckdb;
+pub use lakehouse::{Balance, Lakehouse, Revision};
+pub use models::Severity;
+
+use crate::csv::{PSD_COLUMNS, split_header};
+use crate::error::{Error, IoContext, Result};
+use crate::landing::{Dataset, Entry, LandingStore};
+
+/// Where and how to build.
+///
+/// ```
+/// let options = materia_core::transform::TransformOptions::new("./data/lakehouse.duckdb");
+/// assert_eq!(options.memory_limit, "2GB");
+/// ```
+#[derive(Clone, Debug)]
+pub struct TransformOptions {
+    /// The published lakehouse (`DUCKDB_PATH`).
+    pub duckdb_path: PathBuf,
+    /// DuckDB's `memory_limit` for the build (set explicitly, never DuckDB's default).
+    pub memory_limit: String,
+    /// DuckDB's worker threads (default: one per core).
+    pub threads: usize,
+}
+
+impl TransformOptions {
+    /// Defaults for building `duckdb_path`.
+    pub fn new(duckdb_path: impl Into<PathBuf>) -> Self {
+        TransformOptions {
+            duckdb_path: duckdb_path.into(),
+            memory_limit: "2GB".into(),
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
+        }
+    }
+}
+
+/// An audit that found offending rows (a warning; errors fail the build).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuditFinding {
+    /// Error or warning.
+    pub severity: Severity,
+    /// What the audit checks.
+    pub audit: String,
+    /// Offending rows.
+    pub rows: u64,
+}
+
+/// What a transform did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TransformReport {
+    /// New landing files loaded by this build.
+    pub releases_loaded: u64,
+    /// Rows appended to `raw.psd`.
+    pub rows_loaded: u64,
+    /// Releases in the lakehouse after the build.
+    pub releases_total: u64,
+    /// The published lakehouse; `None` when there was nothing new to publish.
+    pub published: Option<PathBuf>,
+    /// Warnings from the audits.
+    pub warnings: Vec<AuditFinding>,
+    /// Wall time of the build, in milliseconds.
+    pub millis: u64,
+}
+
+/// The dataset the models read.
+const PSD: &str = "psd";
+
+/// Brings `options.duckdb_path` up to date with `store`, loading only the landing
+/// files it does not hold yet.
+///
+/// ```no_run
+/// # fn main() -> materia_core::Result<()> {
+/// use materia_core::landing::LandingStore;
+/// use materia_core::transform::{TransformOptions, transform};
+/// let store = LandingStore::open("/data/materia/landing")?;
+/// let report = transform(&store, &TransformOptions::new("/data/materia/lakehouse.duckdb"))?;
+/// println!("{} releases, {} rows", report.releases_loaded, report.rows_loaded);
+/// # Ok(()) }
+/// ```
+pub fn transform(store: &LandingStore, options: &TransformOptions) -> Result<TransformReport> {
+    let started = Instant::now();
+    let target = absolute(&options.duckdb_path)?;
+    let dir = target.parent().unwrap_or(Path::new("/")).to_path_buf();
+    fs::create_dir_all(&dir).at(&dir)?;
+    let lock_path = with_suffix(&target, ".lock");
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .at(&lock_path)?;
+    lock.lock().at(&lock_path)?;
+    remove_stale_builds(&target)?;
+
+    let psd: Dataset = PSD.parse()?;
+    let loaded = loaded_keys(&target)?;
+    let mut new: Vec<Entry> = store
+        .list()
+        .into_iter()
+        .filter(|e| e.key.dataset == psd && !loaded.contains(&e.key.to_string()))
+        .collect();
+    new.sort_by_key(|e| {
+        (
+            e.key.year,
+            e.key.month,
+            e.release.as_ref().map(|r| r.landed_at),
+        )
+    });
+    if new.is_empty() && target.exists() {
+        tracing::info!(lakehouse = %target.display(), "nothing new to load");
+        return Ok(TransformReport {
+            releases_loaded: 0,
+            rows_loaded: 0,
+            releases_total: loaded.len() as u64,
+            published: None,
+            warnings: Vec::new(),
+            millis: started.elapsed().as_millis() as u64,
+        });
+    }
+    for entry in &new {
+        check_landing_file(store, entry)?;
+    }
+
+    let build = build_path(&target);
+    let result = build_into(store, options, &target, &build, &new);
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            let _ = fs::remove_file(&build);
+            let _ = fs::remove_file(with_suffix(&build, ".wal"));
+            return Err(e);
+        }
+    };
+    publish(&build, &target)?;
+    tracing::info!(
+        lakehouse = %target.display(),
+        releases = report.releases_loaded,
+        rows = report.rows_loaded,
+        "published"
+    );
+    Ok(TransformReport {
+        published: Some(target),
+        millis: started.elapsed().as_millis() as u64,
+        ..report
+    })
+}
+
+/// A landing file must be sound and have the PSD header before it is loaded.
+fn check_landing_file(store: &LandingStore, entry: &Entry) -> Result<()> {
+    let path = store.path_of(&entry.key);
+    let corrupt = |reason: String| Error::Corrupt {
+        path: path.clone(),
+        reason,
+    };
+    if let Some(problem) = store.check(&entry.key)? {
+        return Err(corrupt(problem));
+    }
+    let mut reader = std::io::BufReader::new(store.get(&entry.key)?);
+    let mut line = Vec::new();
+    std::io::BufRead::read_until(&mut reader, b'\n', &mut line).at(&path)?;
+    let found = split_header(line.strip_suffix(b"\n").unwrap_or(&line));
+    if found != PSD_COLUMNS {
+        let shown: String = String::from_utf8_lossy(&line).chars().take(120).collect();
+        return Err(corrupt(format!(
+            "not a PSD CSV: expected the header {}, found {shown:?}",
+            PSD_COLUMNS.join(",")
+        )));
+    }
+    Ok(())
+}
+
+fn duck(context: &str) -> impl Fn(duckdb::Error) -> Error + '_ {
+    move |e| Error::Transform {
+        reason: format!("{context}: {e}"),
+    }
+}
+
+fn build_into(
+    store: &LandingStore,
+    options: &TransformOptions,
+    target: &Path,
+    build: &Path,
+    new: &[Entry],
+) -> Result<TransformReport> {
+    if target.exists() {
+        fs::copy(target, build).at(build)?;
+    }
+    let config = Config::default()
+        .max_memory(&options.memory_limit)
+        .and_then(|c| c.threads(options.threads as i64))
+        .map_err(duck("configuring DuckDB"))?;
+    let conn = Connection::open_with_flags(build, config).map_err(duck("opening the build"))?;
+    let models = models::ordered()?;
+    let mut warnings = Vec::new();
+    let (mut rows_loaded, releases_total);
+    conn.execute_batch("BEGIN TRANSACTION")
+        .map_err(duck("BEGIN"))?;
+    {
+        for m in models.iter().filter(|m| m.kind == models::Kind::Setup) {
+            conn.execute_batch(m.sql).map_err(duck(&m.name))?;
+        }
+        conn.execute_batch("CREATE TEMP TABLE _new_files (path VARCHAR, release_id INTEGER)")
+            .map_err(duck("_new_files"))?;
+        let first_id: i64 = conn
+            .query_row(
+                "SELECT coalesce(max(release_id), 0) + 1 FROM raw.releases",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(duck("raw.releases"))?;
+        for (i, entry) in new.iter().enumerate() {
+            let id = first_id + i as i64;
+            let path = store.path_of(&entry.key);
+            let r = entry.release.as_ref();
+            conn.execute(
+                "INSERT INTO raw.releases VALUES (?, ?, ?, ?, ?, ?, ?::TIMESTAMPTZ, ?, 0, now())",
+                duckdb::params![
+                    id,
+                    entry.key.dataset.as_str(),
+                    entry.key.etag.as_str(),
+                    entry.key.to_string(),
+                    entry.key.year.get(),
+                    entry.key.month.get(),
+                    r.map(|r| r.landed_at.to_string()),
+                    r.map(|r| r.content_sha256.to_string()),
+                ],
+            )
+            .map_err(duck("raw.releases"))?;
+            conn.execute(
+                "INSERT INTO _new_files VALUES (?, ?)",
+                duckdb::params![path.to_string_lossy(), id],
+            )
+            .map_err(duck("_new_files"))?;
+        }
+        let files: Vec<String> = new
+            .iter()
+            .map(|e| sql_string(&store.path_of(&e.key).to_string_lossy()))
+            .collect();
+        let file_list = format!("[{}]", files.join(", "));
+        rows_loaded = 0;
+        for m in &models {
+            match m.kind {
+                models::Kind::Setup => {}
+                // Never call read_csv with an empty list.
+                models::Kind::Incremental if new.is_empty() => {}
+                models::Kind::Incremental => {
+                    let before = count(&conn, "SELECT count(*) FROM raw.psd")?;
+                    conn.execute_batch(&m.sql.replace("{{new_files}}", &file_list))
+                        .map_err(duck(&m.name))?;
+                    rows_loaded += count(&conn, "SELECT count(*) FROM raw.psd")? - before;
+                }
+                models::Kind::Table => conn.execute_batch(m.sql).map_err(duck(&m.name))?,
+                models::Kind::Audit => {
+                    for audit in models::audits(m)? {
+                        let rows = count(&conn, &audit.sql)?;
+                        if rows == 0 {
+                            continue;
+                        }
+                        if audit.severity == Severity::Error {
+                            let _ = conn.execute_batch("ROLLBACK");
+                            return Err(Error::Transform {
+                                reason: format!(
+                                    "audit failed: {} ({rows} offending rows)",
+                                    audit.description
+                                ),
+                            });
+                        }
+                        tracing::warn!(audit = %audit.description, rows, "audit warning");
+                        warnings.push(AuditFinding {
+                            severity: audit.severity,
+                            audit: audit.description,
+                            rows,
+                        });
+                    }
+                }
+            }
+        }
+        conn.execute_batch(
+            "UPDATE raw.releases SET rows = c.n FROM \
+             (SELECT release_id, count(*) AS n FROM raw.psd \
+              WHERE release_id IN (SELECT release_id FROM _new_files) GROUP BY release_id) AS c \
+             WHERE raw.releases.release_id = c.release_id",
+        )
+        .map_err(duck("raw.releases rows"))?;
+        releases_total = count(&conn, "SELECT count(*) FROM raw.releases")?;
+    }
+    conn.execute_batch("COMMIT").map_err(duck("COMMIT"))?;
+    conn.execute_batch("CHECKPOINT")
+        .map_err(duck("CHECKPOINT"))?;
+    conn.close()
+        .map_err(|(_, e)| duck("closing the build")(e))?;
+    Ok(TransformReport {
+        releases_loaded: new.len() as u64,
+        rows_loaded,
+        releases_total,
+        published: None,
+        warnings,
+        millis: 0,
+    })
+}
+
+fn count(conn: &Connection, sql: &str) -> Result<u64> {
+    conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+        .map(|n| n as u64)
+        .map_err(duck(sql.trim()))
+}
+
+/// A SQL string literal.
+fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The landing keys the published lakehouse holds (empty when there is none).
+fn loaded_keys(target: &Path) -> Result<std::collections::HashSet<String>> {
+    if !target.exists() {
+        return Ok(Default::default());
+    }
+    let lake = Lakehouse::open_read_only(target)?;
+    lake.loaded_keys()
+}
+
+/// Moves the finished build over the published file, durably.
+fn publish(build: &Path, target: &Path) -> Result<()> {
+    let build_wal = with_suffix(build, ".wal");
+    if build_wal.exists() {
+        return Err(Error::Transform {
+            reason: format!(
+                "the build left a WAL ({}) after CHECKPOINT; not publishing",
+                build_wal.display()
+            ),
+        });
+    }
+    fs::File::open(build).and_then(|f| f.sync_all()).at(build)?;
+    // A WAL beside the target belongs to no build of ours (we never open the
+    // published file for writing); DuckDB would try to replay it into the new
+    // file and fail. Move it aside, loudly.
+    let stale = with_suffix(target, ".wal");
+    if stale.exists() {
+        let aside = with_suffix(target, &format!(".wal.stale-{}", std::process::id()));
+        tracing::warn!(wal = %stale.display(), aside = %aside.display(), "moving a stale WAL aside");
+        fs::rename(&stale, &aside).at(&stale)?;
+    }
+    fs::rename(build, target).at(target)?;
+    let dir = target.parent().unwrap_or(Path::new("/"));
+    fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn build_prefix(target: &Path) -> String {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!(".{name}.build-")
+}
+
+fn build_path(target: &Path) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    target.with_file_name(format!(
+        "{}{}-{nanos}",
+        build_prefix(target),
+        std::process::id()
+    ))
+}
+
+/// Removes the build files (and their WALs) of transforms that were killed.
+/// Called with the transform lock held, so none of them is live.
+fn remove_stale_builds(target: &Path) -> Result<()> {
+    let dir = target.parent().unwrap_or(Path::new("/"));
+    let prefix = build_prefix(target);
+    for entry in fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            tracing::info!(file = %entry.path().display(), "removing a killed build");
+            fs::remove_file(entry.path()).at(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).at(path)
+}

@@ -1,0 +1,244 @@
+//! The SQL models and the small runner that orders them — the part of SQLMesh
+//! Materia needs, no more.
+//!
+//! Each file in `materia-core/models/` is embedded at compile time and starts
+//! with a header:
+//!
+//! ```sql
+//! -- model: serving.psd_latest
+//! -- kind: table            (setup | incremental | table | audit)
+//! -- depends: serving.releases
+//! ```
+//!
+//! `setup` runs first, `incremental` only when there are new files (its SQL gets
+//! the new file list at `{{new_files}}`), `table` models are rebuilt every build,
+//! `audit` files hold statements (each after `-- audit: error|warn TEXT`) that
+//! count offending rows. Models run in dependency order (ties by name).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::{Error, Result};
+
+/// How a model is run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Setup,
+    Incremental,
+    Table,
+    Audit,
+}
+
+/// One parsed model file.
+#[derive(Clone, Debug)]
+pub(crate) struct Model {
+    pub name: String,
+    pub kind: Kind,
+    pub depends: Vec<String>,
+    pub sql: &'static str,
+}
+
+/// Whether an audit failure fails the build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Fails the build.
+    Error,
+    /// Reported with the count of offending rows.
+    Warn,
+}
+
+/// One audit statement.
+#[derive(Clone, Debug)]
+pub(crate) struct Audit {
+    pub severity: Severity,
+    pub description: String,
+    pub sql: String,
+}
+
+const FILES: &[(&str, &str)] = &[
+    ("00_schema.sql", include_str!("../../models/00_schema.sql")),
+    (
+        "10_raw_psd.sql",
+        include_str!("../../models/10_raw_psd.sql"),
+    ),
+    (
+        "20_releases_ordered.sql",
+        include_str!("../../models/20_releases_ordered.sql"),
+    ),
+    (
+        "30_psd_latest.sql",
+        include_str!("../../models/30_psd_latest.sql"),
+    ),
+    (
+        "40_coffee_balance.sql",
+        include_str!("../../models/40_coffee_balance.sql"),
+    ),
+    (
+        "50_psd_revisions.sql",
+        include_str!("../../models/50_psd_revisions.sql"),
+    ),
+    ("90_audits.sql", include_str!("../../models/90_audits.sql")),
+];
+
+fn bad(file: &str, reason: impl std::fmt::Display) -> Error {
+    Error::Transform {
+        reason: format!("model {file}: {reason}"),
+    }
+}
+
+fn parse(file: &str, sql: &'static str) -> Result<Model> {
+    let header = |key: &str| {
+        sql.lines()
+            .take_while(|l| l.starts_with("--"))
+            .find_map(|l| l.strip_prefix(&format!("-- {key}:")).map(str::trim))
+    };
+    let name = header("model").ok_or_else(|| bad(file, "no `-- model:` header"))?;
+    let kind = match header("kind") {
+        Some("setup") => Kind::Setup,
+        Some("incremental") => Kind::Incremental,
+        Some("table") => Kind::Table,
+        Some("audit") => Kind::Audit,
+        other => return Err(bad(file, format!("unknown kind {other:?}"))),
+    };
+    let depends = header("depends")
+        .map(|d| {
+            d.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Model {
+        name: name.to_owned(),
+        kind,
+        depends,
+        sql,
+    })
+}
+
+/// The models in the order to run them.
+pub(crate) fn ordered() -> Result<Vec<Model>> {
+    let models = FILES
+        .iter()
+        .map(|(file, sql)| parse(file, sql))
+        .collect::<Result<Vec<_>>>()?;
+    order(models)
+}
+
+/// Topological order (Kahn), ties broken by name; setup always first.
+fn order(models: Vec<Model>) -> Result<Vec<Model>> {
+    let mut by_name: BTreeMap<String, Model> = BTreeMap::new();
+    for m in models {
+        if let Some(dup) = by_name.insert(m.name.clone(), m) {
+            return Err(bad(&dup.name, "declared twice"));
+        }
+    }
+    for m in by_name.values() {
+        if let Some(missing) = m.depends.iter().find(|d| !by_name.contains_key(*d)) {
+            return Err(bad(&m.name, format!("depends on unknown model {missing}")));
+        }
+    }
+    let mut done: BTreeSet<String> = BTreeSet::new();
+    let mut out = Vec::with_capacity(by_name.len());
+    while out.len() < by_name.len() {
+        let next = by_name
+            .values()
+            .filter(|m| !done.contains(&m.name))
+            .filter(|m| m.depends.iter().all(|d| done.contains(d)))
+            .min_by_key(|m| (m.kind != Kind::Setup, m.name.clone()))
+            .ok_or_else(|| {
+                let stuck: Vec<&str> = by_name
+                    .keys()
+                    .filter(|n| !done.contains(*n))
+                    .map(String::as_str)
+                    .collect();
+                bad(&stuck.join(", "), "dependency cycle")
+            })?;
+        done.insert(next.name.clone());
+        out.push(next.clone());
+    }
+    Ok(out)
+}
+
+/// The audit statements of an audit model.
+pub(crate) fn audits(model: &Model) -> Result<Vec<Audit>> {
+    let mut out: Vec<Audit> = Vec::new();
+    for line in model.sql.lines() {
+        if let Some(rest) = line.strip_prefix("-- audit:") {
+            let rest = rest.trim();
+            let (severity, description) = rest.split_once(' ').unwrap_or((rest, ""));
+            let severity = match severity {
+                "error" => Severity::Error,
+                "warn" => Severity::Warn,
+                other => {
+                    return Err(bad(
+                        &model.name,
+                        format!("unknown audit severity {other:?}"),
+                    ));
+                }
+            };
+            out.push(Audit {
+                severity,
+                description: description.to_owned(),
+                sql: String::new(),
+            });
+        } else if let Some(audit) = out.last_mut()
+            && !line.starts_with("--")
+        {
+            audit.sql.push_str(line);
+            audit.sql.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(name: &str, kind: Kind, depends: &[&str]) -> Model {
+        Model {
+            name: name.into(),
+            kind,
+            depends: depends.iter().map(|d| (*d).to_owned()).collect(),
+            sql: "",
+        }
+    }
+
+    #[test]
+    fn shipped_models_run_in_dependency_order() {
+        let names: Vec<String> = ordered()
+            .expect("valid models")
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        let pos = |n: &str| names.iter().position(|m| m == n).expect(n);
+        assert_eq!(pos("schema"), 0);
+        assert!(pos("raw.psd") < pos("serving.releases"));
+        assert!(pos("serving.releases") < pos("serving.psd_latest"));
+        assert!(pos("serving.psd_latest") < pos("serving.coffee_balance"));
+        assert!(pos("serving.coffee_balance") < pos("audits"));
+        assert!(pos("serving.psd_revisions") < pos("audits"));
+    }
+
+    #[test]
+    fn cycles_and_unknown_dependencies_are_errors() {
+        let cycle = order(vec![
+            model("a", Kind::Table, &["b"]),
+            model("b", Kind::Table, &["a"]),
+        ]);
+        assert!(cycle.expect_err("cycle").to_string().contains("cycle"));
+        let unknown = order(vec![model("a", Kind::Table, &["nope"])]);
+        assert!(unknown.expect_err("unknown").to_string().contains("nope"));
+    }
+
+    #[test]
+    fn audits_parse_with_severity() {
+        let all = ordered().expect("valid");
+        let audit_model = all.iter().find(|m| m.kind == Kind::Audit).expect("audits");
+        let audits = audits(audit_model).expect("parse");
+        assert!(audits.iter().any(|a| a.severity == Severity::Error));
+        assert!(audits.iter().any(|a| a.severity == Severity::Warn));
+        assert!(audits.iter().all(|a| a.sql.contains("count(*)")));
+    }
+}

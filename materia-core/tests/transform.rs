@@ -1,0 +1,355 @@
+//! Transform on the real DuckDB: revisions, incrementality, atomic publishing.
+#![cfg(feature = "duckdb")]
+
+use std::fs;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use materia_core::Error;
+use materia_core::csv::PSD_COLUMNS;
+use materia_core::landing::{LandingStore, NewRelease};
+use materia_core::transform::{Lakehouse, TransformOptions, transform};
+
+const COUNTRIES: [(&str, &str); 4] = [
+    ("BR", "Brazil"),
+    ("VM", "Vietnam"),
+    ("CO", "Colombia"),
+    ("NA", "Netherlands Antilles"),
+];
+const YEARS: [i32; 3] = [2023, 2024, 2025];
+
+/// A balanced release; release `k` revises Brazil's 2025 production by +100 × k
+/// (and its supply and ending stocks with it).
+fn release_csv(k: u32) -> Vec<u8> {
+    let mut out = format!("\u{feff}{}\r\n", PSD_COLUMNS.join(",")).into_bytes();
+    for (ci, (code, name)) in COUNTRIES.iter().enumerate() {
+        for year in YEARS {
+            let base = 1000.0 * (ci as f64 + 1.0) + f64::from(year - 2023) * 10.0;
+            let revision = if *code == "BR" && year == 2025 {
+                100.0 * f64::from(k)
+            } else {
+                0.0
+            };
+            let (bs, prod, imp, exp, dom) = (base, 5.0 * base + revision, 50.0, 3.0 * base, base);
+            let supply = bs + prod + imp;
+            let end = supply - exp - dom;
+            let rows = [
+                ("020", "Beginning Stocks", bs),
+                ("028", "Production", prod),
+                ("029", "Arabica Production", prod * 0.5),
+                ("030", "Robusta Production", prod * 0.5),
+                ("057", "Imports", imp),
+                ("086", "Total Supply", supply),
+                ("088", "Exports", exp),
+                ("125", "Domestic Consumption", dom),
+                ("126", "\"Rst,Ground Dom. Consum\"", dom * 0.9),
+                ("176", "Ending Stocks", end),
+                ("178", "Total Distribution", exp + dom + end),
+            ];
+            for (id, attr, value) in rows {
+                let line = format!(
+                    "0711100,\"Coffee, Green\",{code},{name},{year},{year},00,{id},{attr},02,(1000 60 KG BAGS),{value:.4}\r\n"
+                );
+                out.extend_from_slice(line.as_bytes());
+            }
+        }
+    }
+    out
+}
+
+const ROWS_PER_RELEASE: u64 = (COUNTRIES.len() * YEARS.len() * 11) as u64;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: LandingStore,
+    options: TransformOptions,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LandingStore::open(dir.path().join("landing")).expect("open");
+    let mut options = TransformOptions::new(dir.path().join("lakehouse.duckdb"));
+    options.memory_limit = "512MB".into();
+    options.threads = 2;
+    Fixture {
+        _dir: dir,
+        store,
+        options,
+    }
+}
+
+impl Fixture {
+    fn land(&self, k: u32, body: &[u8]) -> materia_core::landing::LandingKey {
+        let release = NewRelease::new("psd".parse().expect("valid"), 2026, i64::from(k))
+            .expect("valid")
+            .with_etag(Some(format!("r{k}").parse().expect("valid")));
+        self.store
+            .put(release, body)
+            .expect("put")
+            .landed()
+            .expect("new")
+            .key
+    }
+
+    fn lake(&self) -> Lakehouse {
+        Lakehouse::open_read_only(&self.options.duckdb_path).expect("published")
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        self.lake()
+            .connection()
+            .query_row(sql, [], |r| r.get(0))
+            .expect(sql)
+    }
+}
+
+#[test]
+fn three_releases_with_revisions() {
+    let f = fixture();
+    for k in 1..=3 {
+        f.land(k, &release_csv(k));
+    }
+    let report = transform(&f.store, &f.options).expect("transform");
+    assert_eq!(report.releases_loaded, 3);
+    assert_eq!(report.rows_loaded, 3 * ROWS_PER_RELEASE);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(
+        report.published.as_deref(),
+        Some(f.options.duckdb_path.as_path())
+    );
+
+    // Rows per release, in the ledger and in the data.
+    let per_release = f.count(&format!(
+        "SELECT count(*) FROM raw.releases WHERE rows = {ROWS_PER_RELEASE}"
+    ));
+    assert_eq!(per_release, 3);
+    // psd_latest is exactly the newest release.
+    assert_eq!(
+        f.count("SELECT count(*) FROM serving.psd_latest") as u64,
+        ROWS_PER_RELEASE
+    );
+    assert_eq!(
+        f.count(
+            "SELECT count(DISTINCT release_etag) FROM serving.psd_latest WHERE release_etag = 'r3'"
+        ),
+        1
+    );
+    // Codes keep their zeros; NA is a country; the quoted comma survives.
+    assert_eq!(f.count("SELECT count(*) FROM serving.psd_latest WHERE commodity_code = '0711100' AND attribute_id = '020'"), 12);
+    assert_eq!(
+        f.count("SELECT count(*) FROM serving.psd_latest WHERE country_code = 'NA'"),
+        33
+    );
+    assert_eq!(
+        f.count("SELECT count(*) FROM serving.psd_latest WHERE attribute_description = 'Rst,Ground Dom. Consum'"),
+        12
+    );
+
+    let lake = f.lake();
+    let revisions = lake.revisions("BR", 2025, "028").expect("revisions");
+    let values: Vec<Option<f64>> = revisions.iter().map(|r| r.value).collect();
+    let changes: Vec<Option<f64>> = revisions.iter().map(|r| r.change).collect();
+    assert_eq!(values, [Some(5100.0), Some(5200.0), Some(5300.0)]);
+    assert_eq!(changes, [None, Some(100.0), Some(100.0)]);
+    let unrevised = lake.revisions("VM", 2025, "028").expect("revisions");
+    assert_eq!(
+        unrevised.iter().map(|r| r.change).collect::<Vec<_>>(),
+        [None, Some(0.0), Some(0.0)]
+    );
+
+    let br = lake.balance("BR", 2025).expect("query").expect("a row");
+    assert_eq!(br.production, Some(5300.0));
+    assert_eq!(br.total_supply, Some(1000.0 + 20.0 + 5300.0 + 50.0));
+    assert_eq!(
+        br.ending_stocks,
+        Some(1020.0 + 5300.0 + 50.0 - 3060.0 - 1020.0)
+    );
+    assert_eq!(
+        br.stocks_to_use,
+        Some(br.ending_stocks.unwrap_or(0.0) / 1020.0)
+    );
+    let world = lake
+        .balance("WORLD", 2025)
+        .expect("query")
+        .expect("a World row");
+    let sum: f64 = ["BR", "VM", "CO", "NA"]
+        .iter()
+        .map(|c| {
+            lake.balance(c, 2025)
+                .expect("q")
+                .expect("row")
+                .production
+                .unwrap_or(0.0)
+        })
+        .sum();
+    assert_eq!(world.production, Some(sum));
+    assert_eq!(
+        world.stocks_to_use,
+        Some(world.ending_stocks.unwrap_or(0.0) / world.domestic_consumption.unwrap_or(1.0)),
+        "the World ratio is recomputed from the sums"
+    );
+}
+
+#[test]
+fn incremental_builds_load_only_what_is_new() {
+    let f = fixture();
+    for k in 1..=3 {
+        f.land(k, &release_csv(k));
+    }
+    transform(&f.store, &f.options).expect("first");
+    let before = fs::read(&f.options.duckdb_path).expect("published");
+    let again = transform(&f.store, &f.options).expect("second");
+    assert_eq!((again.releases_loaded, again.rows_loaded), (0, 0));
+    assert_eq!(again.published, None);
+    assert!(
+        fs::read(&f.options.duckdb_path).expect("published") == before,
+        "untouched"
+    );
+
+    f.land(4, &release_csv(4));
+    let fourth = transform(&f.store, &f.options).expect("fourth");
+    assert_eq!(
+        (fourth.releases_loaded, fourth.rows_loaded),
+        (1, ROWS_PER_RELEASE)
+    );
+    assert_eq!(fourth.releases_total, 4);
+    assert_eq!(
+        f.count("SELECT count(*) FROM raw.psd") as u64,
+        4 * ROWS_PER_RELEASE
+    );
+    let br = f.lake().balance("BR", 2025).expect("q").expect("row");
+    assert_eq!(br.production, Some(5400.0));
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .expect("readable")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_bad_landing_file_fails_the_build_and_publishes_nothing() {
+    let f = fixture();
+    f.land(1, &release_csv(1));
+    transform(&f.store, &f.options).expect("first");
+    let before = fs::read(&f.options.duckdb_path).expect("published");
+
+    // A wrong header.
+    let wrong = f.land(2, b"a,b,c\r\n1,2,3\r\n");
+    match transform(&f.store, &f.options) {
+        Err(Error::Corrupt { path, reason }) => {
+            assert_eq!(path, f.store.path_of(&wrong));
+            assert!(reason.contains("header"), "{reason}");
+        }
+        other => panic!("expected the bad file named, got {other:?}"),
+    }
+    assert!(fs::read(&f.options.duckdb_path).expect("published") == before);
+
+    // A corrupt gzip (a byte flipped after landing) in another dataset month.
+    let f = fixture();
+    f.land(1, &release_csv(1));
+    transform(&f.store, &f.options).expect("first");
+    let before = fs::read(&f.options.duckdb_path).expect("published");
+    let key = f.land(2, &release_csv(2));
+    let path = f.store.path_of(&key);
+    let mut bytes = fs::read(&path).expect("landed");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    fs::write(&path, bytes).expect("corrupt it");
+    match transform(&f.store, &f.options) {
+        Err(Error::Corrupt { path: named, .. }) => assert_eq!(named, path),
+        other => panic!("expected the corrupt file named, got {other:?}"),
+    }
+    assert!(fs::read(&f.options.duckdb_path).expect("published") == before);
+    let dir = f.options.duckdb_path.parent().expect("dir");
+    assert_eq!(
+        files_in(dir),
+        ["landing", "lakehouse.duckdb", "lakehouse.duckdb.lock"]
+    );
+}
+
+/// Run as a child process by the next test: holds the lakehouse open read-only,
+/// reports what it sees, and again after the parent says go.
+#[test]
+fn reader_child() {
+    let Ok(path) = std::env::var("MATERIA_READER_PATH") else {
+        return; // Only meaningful as the child of the test below.
+    };
+    let lake = Lakehouse::open_read_only(&path).expect("open read-only");
+    let count = || -> i64 {
+        lake.connection()
+            .query_row("SELECT count(*) FROM raw.releases", [], |r| r.get(0))
+            .expect("query")
+    };
+    println!("READER before {}", count());
+    std::io::stdout().flush().expect("flush");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).expect("go");
+    println!("READER after {}", count());
+}
+
+#[test]
+fn a_reader_process_keeps_its_snapshot_while_transform_publishes() {
+    let f = fixture();
+    f.land(1, &release_csv(1));
+    transform(&f.store, &f.options).expect("first");
+
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", "reader_child", "--nocapture", "--test-threads=1"])
+        .env("MATERIA_READER_PATH", &f.options.duckdb_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn reader");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let read_report = |out: &mut std::io::BufReader<_>| -> String {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(
+                out.read_line(&mut line).expect("read") > 0,
+                "reader ended early"
+            );
+            if line.starts_with("READER") {
+                return line.trim().to_owned();
+            }
+        }
+    };
+    assert_eq!(read_report(&mut stdout), "READER before 1");
+
+    // While the reader holds the file open read-only, transform publishes.
+    f.land(2, &release_csv(2));
+    let report = transform(&f.store, &f.options).expect("transform beside a reader");
+    assert_eq!(report.releases_loaded, 1);
+
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("go");
+    assert_eq!(
+        read_report(&mut stdout),
+        "READER after 1",
+        "the reader keeps its snapshot"
+    );
+    assert!(child.wait().expect("reader exits").success());
+    assert_eq!(
+        f.count("SELECT count(*) FROM raw.releases"),
+        2,
+        "a new open sees the new build"
+    );
+}
+
+#[test]
+fn an_empty_landing_zone_publishes_an_empty_lakehouse() {
+    let f = fixture();
+    let report = transform(&f.store, &f.options).expect("transform");
+    assert_eq!(report.releases_loaded, 0);
+    assert_eq!(f.count("SELECT count(*) FROM serving.coffee_balance"), 0);
+    let _: PathBuf = report.published.expect("published");
+}
