@@ -77,7 +77,6 @@ impl SplitMix {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
-
 }
 
 const COMMODITIES: &[(&str, &str)] = &[

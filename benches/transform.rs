@@ -1,0 +1,115 @@
+//! Transform benchmarks on generated PSD releases (~50k rows each):
+//! a full build over 120 releases, and an incremental build of one more release
+//! on top of 30 and of 120 (it should not grow with history).
+//!
+//! Run: `cargo bench -p materia-benches --bench transform`
+
+use std::path::{Path, PathBuf};
+
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use materia_benches::{PsdSpec, psd_csv};
+use materia_core::landing::{LandingStore, NewRelease};
+use materia_core::transform::{TransformOptions, transform};
+
+const ROW_BYTES: usize = 5 << 20; // about 50k rows
+
+/// A landing zone with `n` monthly releases, seeds 1..=n.
+fn landing(root: &Path, n: u64) -> LandingStore {
+    let store = LandingStore::open(root).expect("open").with_compression(1);
+    for k in 1..=n {
+        let release = NewRelease::new(
+            "psd".parse().expect("valid"),
+            2000 + (k / 12) as i64,
+            1 + (k % 12) as i64,
+        )
+        .expect("valid")
+        .with_etag(Some(format!("r{k:04}").parse().expect("valid")));
+        let body = psd_csv(&PsdSpec {
+            min_bytes: ROW_BYTES,
+            seed: k,
+        });
+        let _ = store.put(release, &body[..]).expect("put");
+    }
+    store
+}
+
+fn options(path: PathBuf) -> TransformOptions {
+    let mut o = TransformOptions::new(path);
+    o.memory_limit = "4GB".into();
+    o
+}
+
+fn rows(path: &Path) -> u64 {
+    let lake = materia_core::transform::Lakehouse::open_read_only(path).expect("open");
+    lake.connection()
+        .query_row("SELECT count(*) FROM raw.psd", [], |r| r.get::<_, i64>(0))
+        .expect("count") as u64
+}
+
+fn benches(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut group = c.benchmark_group("transform");
+    group.sample_size(10);
+
+    let full = landing(&dir.path().join("landing-120"), 120);
+    let probe = dir.path().join("probe.duckdb");
+    transform(&full, &options(probe.clone())).expect("build");
+    group.throughput(Throughput::Elements(rows(&probe)));
+    let mut n = 0;
+    group.bench_function("full/120 releases", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                dir.path().join(format!("full-{n}.duckdb"))
+            },
+            |path| {
+                transform(&full, &options(path.clone())).expect("full build");
+                std::fs::remove_file(path).expect("cleanup");
+            },
+            BatchSize::PerIteration,
+        )
+    });
+
+    for history in [30u64, 120] {
+        let root = dir.path().join(format!("landing-inc-{history}"));
+        let store = landing(&root, history);
+        let base = dir.path().join(format!("base-{history}.duckdb"));
+        transform(&store, &options(base.clone())).expect("base build");
+        let release = NewRelease::new("psd".parse().expect("valid"), 2031, 1)
+            .expect("valid")
+            .with_etag(Some("next".parse().expect("valid")));
+        let body = psd_csv(&PsdSpec {
+            min_bytes: ROW_BYTES,
+            seed: 999,
+        });
+        let _ = store.put(release, &body[..]).expect("put");
+        let one_release = (rows(&base) as f64 / history as f64) as u64;
+        group.throughput(Throughput::Elements(one_release));
+        let mut m = 0;
+        group.bench_with_input(
+            BenchmarkId::new("incremental/+1 on", history),
+            &history,
+            |b, _| {
+                b.iter_batched(
+                    || {
+                        m += 1;
+                        let path = dir.path().join(format!("inc-{history}-{m}.duckdb"));
+                        std::fs::copy(&base, &path).expect("copy base");
+                        path
+                    },
+                    |path| {
+                        let report =
+                            transform(&store, &options(path.clone())).expect("incremental");
+                        assert_eq!(report.releases_loaded, 1);
+                        std::fs::remove_file(path).expect("cleanup");
+                    },
+                    BatchSize::PerIteration,
+                )
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(transform_benches, benches);
+criterion_main!(transform_benches);
