@@ -12,6 +12,8 @@ use clap::{Args, Parser, Subcommand};
 mod query;
 
 use materia_core::extract::{Config, Extracted, Extractor, Status};
+#[cfg(feature = "s3")]
+use materia_core::mirror::{Mirror, MirrorOptions};
 use materia_core::landing::{
     Dataset, Etag, LandingStore, Month, NewRelease, PutOutcome, Stats, VerifyReport, Year,
 };
@@ -84,6 +86,36 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
         /// Print JSON lines: the extract result, then the transform report.
+    /// Push landed files the bucket lacks (never overwrites, never deletes).
+    #[cfg(feature = "s3")]
+    ///
+    /// Example: materia mirror --to s3://materia-raw/landing
+    Mirror {
+        /// The bucket prefix, s3://bucket/prefix.
+        #[arg(long, env = "MATERIA_MIRROR_URL")]
+        to: String,
+        /// List the bucket instead of trusting the local record of uploads.
+        #[arg(long)]
+        full: bool,
+        /// Only compare: list the bucket and check every object against its local file.
+        #[arg(long)]
+        verify: bool,
+        /// Uploads in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Print one JSON object (uploaded, skipped, bytes, conflicts).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download every object under the prefix that is missing locally.
+    #[cfg(feature = "s3")]
+    ///
+    /// Example: materia restore --from s3://materia-raw/landing
+    Restore {
+        /// The bucket prefix, s3://bucket/prefix.
+        #[arg(long, env = "MATERIA_MIRROR_URL")]
+        from: String,
+        /// Print one JSON object (downloaded, skipped, bytes, refused).
         #[arg(long)]
         json: bool,
     },
@@ -241,6 +273,68 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         }
         Command::Extract(args) => extract(&store, cli.config.as_deref(), args),
         Command::Land(args) => land(store, args),
+        #[cfg(feature = "s3")]
+        Command::Mirror {
+            to,
+            full,
+            verify,
+            concurrency,
+            json,
+        } => {
+            let mirror = Mirror::new(MirrorOptions {
+                concurrency,
+                ..MirrorOptions::new(to)
+            })?;
+            if verify {
+                let report = mirror.verify(&store)?;
+                if json {
+                    print_json(&report)?;
+                } else {
+                    for key in &report.missing {
+                        println!("MISSING {key}");
+                    }
+                    for key in &report.different {
+                        println!("DIFFERENT {key}");
+                    }
+                    println!(
+                        "{} object(s) checked, {} missing, {} different",
+                        report.checked,
+                        report.missing.len(),
+                        report.different.len()
+                    );
+                }
+                return Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) });
+            }
+            let report = mirror.push(&store, full)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                for key in &report.conflicts {
+                    println!("CONFLICT {key}: the bucket holds other content; left alone");
+                }
+                println!(
+                    "uploaded {} file(s), {} bytes; {} already there",
+                    report.uploaded, report.bytes, report.skipped
+                );
+            }
+            Ok(if report.conflicts.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        #[cfg(feature = "s3")]
+        Command::Restore { from, json } => {
+            let report = Mirror::new(MirrorOptions::new(from))?.restore(&store)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                for (key, why) in &report.refused {
+                    println!("REFUSED {key}: {why}");
+                }
+                println!(
+                    "downloaded {} file(s), {} bytes; {} already here",
+                    report.downloaded, report.bytes, report.skipped
+                );
+            }
+            Ok(if report.refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
         Command::Ls { dataset, json } => {
             let entries: Vec<_> = store
                 .list()

@@ -103,6 +103,11 @@ pub enum Error {
     Lakehouse {
         /// The DuckDB file.
         path: PathBuf,
+    /// Talking to the mirror bucket failed.
+    #[error("mirror {url}: {reason}")]
+    Mirror {
+        /// The bucket URL (`s3://bucket/prefix`; never a credential).
+        url: String,
         /// What went wrong.
         reason: String,
     },

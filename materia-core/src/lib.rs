@@ -12,6 +12,8 @@
 //!   from `file://`, unpack zip/gzip, check the CSV header, land.
 //! - `transform` (feature `duckdb`, on by default): the landing zone into a
 //!   DuckDB lakehouse, built aside and published atomically; `Lakehouse` reads it.
+//! - `mirror` (feature `s3`, off by default while in progress): push the landing zone to an
+//!   S3-compatible bucket (R2) and restore it from there.
 //! - [`Error`]: the one error type, with variants a caller can match.
 //!
 //! # Example
@@ -42,5 +44,7 @@ pub mod extract;
 pub mod landing;
 #[cfg(feature = "duckdb")]
 pub mod transform;
+#[cfg(feature = "s3")]
+pub mod mirror;
 
 pub use error::{Error, Result};
