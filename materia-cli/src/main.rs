@@ -12,11 +12,11 @@ use clap::{Args, Parser, Subcommand};
 mod query;
 
 use materia_core::extract::{Config, Extracted, Extractor, Status};
-#[cfg(feature = "s3")]
-use materia_core::mirror::{Mirror, MirrorOptions};
 use materia_core::landing::{
     Dataset, Etag, LandingStore, Month, NewRelease, PutOutcome, Stats, VerifyReport, Year,
 };
+#[cfg(feature = "s3")]
+use materia_core::mirror::{Mirror, MirrorOptions};
 use materia_core::transform::{TransformOptions, TransformReport, transform};
 use serde::Serialize;
 
@@ -57,6 +57,39 @@ enum Command {
     /// Prints `landed`, `unchanged` (304) or `duplicate`; with --archive also
     /// `not_published` (404). Example: materia extract --dataset psd
     Extract(ExtractArgs),
+    /// Push landed files the bucket lacks (never overwrites, never deletes).
+    ///
+    /// Example: materia mirror --to s3://materia-raw/landing
+    #[cfg(feature = "s3")]
+    Mirror {
+        /// The bucket prefix, s3://bucket/prefix.
+        #[arg(long, env = "MATERIA_MIRROR_URL")]
+        to: String,
+        /// List the bucket instead of trusting the local record of uploads.
+        #[arg(long)]
+        full: bool,
+        /// Only compare: list the bucket and check every object against its local file.
+        #[arg(long)]
+        verify: bool,
+        /// Uploads in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Print one JSON object (uploaded, skipped, bytes, conflicts).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download every object under the prefix that is missing locally.
+    ///
+    /// Example: materia restore --from s3://materia-raw/landing
+    #[cfg(feature = "s3")]
+    Restore {
+        /// The bucket prefix, s3://bucket/prefix.
+        #[arg(long, env = "MATERIA_MIRROR_URL")]
+        from: String,
+        /// Print one JSON object (downloaded, skipped, bytes, refused).
+        #[arg(long)]
+        json: bool,
+    },
     /// Load new landing files into the lakehouse and publish it atomically.
     ///
     /// Example: materia transform --json
@@ -86,36 +119,6 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
         /// Print JSON lines: the extract result, then the transform report.
-    /// Push landed files the bucket lacks (never overwrites, never deletes).
-    #[cfg(feature = "s3")]
-    ///
-    /// Example: materia mirror --to s3://materia-raw/landing
-    Mirror {
-        /// The bucket prefix, s3://bucket/prefix.
-        #[arg(long, env = "MATERIA_MIRROR_URL")]
-        to: String,
-        /// List the bucket instead of trusting the local record of uploads.
-        #[arg(long)]
-        full: bool,
-        /// Only compare: list the bucket and check every object against its local file.
-        #[arg(long)]
-        verify: bool,
-        /// Uploads in flight at once.
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
-        /// Print one JSON object (uploaded, skipped, bytes, conflicts).
-        #[arg(long)]
-        json: bool,
-    },
-    /// Download every object under the prefix that is missing locally.
-    #[cfg(feature = "s3")]
-    ///
-    /// Example: materia restore --from s3://materia-raw/landing
-    Restore {
-        /// The bucket prefix, s3://bucket/prefix.
-        #[arg(long, env = "MATERIA_MIRROR_URL")]
-        from: String,
-        /// Print one JSON object (downloaded, skipped, bytes, refused).
         #[arg(long)]
         json: bool,
     },
@@ -280,45 +283,16 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             verify,
             concurrency,
             json,
-        } => {
-            let mirror = Mirror::new(MirrorOptions {
+        } => mirror(
+            &store,
+            MirrorOptions {
                 concurrency,
                 ..MirrorOptions::new(to)
-            })?;
-            if verify {
-                let report = mirror.verify(&store)?;
-                if json {
-                    print_json(&report)?;
-                } else {
-                    for key in &report.missing {
-                        println!("MISSING {key}");
-                    }
-                    for key in &report.different {
-                        println!("DIFFERENT {key}");
-                    }
-                    println!(
-                        "{} object(s) checked, {} missing, {} different",
-                        report.checked,
-                        report.missing.len(),
-                        report.different.len()
-                    );
-                }
-                return Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) });
-            }
-            let report = mirror.push(&store, full)?;
-            if json {
-                print_json(&report)?;
-            } else {
-                for key in &report.conflicts {
-                    println!("CONFLICT {key}: the bucket holds other content; left alone");
-                }
-                println!(
-                    "uploaded {} file(s), {} bytes; {} already there",
-                    report.uploaded, report.bytes, report.skipped
-                );
-            }
-            Ok(if report.conflicts.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
-        }
+            },
+            full,
+            verify,
+            json,
+        ),
         #[cfg(feature = "s3")]
         Command::Restore { from, json } => {
             let report = Mirror::new(MirrorOptions::new(from))?.restore(&store)?;
@@ -333,7 +307,11 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
                     report.downloaded, report.bytes, report.skipped
                 );
             }
-            Ok(if report.refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if report.refused.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Ls { dataset, json } => {
             let entries: Vec<_> = store
@@ -533,6 +511,58 @@ fn land(store: LandingStore, args: LandArgs) -> Result<ExitCode, BoxError> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "s3")]
+fn mirror(
+    store: &LandingStore,
+    options: MirrorOptions,
+    full: bool,
+    verify: bool,
+    json: bool,
+) -> Result<ExitCode, BoxError> {
+    let mirror = Mirror::new(options)?;
+    if verify {
+        let report = mirror.verify(store)?;
+        if json {
+            print_json(&report)?;
+        } else {
+            for key in &report.missing {
+                println!("MISSING {key}");
+            }
+            for key in &report.different {
+                println!("DIFFERENT {key}");
+            }
+            println!(
+                "{} object(s) checked, {} missing, {} different",
+                report.checked,
+                report.missing.len(),
+                report.different.len()
+            );
+        }
+        return Ok(if report.is_ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    let report = mirror.push(store, full)?;
+    if json {
+        print_json(&report)?;
+    } else {
+        for key in &report.conflicts {
+            println!("CONFLICT {key}: the bucket holds other content; left alone");
+        }
+        println!(
+            "uploaded {} file(s), {} bytes; {} already there",
+            report.uploaded, report.bytes, report.skipped
+        );
+    }
+    Ok(if report.conflicts.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn print_transform(report: &TransformReport, json: bool) -> Result<(), BoxError> {

@@ -103,6 +103,10 @@ pub enum Error {
     Lakehouse {
         /// The DuckDB file.
         path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// Talking to the mirror bucket failed.
     #[error("mirror {url}: {reason}")]
     Mirror {

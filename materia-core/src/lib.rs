@@ -42,9 +42,9 @@ mod error;
 #[cfg(feature = "http")]
 pub mod extract;
 pub mod landing;
-#[cfg(feature = "duckdb")]
-pub mod transform;
 #[cfg(feature = "s3")]
 pub mod mirror;
+#[cfg(feature = "duckdb")]
+pub mod transform;
 
 pub use error::{Error, Result};

@@ -27,27 +27,43 @@ fn options(server: &S3Server) -> MirrorOptions {
 }
 
 fn land(store: &LandingStore, month: i64, seed: u64) -> materia_core::landing::LandingKey {
-    let body = format!("Commodity_Code,Value\r\n0711100,{seed}.0000\r\n").repeat(1 + seed as usize % 7);
+    let body =
+        format!("Commodity_Code,Value\r\n0711100,{seed}.0000\r\n").repeat(1 + seed as usize % 7);
     let release = NewRelease::new("psd".parse().expect("valid"), 2026, month)
         .expect("valid")
         .with_etag(Some(format!("e{seed}").parse().expect("valid")));
-    store.put(release, body.as_bytes()).expect("put").landed().expect("new").key
+    store
+        .put(release, body.as_bytes())
+        .expect("put")
+        .landed()
+        .expect("new")
+        .key
 }
 
 #[test]
 fn push_uploads_what_is_missing_and_a_no_op_makes_no_request() {
-    let Some(mut server) = S3Server::start() else { return };
+    let Some(mut server) = S3Server::start() else {
+        return;
+    };
     server.create_bucket(BUCKET);
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LandingStore::open(dir.path()).expect("open");
-    let keys: Vec<_> = (1..=5).map(|i| land(&store, 1 + i % 12, i as u64)).collect();
+    let keys: Vec<_> = (1..=5)
+        .map(|i| land(&store, 1 + i % 12, i as u64))
+        .collect();
     let mirror = Mirror::new(options(&server)).expect("mirror");
 
     let first = mirror.push(&store, false).expect("push");
     assert_eq!((first.uploaded, first.skipped), (5, 0));
     for key in &keys {
-        let remote = server.get_raw(BUCKET, &format!("landing/{key}")).expect("uploaded");
-        assert_eq!(remote, fs::read(store.path_of(key)).expect("local"), "{key}");
+        let remote = server
+            .get_raw(BUCKET, &format!("landing/{key}"))
+            .expect("uploaded");
+        assert_eq!(
+            remote,
+            fs::read(store.path_of(key)).expect("local"),
+            "{key}"
+        );
     }
     let again = mirror.push(&store, false).expect("push again");
     assert_eq!((again.uploaded, again.skipped), (0, 5));
@@ -59,13 +75,17 @@ fn push_uploads_what_is_missing_and_a_no_op_makes_no_request() {
 
     // With the server gone, a push with nothing new still succeeds: no request.
     server.stop();
-    let offline = mirror.push(&store, false).expect("no-op push makes no request");
+    let offline = mirror
+        .push(&store, false)
+        .expect("no-op push makes no request");
     assert_eq!((offline.uploaded, offline.skipped), (0, 6));
 }
 
 #[test]
 fn full_push_finds_remote_loss_and_restore_rebuilds_the_zone() {
-    let Some(server) = S3Server::start() else { return };
+    let Some(server) = S3Server::start() else {
+        return;
+    };
     server.create_bucket(BUCKET);
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LandingStore::open(dir.path().join("a")).expect("open");
@@ -76,7 +96,13 @@ fn full_push_finds_remote_loss_and_restore_rebuilds_the_zone() {
     server.delete_raw(BUCKET, &format!("landing/{}", keys[0]));
     let report = mirror.verify(&store).expect("verify");
     assert_eq!(report.missing, [keys[0].to_string()]);
-    assert_eq!(mirror.push(&store, false).expect("trusting the record").uploaded, 0);
+    assert_eq!(
+        mirror
+            .push(&store, false)
+            .expect("trusting the record")
+            .uploaded,
+        0
+    );
     let full = mirror.push(&store, true).expect("full push");
     assert_eq!((full.uploaded, full.skipped), (1, 3));
     assert!(mirror.verify(&store).expect("verify").is_ok());
@@ -99,7 +125,9 @@ fn full_push_finds_remote_loss_and_restore_rebuilds_the_zone() {
 
 #[test]
 fn other_content_under_our_key_is_a_conflict_left_alone() {
-    let Some(server) = S3Server::start() else { return };
+    let Some(server) = S3Server::start() else {
+        return;
+    };
     server.create_bucket(BUCKET);
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LandingStore::open(dir.path()).expect("open");
@@ -110,14 +138,20 @@ fn other_content_under_our_key_is_a_conflict_left_alone() {
     let report = mirror.push(&store, false).expect("push");
     assert_eq!(report.conflicts, [key.to_string()]);
     assert_eq!(report.uploaded, 0);
-    assert_eq!(server.get_raw(BUCKET, &format!("landing/{key}")), Some(theirs), "not overwritten");
+    assert_eq!(
+        server.get_raw(BUCKET, &format!("landing/{key}")),
+        Some(theirs),
+        "not overwritten"
+    );
     // Conflicts are not recorded as done: the next push reports it again.
     assert_eq!(mirror.push(&store, false).expect("push").conflicts.len(), 1);
 }
 
 #[test]
 fn restore_refuses_untrusted_keys_and_bad_content() {
-    let Some(server) = S3Server::start() else { return };
+    let Some(server) = S3Server::start() else {
+        return;
+    };
     server.create_bucket(BUCKET);
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("landing");
@@ -140,10 +174,22 @@ fn restore_refuses_untrusted_keys_and_bad_content() {
         server.put_raw(BUCKET, key, gz.clone());
     }
     // A content address that lies about its content, and a non-gzip body.
-    server.put_raw(BUCKET, &format!("landing/psd/2026/11/{}.csv.gzip", "0".repeat(64)), gz.clone());
-    server.put_raw(BUCKET, "landing/psd/2026/11/plain.csv.gzip", b"a,b\n1,2\n".to_vec());
+    server.put_raw(
+        BUCKET,
+        &format!("landing/psd/2026/11/{}.csv.gzip", "0".repeat(64)),
+        gz.clone(),
+    );
+    server.put_raw(
+        BUCKET,
+        "landing/psd/2026/11/plain.csv.gzip",
+        b"a,b\n1,2\n".to_vec(),
+    );
     // And one good object.
-    server.put_raw(BUCKET, &format!("landing/psd/2026/11/{sha}.csv.gzip"), gz.clone());
+    server.put_raw(
+        BUCKET,
+        &format!("landing/psd/2026/11/{sha}.csv.gzip"),
+        gz.clone(),
+    );
 
     let mirror = Mirror::new(options(&server)).expect("mirror");
     let report = mirror.restore(&store).expect("restore");
@@ -152,7 +198,10 @@ fn restore_refuses_untrusted_keys_and_bad_content() {
     let store = LandingStore::open(&root).expect("reopen");
     assert_eq!(store.list().len(), 1);
     assert!(store.verify().expect("verify").is_ok());
-    let beside: Vec<_> = fs::read_dir(dir.path()).expect("dir").map(|e| e.expect("e").file_name()).collect();
+    let beside: Vec<_> = fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|e| e.expect("e").file_name())
+        .collect();
     assert_eq!(beside, ["landing"], "nothing written outside LANDING_DIR");
     assert!(!Path::new("/etc/x.csv.gzip").exists());
 }

@@ -71,7 +71,10 @@ impl std::fmt::Debug for MirrorOptions {
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
             .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "***"))
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "***"),
+            )
             .field("allow_http", &self.allow_http)
             .field("concurrency", &self.concurrency)
             .field("retries", &self.retries)
@@ -182,7 +185,8 @@ impl Mirror {
     /// Connects to `options.url` (no request is made yet).
     pub fn new(options: MirrorOptions) -> Result<Mirror> {
         let url = options.url.clone();
-        let parsed = reqwest::Url::parse(&url).map_err(|e| remote(&url, format!("not a URL: {e}")))?;
+        let parsed =
+            reqwest::Url::parse(&url).map_err(|e| remote(&url, format!("not a URL: {e}")))?;
         if parsed.scheme() != "s3" {
             return Err(remote(&url, "expected s3://bucket/prefix"));
         }
@@ -233,7 +237,10 @@ impl Mirror {
 
     fn record_path(&self, landing: &LandingStore) -> PathBuf {
         let id = Sha256Digest::of(self.options.url.as_bytes()).to_string();
-        landing.root().join(".materia/mirror").join(format!("{}.jsonl", &id[..16]))
+        landing
+            .root()
+            .join(".materia/mirror")
+            .join(format!("{}.jsonl", &id[..16]))
     }
 
     /// Landing keys confirmed uploaded to this URL, with the file hash they had.
@@ -259,7 +266,11 @@ impl Mirror {
     /// instead of trusting the local record (catches objects lost remotely).
     pub fn push(&self, landing: &LandingStore, full: bool) -> Result<PushReport> {
         let url = self.options.url.clone();
-        let confirmed = if full { HashMap::new() } else { self.confirmed(landing)? };
+        let confirmed = if full {
+            HashMap::new()
+        } else {
+            self.confirmed(landing)?
+        };
         let entries = landing.list();
         let mut report = PushReport::default();
         let mut todo: Vec<Entry> = Vec::new();
@@ -274,14 +285,15 @@ impl Mirror {
             return Ok(report);
         }
         let remote_objects: HashMap<Path, u64> = if full {
-            self.runtime.block_on(async {
-                self.store
-                    .list(Some(&self.prefix))
-                    .map_ok(|m| (m.location, m.size))
-                    .try_collect()
-                    .await
-            })
-            .map_err(|e| remote(&url, e))?
+            self.runtime
+                .block_on(async {
+                    self.store
+                        .list(Some(&self.prefix))
+                        .map_ok(|m| (m.location, m.size))
+                        .try_collect()
+                        .await
+                })
+                .map_err(|e| remote(&url, e))?
         } else {
             HashMap::new()
         };
@@ -328,7 +340,9 @@ impl Mirror {
                             sha256: r.file_sha256.to_string(),
                         })
                         .map_err(|e| remote(&url, e))?;
-                        record.write_all(format!("{line}\n").as_bytes()).at(&record_path)?;
+                        record
+                            .write_all(format!("{line}\n").as_bytes())
+                            .at(&record_path)?;
                     }
                 }
                 Err(e) => {
@@ -344,7 +358,12 @@ impl Mirror {
         }
     }
 
-    async fn upload(&self, path: &FsPath, location: &Path, known_size: Option<u64>) -> Result<Upload> {
+    async fn upload(
+        &self,
+        path: &FsPath,
+        location: &Path,
+        known_size: Option<u64>,
+    ) -> Result<Upload> {
         let url = &self.options.url;
         let bytes = tokio::fs::read(path).await.at(path)?;
         if known_size.is_some() {
@@ -492,16 +511,22 @@ fn check_download(key: &LandingKey, bytes: &[u8]) -> Option<String> {
         return Some("not a gzip file".into());
     }
     let etag = key.etag.as_str();
-    let content_addressed = etag.len() == 64 && etag.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let content_addressed = etag.len() == 64
+        && etag
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if content_addressed {
         let mut content = Vec::new();
-        let read = std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(bytes), &mut content);
+        let read =
+            std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(bytes), &mut content);
         if let Err(e) = read {
             return Some(format!("not valid gzip: {e}"));
         }
         let sha = Sha256Digest::of(&content).to_string();
         if sha != etag {
-            return Some(format!("content SHA-256 is {sha}, not the {etag} its name claims"));
+            return Some(format!(
+                "content SHA-256 is {sha}, not the {etag} its name claims"
+            ));
         }
     }
     None

@@ -92,9 +92,15 @@ impl S3Server {
     pub fn get_raw(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
         use object_store::ObjectStoreExt;
         let (store, rt) = self.raw(bucket);
-        rt.block_on(async { store.get(&object_store::path::Path::from(key)).await?.bytes().await })
-            .ok()
-            .map(|b| b.to_vec())
+        rt.block_on(async {
+            store
+                .get(&object_store::path::Path::from(key))
+                .await?
+                .bytes()
+                .await
+        })
+        .ok()
+        .map(|b| b.to_vec())
     }
 
     /// Deletes an object directly.
