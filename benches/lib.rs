@@ -83,9 +83,9 @@ const COMMODITIES: &[(&str, &str)] = &[
     ("0711100", "\"Coffee, Green\""),
     ("0440000", "Corn"),
     ("0410000", "Wheat"),
-    ("2222000", "Oilseed, Soybean"),
+    ("2222000", "\"Oilseed, Soybean\""),
     ("0422110", "\"Rice, Milled\""),
-    ("0612000", "Sugar, Centrifugal"),
+    ("0612000", "\"Sugar, Centrifugal\""),
 ];
 
 /// A PSD-shaped CSV of at least `spec.min_bytes` bytes. Rows walk commodities ×
