@@ -428,13 +428,10 @@ fn parse_month_range(text: &str) -> Result<Vec<(Year, Month)>, BoxError> {
 }
 
 fn report_extracted(done: &Extracted, json: bool) -> Result<(), BoxError> {
-    let mut out = io::stdout().lock();
     if json {
-        let mut line = serde_json::to_vec(done)?;
-        line.push(b'\n');
-        out.write_all(&line)?;
-        return Ok(());
+        return print_json_line(done);
     }
+    let mut out = io::stdout().lock();
     match &done.status {
         Status::Landed {
             key,
@@ -566,13 +563,10 @@ fn mirror(
 }
 
 fn print_transform(report: &TransformReport, json: bool) -> Result<(), BoxError> {
-    let mut out = io::stdout().lock();
     if json {
-        let mut line = serde_json::to_vec(report)?;
-        line.push(b'\n');
-        out.write_all(&line)?;
-        return Ok(());
+        return print_json_line(report);
     }
+    let mut out = io::stdout().lock();
     match &report.published {
         Some(path) => writeln!(
             out,
@@ -592,6 +586,14 @@ fn print_transform(report: &TransformReport, json: bool) -> Result<(), BoxError>
     for w in &report.warnings {
         writeln!(out, "warning: audit {:?}: {} rows", w.audit, w.rows)?;
     }
+    Ok(())
+}
+
+/// One compact JSON object on its own line (JSON lines, for multi-step output).
+fn print_json_line(value: &impl Serialize) -> Result<(), BoxError> {
+    let mut line = serde_json::to_vec(value)?;
+    line.push(b'\n');
+    io::stdout().lock().write_all(&line)?;
     Ok(())
 }
 
