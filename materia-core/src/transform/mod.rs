@@ -11,7 +11,8 @@
 //!    and, in one transaction, appends only the new releases to `raw.*`
 //!    (DuckDB's own CSV reader, explicit types) and rebuilds the `serving.*`
 //!    tables from the models in `materia-core/models/`;
-//! 5. runs the audits: an `error` audit rolls everything back;
+//! 5. commits and runs the audits on the build: an `error` audit fails the build
+//!    and the build file is discarded;
 //! 6. `CHECKPOINT`s and closes (no WAL left), fsyncs, renames over
 //!    `DUCKDB_PATH`, fsyncs the directory.
 //!
@@ -147,9 +148,15 @@ pub fn transform(store: &LandingStore, options: &TransformOptions) -> Result<Tra
             millis: started.elapsed().as_millis() as u64,
         });
     }
+    let checking = Instant::now();
     for entry in &new {
         check_landing_file(store, entry)?;
     }
+    tracing::debug!(
+        files = new.len(),
+        millis = checking.elapsed().as_millis() as u64,
+        "landing files checked"
+    );
 
     let build = build_path(&target);
     let result = build_into(store, options, &target, &build, &new);
@@ -269,6 +276,7 @@ fn build_into(
         let file_list = format!("[{}]", files.join(", "));
         rows_loaded = 0;
         for m in &models {
+            let step = Instant::now();
             match m.kind {
                 models::Kind::Setup => {}
                 // Never call read_csv with an empty list.
@@ -280,30 +288,11 @@ fn build_into(
                     rows_loaded += count(&conn, "SELECT count(*) FROM raw.psd")? - before;
                 }
                 models::Kind::Table => conn.execute_batch(m.sql).map_err(duck(&m.name))?,
-                models::Kind::Audit => {
-                    for audit in models::audits(m)? {
-                        let rows = count(&conn, &audit.sql)?;
-                        if rows == 0 {
-                            continue;
-                        }
-                        if audit.severity == Severity::Error {
-                            let _ = conn.execute_batch("ROLLBACK");
-                            return Err(Error::Transform {
-                                reason: format!(
-                                    "audit failed: {} ({rows} offending rows)",
-                                    audit.description
-                                ),
-                            });
-                        }
-                        tracing::warn!(audit = %audit.description, rows, "audit warning");
-                        warnings.push(AuditFinding {
-                            severity: audit.severity,
-                            audit: audit.description,
-                            rows,
-                        });
-                    }
-                }
+                // After COMMIT: checking committed data is far faster than
+                // transaction-local data, and the build file is private anyway.
+                models::Kind::Audit => {}
             }
+            tracing::debug!(model = %m.name, millis = step.elapsed().as_millis() as u64, "model done");
         }
         conn.execute_batch(
             "UPDATE raw.releases SET rows = c.n FROM \
@@ -314,9 +303,42 @@ fn build_into(
         .map_err(duck("raw.releases rows"))?;
         releases_total = count(&conn, "SELECT count(*) FROM raw.releases")?;
     }
+    let step = Instant::now();
     conn.execute_batch("COMMIT").map_err(duck("COMMIT"))?;
+    tracing::debug!(millis = step.elapsed().as_millis() as u64, "commit");
+    // Audits run on the committed build. A failing `error` audit fails the
+    // build; the caller discards the build file, so nothing is published.
+    let step = Instant::now();
+    for m in models.iter().filter(|m| m.kind == models::Kind::Audit) {
+        for audit in models::audits(m)? {
+            let rows = count(&conn, &audit.sql)?;
+            if rows == 0 {
+                continue;
+            }
+            if audit.severity == Severity::Error {
+                return Err(Error::Transform {
+                    reason: format!(
+                        "audit failed: {} ({rows} offending rows)",
+                        audit.description
+                    ),
+                });
+            }
+            tracing::warn!(audit = %audit.description, rows, "audit warning");
+            warnings.push(AuditFinding {
+                severity: audit.severity,
+                audit: audit.description,
+                rows,
+            });
+        }
+    }
+    tracing::debug!(millis = step.elapsed().as_millis() as u64, "audits");
+    let step = Instant::now();
     conn.execute_batch("CHECKPOINT")
         .map_err(duck("CHECKPOINT"))?;
+    tracing::debug!(
+        millis = step.elapsed().as_millis() as u64,
+        "commit and checkpoint"
+    );
     conn.close()
         .map_err(|(_, e)| duck("closing the build")(e))?;
     Ok(TransformReport {
