@@ -20,7 +20,7 @@ need() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -
 need pigz pigz
 [ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
 
-cargo build --release -q -p materia-cli -p materia-benches --bins
+cargo build --release -q --workspace --bins
 bin="$CARGO_TARGET_DIR/release"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

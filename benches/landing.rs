@@ -1,7 +1,7 @@
 //! Landing-store benchmarks: `put` throughput by gzip level, `contains` and
 //! `open` against the number of landed files, key parse/render.
 //!
-//! Run: `cargo bench -p materia-benches --bench landing`
+//! Run: `cargo bench --workspace --bench landing`
 
 use std::hint::black_box;
 

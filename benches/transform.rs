@@ -2,7 +2,7 @@
 //! a full build over 120 releases, and an incremental build of one more release
 //! on top of 30 and of 120 (it should not grow with history).
 //!
-//! Run: `cargo bench -p materia-benches --bench transform`
+//! Run: `cargo bench --workspace --bench transform`
 
 use std::path::{Path, PathBuf};
 
