@@ -357,3 +357,32 @@ fn an_empty_landing_zone_publishes_an_empty_lakehouse() {
     assert_eq!(f.count("SELECT count(*) FROM serving.coffee_balance"), 0);
     let _: PathBuf = report.published.expect("published");
 }
+
+#[test]
+fn a_duplicated_row_fails_the_uniqueness_audit_and_publishes_nothing() {
+    let f = fixture();
+    f.land(1, &release_csv(1));
+    transform(&f.store, &f.options).expect("first");
+    let before = fs::read(&f.options.duckdb_path).expect("published");
+    let mut body = release_csv(2);
+    let last_line = body[..body.len() - 2]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let dup = body[last_line..].to_vec();
+    body.extend_from_slice(&dup);
+    f.land(2, &body);
+    match transform(&f.store, &f.options) {
+        Err(Error::Transform { reason }) => {
+            assert!(reason.contains("audit failed: psd rows unique"), "{reason}");
+            assert!(reason.contains("(1 offending rows)"), "{reason}");
+        }
+        other => panic!("expected the audit to fail the build, got {other:?}"),
+    }
+    assert!(fs::read(&f.options.duckdb_path).expect("published") == before);
+    let dir = f.options.duckdb_path.parent().expect("dir");
+    assert_eq!(
+        files_in(dir),
+        ["lakehouse.duckdb", "lakehouse.duckdb.lock", "landing"]
+    );
+}
