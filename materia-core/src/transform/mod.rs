@@ -335,10 +335,7 @@ fn build_into(
     let step = Instant::now();
     conn.execute_batch("CHECKPOINT")
         .map_err(duck("CHECKPOINT"))?;
-    tracing::debug!(
-        millis = step.elapsed().as_millis() as u64,
-        "commit and checkpoint"
-    );
+    tracing::debug!(millis = step.elapsed().as_millis() as u64, "checkpoint");
     conn.close()
         .map_err(|(_, e)| duck("closing the build")(e))?;
     Ok(TransformReport {
