@@ -19,6 +19,22 @@ fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("materia runs")
 }
 
+/// Runs `cmd` with `input` on its standard input.
+fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("materia runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("pipe");
+    child.wait_with_output().expect("exits")
+}
+
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -54,19 +70,10 @@ fn land_ls_stats_verify_round_trip() {
     assert!(path.starts_with(&landing) && path.exists());
 
     // The same file again, from stdin, under another etag: a duplicate by content.
-    let mut child = materia(&landing)
-        .args(["land", "--dataset", "psd", "--etag", "other", "--json", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(&fs::read(&input).expect("input"))
-        .expect("pipe");
-    let dup = json(&child.wait_with_output().expect("exits"));
+    let dup = json(&run_with_stdin(
+        materia(&landing).args(["land", "--dataset", "psd", "--etag", "other", "--json", "-"]),
+        &fs::read(&input).expect("input"),
+    ));
     assert_eq!(dup["outcome"], "duplicate");
     assert_eq!(dup["of"], "content");
     assert_eq!(dup["existing"], "psd/2026/11/5e2a9f.csv.gzip");
@@ -87,19 +94,10 @@ fn land_ls_stats_verify_round_trip() {
 fn land_defaults_to_the_current_utc_month_and_content_address() {
     let dir = tempfile::tempdir().expect("tempdir");
     let landing = dir.path().join("landing");
-    let mut child = materia(&landing)
-        .args(["land", "--dataset", "psd", "--json", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"a,b\n1,2\n")
-        .expect("pipe");
-    let out = json(&child.wait_with_output().expect("exits"));
+    let out = json(&run_with_stdin(
+        materia(&landing).args(["land", "--dataset", "psd", "--json", "-"]),
+        b"a,b\n1,2\n",
+    ));
     let (year, month) = materia_core::landing::current_month();
     let sha = Sha256Digest::of(b"a,b\n1,2\n");
     assert_eq!(out["key"], format!("psd/{year}/{month}/{sha}.csv.gzip"));
