@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 mod query;
+mod supervise;
 
 use materia_core::extract::{Config, Extracted, Extractor, Status};
 use materia_core::landing::{
@@ -71,10 +72,10 @@ enum Command {
         /// Only compare: list the bucket and check every object against its local file.
         #[arg(long)]
         verify: bool,
-        /// Uploads in flight at once.
+        /// Requests (uploads, multipart parts) in flight at once.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
-        /// Print one JSON object (uploaded, skipped, bytes, conflicts).
+        /// Print one JSON object (uploaded, skipped, bytes, conflicts, aborted).
         #[arg(long)]
         json: bool,
     },
@@ -86,6 +87,9 @@ enum Command {
         /// The bucket prefix, s3://bucket/prefix.
         #[arg(long, env = "MATERIA_MIRROR_URL")]
         from: String,
+        /// Downloads in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
         /// Print one JSON object (downloaded, skipped, bytes, refused).
         #[arg(long)]
         json: bool,
@@ -111,14 +115,37 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// The daily job: extract, then transform (skipped when extract fails).
+    /// One cycle now: each step (extract, then transform) as a child process with
+    /// a timeout; transform is skipped when extract fails. Exits with the first
+    /// failed step's code (124: timed out). Refuses while another cycle runs.
     ///
-    /// Example: materia run --url file:///srv/psd_coffee_csv.zip
+    /// Example: materia run --url file:///srv/psd_coffee_csv.zip --timeout extract=30m
     Run {
-        /// Fetch from this URL instead of the dataset's.
+        #[command(flatten)]
+        cycle: supervise::CycleArgs,
+        /// Wait for a running cycle to finish instead of refusing.
         #[arg(long)]
-        url: Option<String>,
-        /// Print JSON lines: the extract result, then the transform report.
+        wait: bool,
+        /// Print the steps' JSON lines (the extract result, then the transform report).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run cycles on a schedule until SIGTERM/SIGINT (the systemd service).
+    ///
+    /// A cycle missed while the machine was down runs at start.
+    /// Example: materia supervise --schedule 06:00 --timeout extract=30m
+    Supervise {
+        #[command(flatten)]
+        cycle: supervise::CycleArgs,
+        /// `HH:MM` (daily, UTC) or `every DURATION` (e.g. `every 6h`).
+        #[arg(long, env = "MATERIA_SCHEDULE", default_value = "06:00")]
+        schedule: String,
+    },
+    /// The last run of each step, the landing zone and the lakehouse's age.
+    ///
+    /// Example: materia status --json
+    Status {
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -253,6 +280,11 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         return query::run(&cli.duckdb_path, sql, *format);
     }
     let store = LandingStore::open(&cli.landing_dir)?;
+    let paths = supervise::Paths {
+        landing_dir: &cli.landing_dir,
+        duckdb_path: &cli.duckdb_path,
+        config: cli.config.as_deref(),
+    };
     match cli.command {
         Command::Query { .. } => unreachable!("handled above"),
         Command::Transform { json, memory_limit } => {
@@ -262,18 +294,9 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             print_transform(&report, json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { url, json } => {
-            let args = ExtractArgs {
-                dataset: "psd".into(),
-                url,
-                archive: None,
-                json,
-            };
-            extract(&store, cli.config.as_deref(), args)?;
-            let report = transform(&store, &TransformOptions::new(&cli.duckdb_path))?;
-            print_transform(&report, json)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Run { cycle, wait, json } => supervise::run_once(&paths, &cycle, json, wait),
+        Command::Supervise { cycle, schedule } => supervise::supervise(&paths, &cycle, &schedule),
+        Command::Status { json } => supervise::status(&paths, &store, json),
         Command::Extract(args) => extract(&store, cli.config.as_deref(), args),
         Command::Land(args) => land(store, args),
         #[cfg(feature = "s3")]
@@ -287,6 +310,7 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             &store,
             MirrorOptions {
                 concurrency,
+                progress: io::stderr().is_terminal(),
                 ..MirrorOptions::new(to)
             },
             full,
@@ -294,8 +318,17 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             json,
         ),
         #[cfg(feature = "s3")]
-        Command::Restore { from, json } => {
-            let report = Mirror::new(MirrorOptions::new(from))?.restore(&store)?;
+        Command::Restore {
+            from,
+            concurrency,
+            json,
+        } => {
+            let options = MirrorOptions {
+                concurrency,
+                progress: io::stderr().is_terminal(),
+                ..MirrorOptions::new(from)
+            };
+            let report = Mirror::new(options)?.restore(&store)?;
             if json {
                 print_json(&report)?;
             } else {
@@ -549,6 +582,12 @@ fn mirror(
     } else {
         for key in &report.conflicts {
             println!("CONFLICT {key}: the bucket holds other content; left alone");
+        }
+        if report.aborted > 0 {
+            println!(
+                "aborted {} multipart upload(s) left by an interrupted run",
+                report.aborted
+            );
         }
         println!(
             "uploaded {} file(s), {} bytes; {} already there",

@@ -124,6 +124,26 @@ pub enum Error {
         /// What is wrong, naming the key.
         reason: String,
     },
+
+    /// Another process holds a lock this one needs.
+    #[error("{what} is already running (it holds {}); {hint}", lock.display())]
+    Busy {
+        /// What holds it, e.g. `another materia run or supervise`.
+        what: String,
+        /// The lock file.
+        lock: PathBuf,
+        /// What to do about it.
+        hint: String,
+    },
+
+    /// A supervised step failed, ran past its timeout or was interrupted.
+    #[error("step {step}: {reason}")]
+    Step {
+        /// The step's name.
+        step: String,
+        /// How it ended.
+        reason: String,
+    },
 }
 
 /// `Result` with [`Error`] as its default error.

@@ -44,6 +44,9 @@ pub mod extract;
 pub mod landing;
 #[cfg(feature = "s3")]
 pub mod mirror;
+#[cfg(feature = "http")]
+mod progress;
+pub mod supervise;
 #[cfg(feature = "duckdb")]
 pub mod transform;
 

@@ -2,6 +2,7 @@
 #![cfg(feature = "s3")]
 
 mod support {
+    pub mod proxy;
     pub mod s3;
 }
 
@@ -10,13 +11,18 @@ use std::path::Path;
 
 use materia_core::landing::{LandingStore, NewRelease};
 use materia_core::mirror::{Mirror, MirrorOptions};
+use support::proxy::{Fault, FaultProxy};
 use support::s3::S3Server;
 
 const BUCKET: &str = "materia-raw";
 
 fn options(server: &S3Server) -> MirrorOptions {
+    options_at(&server.endpoint)
+}
+
+fn options_at(endpoint: &str) -> MirrorOptions {
     MirrorOptions {
-        endpoint: Some(server.endpoint.clone()),
+        endpoint: Some(endpoint.to_owned()),
         region: Some("us-east-1".into()),
         access_key_id: Some("test".into()),
         secret_access_key: Some("test-secret".into()),
@@ -204,4 +210,160 @@ fn restore_refuses_untrusted_keys_and_bad_content() {
         .collect();
     assert_eq!(beside, ["landing"], "nothing written outside LANDING_DIR");
     assert!(!Path::new("/etc/x.csv.gzip").exists());
+}
+
+/// A landed file of `mib` MiB that gzip cannot shrink (random bytes).
+fn land_large(store: &LandingStore, month: i64, mib: usize) -> materia_core::landing::LandingKey {
+    let mut rng = fastrand::Rng::with_seed(month as u64);
+    let body: Vec<u8> = (0..mib << 20).map(|_| rng.u8(..)).collect();
+    let release = NewRelease::new("psd".parse().expect("valid"), 2026, month)
+        .expect("valid")
+        .with_etag(Some(format!("big{month}").parse().expect("valid")));
+    store
+        .put(release, &body[..])
+        .expect("put")
+        .landed()
+        .expect("new")
+        .key
+}
+
+#[test]
+fn large_files_go_up_in_parts_and_come_back_whole() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    server.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LandingStore::open(dir.path().join("a")).expect("open");
+    let big = land_large(&store, 1, 11);
+    let small = land(&store, 2, 2);
+    let proxy = FaultProxy::start(&server.endpoint);
+    let mirror = Mirror::new(MirrorOptions {
+        multipart_threshold: 6 << 20,
+        part_size: 5 << 20,
+        memory_budget: 10 << 20,
+        ..options_at(&proxy.endpoint)
+    })
+    .expect("mirror");
+    let report = mirror.push(&store, false).expect("push");
+    assert_eq!((report.uploaded, report.skipped), (2, 0));
+    let parts = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("PUT ") && r.contains("partNumber="))
+        .count();
+    assert_eq!(parts, 3, "11 MiB in 5 MiB parts: {:#?}", proxy.requests());
+    assert_eq!(
+        server.multipart_uploads(BUCKET),
+        0,
+        "completed, none left open"
+    );
+    for key in [&big, &small] {
+        assert_eq!(
+            server.get_raw(BUCKET, &format!("landing/{key}")),
+            Some(fs::read(store.path_of(key)).expect("local")),
+            "{key}"
+        );
+    }
+    assert!(mirror.verify(&store).expect("verify").is_ok());
+
+    let restored = LandingStore::open(dir.path().join("b")).expect("open");
+    let r = mirror.restore(&restored).expect("restore");
+    assert_eq!((r.downloaded, r.skipped), (2, 0));
+    assert_eq!(
+        fs::read(restored.path_of(&big)).expect("restored"),
+        fs::read(store.path_of(&big)).expect("original")
+    );
+    // Restored objects are known to be in the bucket: pushing from the new
+    // zone asks nothing.
+    let before = proxy.requests().len();
+    let again = mirror.push(&restored, false).expect("push from restored");
+    assert_eq!((again.uploaded, again.skipped), (0, 2));
+    assert_eq!(proxy.requests().len(), before, "no request");
+}
+
+#[test]
+fn transient_faults_are_retried_and_a_lost_response_is_not_a_conflict() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    server.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LandingStore::open(dir.path()).expect("open");
+    let keys: Vec<_> = (1..=4).map(|i| land(&store, i, i as u64)).collect();
+    let proxy = FaultProxy::start(&server.endpoint);
+    // The first PUT takes effect but its answer is lost: the client's retry of
+    // the conditional create then finds the object (412).
+    proxy.inject("PUT", "/landing/", Fault::LoseResponse, 1);
+    proxy.inject("PUT", "/landing/", Fault::Status(503), 2);
+    proxy.inject("PUT", "/landing/", Fault::Status(429), 1);
+    proxy.inject("GET", "/landing/", Fault::Status(500), 1);
+    let mirror = Mirror::new(MirrorOptions {
+        retries: 4,
+        ..options_at(&proxy.endpoint)
+    })
+    .expect("mirror");
+    let report = mirror.push(&store, false).expect("push through faults");
+    assert_eq!(proxy.injected(), 5, "{:#?}", proxy.requests());
+    assert!(report.conflicts.is_empty(), "{report:?}");
+    assert_eq!(report.uploaded + report.skipped, 4, "{report:?}");
+    for key in &keys {
+        assert_eq!(
+            server.get_raw(BUCKET, &format!("landing/{key}")),
+            Some(fs::read(store.path_of(key)).expect("local")),
+            "{key}"
+        );
+    }
+    let again = mirror.push(&store, false).expect("no-op");
+    assert_eq!((again.uploaded, again.skipped), (0, 4));
+}
+
+#[test]
+fn a_permanent_failure_names_the_object_and_the_next_push_finishes() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    server.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LandingStore::open(dir.path()).expect("open");
+    let good = land(&store, 1, 1);
+    let bad = land(&store, 2, 2);
+    let big = land_large(&store, 3, 11);
+    let proxy = FaultProxy::start(&server.endpoint);
+    proxy.inject("PUT", &format!("/landing/{bad}"), Fault::Status(500), 100);
+    // The second part of the large file always fails: the upload is aborted.
+    proxy.inject("PUT", "partNumber=2", Fault::Status(500), 100);
+    let mirror = Mirror::new(MirrorOptions {
+        retries: 1,
+        multipart_threshold: 6 << 20,
+        part_size: 5 << 20,
+        ..options_at(&proxy.endpoint)
+    })
+    .expect("mirror");
+    let err = mirror.push(&store, false).expect_err("fails").to_string();
+    assert!(
+        err.contains(&bad.to_string()) || err.contains(&big.to_string()),
+        "{err}"
+    );
+    assert!(!err.contains("test-secret"), "{err}");
+    assert!(server.get_raw(BUCKET, &format!("landing/{good}")).is_some());
+    assert!(server.get_raw(BUCKET, &format!("landing/{bad}")).is_none());
+    assert!(server.get_raw(BUCKET, &format!("landing/{big}")).is_none());
+    assert_eq!(
+        server.multipart_uploads(BUCKET),
+        0,
+        "the failed upload was aborted"
+    );
+    assert!(
+        proxy
+            .requests()
+            .iter()
+            .any(|r| r.starts_with("DELETE ") && r.contains("uploadId=")),
+        "abort sent"
+    );
+
+    proxy.clear();
+    let next = mirror.push(&store, false).expect("the next push finishes");
+    assert_eq!((next.uploaded, next.skipped), (2, 1));
+    assert!(mirror.verify(&store).expect("verify").is_ok());
 }

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use materia_core::Error;
 use materia_core::csv::PSD_COLUMNS;
 use materia_core::landing::{LandingStore, NewRelease};
-use materia_core::transform::{Lakehouse, TransformOptions, transform};
+use materia_core::transform::{Lakehouse, StepMode, TransformOptions, transform};
 
 const COUNTRIES: [(&str, &str); 4] = [
     ("BR", "Brazil"),
@@ -384,5 +384,156 @@ fn a_duplicated_row_fails_the_uniqueness_audit_and_publishes_nothing() {
     assert_eq!(
         files_in(dir),
         ["lakehouse.duckdb", "lakehouse.duckdb.lock", "landing"]
+    );
+}
+
+/// `release_csv(k)` with Brazil's 2025 production dropped (`Drop`) or empty
+/// (`Null`): a series that pauses, and a NULL value.
+enum Edit {
+    Drop,
+    Null,
+}
+
+fn edited_release(k: u32, edit: Edit) -> Vec<u8> {
+    let target = ",BR,Brazil,2025,2025,00,028,";
+    let text = String::from_utf8(release_csv(k)).expect("utf-8");
+    let mut out = String::new();
+    for line in text.split_inclusive("\r\n") {
+        match (&edit, line.contains(target)) {
+            (_, false) => out.push_str(line),
+            (Edit::Drop, true) => {}
+            (Edit::Null, true) => {
+                let (head, _) = line.rsplit_once(',').expect("value column");
+                out.push_str(head);
+                out.push_str(",\r\n");
+            }
+        }
+    }
+    out.into_bytes()
+}
+
+/// Every row of `serving.psd_revisions` and `raw.psd_series_last`, rendered and sorted.
+fn revision_rows(path: &Path) -> Vec<String> {
+    let lake = Lakehouse::open_read_only(path).expect("published");
+    let conn = lake.connection();
+    let mut rows = Vec::new();
+    for sql in [
+        "SELECT concat_ws('|', commodity_code, country_code, market_year, attribute_id, \
+         attribute_description, release_ord, release_etag, release_year, release_month, \
+         coalesce(value::VARCHAR, 'null'), coalesce(change::VARCHAR, 'null')) \
+         FROM serving.psd_revisions",
+        "SELECT concat_ws('|', 'last', commodity_code, country_code, market_year, attribute_id, \
+         release_ord, coalesce(value::VARCHAR, 'null')) FROM raw.psd_series_last",
+    ] {
+        let mut stmt = conn.prepare(sql).expect(sql);
+        let got = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .expect(sql)
+            .collect::<Result<Vec<_>, _>>()
+            .expect(sql);
+        rows.extend(got);
+    }
+    rows.sort();
+    rows
+}
+
+fn mode_of(report: &materia_core::transform::TransformReport, model: &str) -> StepMode {
+    report
+        .steps
+        .iter()
+        .find(|s| s.model == model)
+        .unwrap_or_else(|| panic!("no step {model} in {:?}", report.steps))
+        .mode
+}
+
+#[test]
+fn revisions_appended_release_by_release_equal_a_full_rebuild() {
+    let f = fixture();
+    let bodies = [
+        release_csv(1),
+        release_csv(2),
+        edited_release(3, Edit::Drop),
+        edited_release(4, Edit::Null),
+        release_csv(5),
+        release_csv(6),
+    ];
+    // Daily: 1+2 together (first build rebuilds), then one at a time, then 5+6
+    // together (two new releases in one append).
+    f.land(1, &bodies[0]);
+    f.land(2, &bodies[1]);
+    let first = transform(&f.store, &f.options).expect("first");
+    assert_eq!(mode_of(&first, "serving.psd_revisions"), StepMode::Rebuild);
+    for k in [3u32, 4] {
+        f.land(k, &bodies[k as usize - 1]);
+        let report = transform(&f.store, &f.options).expect("append");
+        assert_eq!(mode_of(&report, "serving.psd_revisions"), StepMode::Append);
+    }
+    f.land(5, &bodies[4]);
+    f.land(6, &bodies[5]);
+    let both = transform(&f.store, &f.options).expect("append two");
+    assert_eq!(mode_of(&both, "serving.psd_revisions"), StepMode::Append);
+    assert_eq!(mode_of(&both, "serving.psd_latest"), StepMode::Table);
+
+    // The same landing zone built in one go.
+    let mut full = f.options.clone();
+    full.duckdb_path = f.options.duckdb_path.with_file_name("full.duckdb");
+    let once = transform(&f.store, &full).expect("full");
+    assert_eq!(mode_of(&once, "serving.psd_revisions"), StepMode::Rebuild);
+    let appended = revision_rows(&f.options.duckdb_path);
+    assert_eq!(appended, revision_rows(&full.duckdb_path));
+    assert_eq!(
+        appended.len() as u64,
+        6 * ROWS_PER_RELEASE - 1 + ROWS_PER_RELEASE
+    );
+
+    // The paused series: absent from release 3, NULL in 4, back in 5; each change
+    // is against the previous release that carried it.
+    let lake = f.lake();
+    let history = lake.revisions("BR", 2025, "028").expect("revisions");
+    let seen: Vec<(Option<f64>, Option<f64>)> =
+        history.iter().map(|r| (r.value, r.change)).collect();
+    assert_eq!(
+        seen,
+        [
+            (Some(5200.0), None),
+            (Some(5300.0), Some(100.0)),
+            (None, None),
+            (Some(5700.0), None),
+            (Some(5800.0), Some(100.0)),
+        ]
+    );
+}
+
+#[test]
+fn a_release_landing_out_of_order_rebuilds_revisions() {
+    let f = fixture();
+    for k in [3u32, 4] {
+        f.land(k, &release_csv(k));
+    }
+    transform(&f.store, &f.options).expect("newer first");
+    for k in [1u32, 2] {
+        f.land(k, &release_csv(k));
+    }
+    let backfill = transform(&f.store, &f.options).expect("backfill");
+    assert_eq!(
+        mode_of(&backfill, "serving.psd_revisions"),
+        StepMode::Rebuild
+    );
+    let lake = f.lake();
+    let changes: Vec<Option<f64>> = lake
+        .revisions("BR", 2025, "028")
+        .expect("revisions")
+        .iter()
+        .map(|r| r.change)
+        .collect();
+    assert_eq!(changes, [None, Some(100.0), Some(100.0), Some(100.0)]);
+    drop(lake);
+
+    let mut full = f.options.clone();
+    full.duckdb_path = f.options.duckdb_path.with_file_name("full.duckdb");
+    transform(&f.store, &full).expect("full");
+    assert_eq!(
+        revision_rows(&f.options.duckdb_path),
+        revision_rows(&full.duckdb_path)
     );
 }

@@ -105,9 +105,6 @@ pub struct Extractor {
     progress: bool,
 }
 
-/// Bodies smaller than this get no progress bar.
-const PROGRESS_MIN_BYTES: u64 = 4 << 20;
-
 impl Extractor {
     /// An extractor that fetches within `limits`.
     pub fn new(limits: Limits) -> Result<Extractor> {
@@ -251,7 +248,7 @@ impl Extractor {
             other => return Err(fail(format!("unsupported URL scheme {other:?}"))),
         };
         let mut body = Limited::new(body, self.limits.max_body_bytes, "body", Some(deadline));
-        let bar = self.progress_bar(length);
+        let bar = crate::progress::bytes_bar(length, self.progress);
         let outcome = {
             let reader = bar.wrap_read(&mut body);
             self.land(store, spec, release, reader)
@@ -382,21 +379,6 @@ impl Extractor {
         } else {
             let csv = Limited::new(body, max, "CSV content", None);
             store.put(release, HeaderCheck::new(csv, &spec.header))
-        }
-    }
-
-    fn progress_bar(&self, length: Option<u64>) -> indicatif::ProgressBar {
-        match length {
-            Some(n) if self.progress && n >= PROGRESS_MIN_BYTES => {
-                let bar = indicatif::ProgressBar::new(n);
-                if let Ok(style) = indicatif::ProgressStyle::with_template(
-                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                ) {
-                    bar.set_style(style);
-                }
-                bar
-            }
-            _ => indicatif::ProgressBar::hidden(),
         }
     }
 }

@@ -146,3 +146,21 @@ pub(crate) fn remove_stale_temp(path: &Path) -> Result<bool> {
         Err(TryLockError::Error(e)) => Err(e).at(path),
     }
 }
+
+/// Replaces `path` with `bytes` durably: a temp file in the same directory,
+/// fsync, rename over `path`, fsync the directory. Readers see the old content
+/// or the new, never a mix. For small state files, not landed data (those are
+/// never replaced: see [`Staged::publish`]).
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut temp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .permissions(Permissions::from_mode(FILE_MODE))
+        .tempfile_in(dir)
+        .at(dir)?;
+    temp.write_all(bytes).at(temp.path())?;
+    temp.as_file().sync_all().at(temp.path())?;
+    temp.persist(path).map_err(|e| e.error).at(path)?;
+    sync_dir(dir)
+}

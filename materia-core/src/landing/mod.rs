@@ -20,7 +20,7 @@
 //! ```
 
 mod codec;
-mod durable;
+pub(crate) mod durable;
 mod key;
 mod ledger;
 mod store;

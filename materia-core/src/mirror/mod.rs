@@ -10,33 +10,52 @@
 //! - **Integrity:** every PUT carries `x-amz-checksum-sha256`, which the server
 //!   checks against what it received; `Content-Type: application/gzip` and no
 //!   `Content-Encoding` (R2 would otherwise decompress it — rclone issue 8137).
+//! - **Large files** (from [`MirrorOptions::multipart_threshold`]) go up in
+//!   equal-sized parts (R2 requires that), each part with its own SHA-256 checksum;
+//!   the object is checked for first (a multipart upload cannot be a conditional
+//!   create here). Every upload in flight is recorded first and a killed run's are
+//!   aborted by the next push. Memory stays within
+//!   [`MirrorOptions::memory_budget`] whatever the file sizes.
 //! - **Fast no-op:** what was confirmed uploaded is recorded in
 //!   `{LANDING_DIR}/.materia/mirror/{hash of the URL}.jsonl`; a push with nothing new
 //!   makes no request at all. `--full` re-lists the bucket to catch remote loss.
+//! - **Retries:** 5xx, 429 and timeouts are retried with backoff by `object_store`.
 //! - **Restore** downloads every object under the prefix that is missing locally.
 //!   Object keys are untrusted: each must parse as a [`LandingKey`]; anything else
-//!   is reported and skipped. Each download is spooled, checked (gzip end to end,
-//!   a content address must match its content) and landed through
-//!   [`LandingStore::put`], so nothing partial ever appears.
+//!   is reported and skipped. Each download is streamed to a spool file, checked
+//!   (gzip end to end, a content address must match its content) and landed
+//!   through [`LandingStore::put`], so nothing partial ever appears.
+//!
+//! One push or restore per URL runs at a time (a lock under
+//! `.materia/mirror/`); a second one is refused with a message naming the lock.
+
+mod record;
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, OpenOptions};
-use std::io::{BufRead, Write};
-use std::path::{Path as FsPath, PathBuf};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path as FsPath;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::{AmazonS3Builder, Checksum};
+use object_store::aws::{AmazonS3, AmazonS3Builder, Checksum};
+use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::{
-    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-    RetryConfig,
+    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
+    PutPayload, RetryConfig,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use sha2::Digest;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::Semaphore;
 
 use crate::error::{Error, IoContext, Result};
-use crate::landing::{Entry, LandingKey, LandingStore, NewRelease, PutOutcome, Sha256Digest};
+use crate::landing::durable::Staged;
+use crate::landing::{Entry, LandingKey, LandingStore, NewRelease, PutOutcome};
+use record::{Pending, Record};
+
+const MIB: u64 = 1 << 20;
 
 /// How to reach the bucket and how hard to push.
 ///
@@ -58,10 +77,19 @@ pub struct MirrorOptions {
     pub secret_access_key: Option<String>,
     /// Allow `http://` endpoints (loopback tests).
     pub allow_http: Option<bool>,
-    /// Uploads or downloads in flight at once.
+    /// Requests (uploads, parts, downloads) in flight at once.
     pub concurrency: usize,
     /// Retries of a failed request (5xx, 429, timeouts), with backoff.
     pub retries: usize,
+    /// Files this size or larger go up as multipart uploads; smaller ones in one
+    /// conditional PUT.
+    pub multipart_threshold: u64,
+    /// The size of every multipart part but the last (at least 5 MiB on S3 and R2).
+    pub part_size: u64,
+    /// File bytes held in memory at once by uploads in flight.
+    pub memory_budget: u64,
+    /// Show a progress bar on stderr (the CLI sets it when stderr is a terminal).
+    pub progress: bool,
 }
 
 impl std::fmt::Debug for MirrorOptions {
@@ -78,17 +106,21 @@ impl std::fmt::Debug for MirrorOptions {
             .field("allow_http", &self.allow_http)
             .field("concurrency", &self.concurrency)
             .field("retries", &self.retries)
+            .field("multipart_threshold", &self.multipart_threshold)
+            .field("part_size", &self.part_size)
+            .field("memory_budget", &self.memory_budget)
             .finish()
     }
 }
 
 impl MirrorOptions {
-    /// Defaults for `url`: everything else from the environment, 8 transfers at
-    /// once, 5 retries.
+    /// Defaults for `url`: everything else from the environment, 8 requests at
+    /// once, 5 retries, multipart from 64 MiB in 16 MiB parts, 256 MiB of buffers.
     ///
     /// ```
     /// let o = materia_core::mirror::MirrorOptions::new("s3://materia-raw/landing");
     /// assert_eq!(o.concurrency, 8);
+    /// assert_eq!(o.part_size, 16 << 20);
     /// ```
     pub fn new(url: impl Into<String>) -> Self {
         MirrorOptions {
@@ -100,6 +132,10 @@ impl MirrorOptions {
             allow_http: None,
             concurrency: 8,
             retries: 5,
+            multipart_threshold: 64 * MIB,
+            part_size: 16 * MIB,
+            memory_budget: 256 * MIB,
+            progress: false,
         }
     }
 }
@@ -115,6 +151,8 @@ pub struct PushReport {
     pub bytes: u64,
     /// Objects that exist with other content: left alone.
     pub conflicts: Vec<String>,
+    /// Multipart uploads left by an interrupted run, aborted now.
+    pub aborted: u64,
 }
 
 /// What a restore did.
@@ -143,6 +181,11 @@ pub struct RemoteVerifyReport {
 
 impl RemoteVerifyReport {
     /// Whether the bucket holds every local file, byte for byte.
+    ///
+    /// ```
+    /// let report = materia_core::mirror::RemoteVerifyReport::default();
+    /// assert!(report.is_ok());
+    /// ```
     pub fn is_ok(&self) -> bool {
         self.missing.is_empty() && self.different.is_empty()
     }
@@ -161,17 +204,11 @@ impl RemoteVerifyReport {
 /// # Ok(()) }
 /// ```
 pub struct Mirror {
-    store: Arc<dyn ObjectStore>,
+    s3: Arc<AmazonS3>,
     prefix: Path,
     options: MirrorOptions,
+    memory: Semaphore,
     runtime: tokio::runtime::Runtime,
-}
-
-/// One line of the local record of confirmed uploads.
-#[derive(Serialize, Deserialize)]
-struct Confirmed {
-    key: String,
-    sha256: String,
 }
 
 fn remote(url: &str, e: impl std::fmt::Display) -> Error {
@@ -181,14 +218,31 @@ fn remote(url: &str, e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// What happened to one file on push.
+#[derive(Debug, PartialEq, Eq)]
+enum Upload {
+    Uploaded(u64),
+    AlreadyThere,
+    Conflict,
+}
+
 impl Mirror {
     /// Connects to `options.url` (no request is made yet).
+    ///
+    /// ```
+    /// use materia_core::mirror::{Mirror, MirrorOptions};
+    /// let err = Mirror::new(MirrorOptions::new("https://example.com/x")).err().unwrap();
+    /// assert!(err.to_string().contains("s3://bucket/prefix"));
+    /// ```
     pub fn new(options: MirrorOptions) -> Result<Mirror> {
         let url = options.url.clone();
         let parsed =
             reqwest::Url::parse(&url).map_err(|e| remote(&url, format!("not a URL: {e}")))?;
-        if parsed.scheme() != "s3" {
+        if parsed.scheme() != "s3" || parsed.host_str().is_none_or(str::is_empty) {
             return Err(remote(&url, "expected s3://bucket/prefix"));
+        }
+        if options.part_size < 5 * MIB {
+            return Err(remote(&url, "part size must be at least 5 MiB"));
         }
         let prefix = Path::parse(parsed.path().trim_matches('/')).map_err(|e| remote(&url, e))?;
         let retry = RetryConfig {
@@ -215,18 +269,24 @@ impl Mirror {
         if let Some(v) = options.allow_http {
             builder = builder.with_allow_http(v);
         }
-        let store = builder.build().map_err(|e| remote(&url, e))?;
+        let s3 = builder.build().map_err(|e| remote(&url, e))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .map_err(|e| remote(&url, e))?;
+        let budget = options.memory_budget.max(options.part_size).div_ceil(MIB);
         Ok(Mirror {
-            store: Arc::new(store),
+            s3: Arc::new(s3),
             prefix,
+            memory: Semaphore::new(budget as usize),
             options,
             runtime,
         })
+    }
+
+    fn fail(&self, e: impl std::fmt::Display) -> Error {
+        remote(&self.options.url, e)
     }
 
     fn object_path(&self, key: &LandingKey) -> Path {
@@ -235,46 +295,35 @@ impl Mirror {
         Path::from_iter(parts)
     }
 
-    fn record_path(&self, landing: &LandingStore) -> PathBuf {
-        let id = Sha256Digest::of(self.options.url.as_bytes()).to_string();
-        landing
-            .root()
-            .join(".materia/mirror")
-            .join(format!("{}.jsonl", &id[..16]))
-    }
-
-    /// Landing keys confirmed uploaded to this URL, with the file hash they had.
-    fn confirmed(&self, landing: &LandingStore) -> Result<HashMap<String, String>> {
-        let path = self.record_path(landing);
-        let file = match fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
-            Err(e) => return Err(e).at(&path),
-        };
-        let mut out = HashMap::new();
-        for line in std::io::BufReader::new(file).lines() {
-            let line = line.at(&path)?;
-            // A line torn by a crash is skipped: that file is checked again.
-            if let Ok(c) = serde_json::from_str::<Confirmed>(&line) {
-                out.insert(c.key, c.sha256);
-            }
-        }
-        Ok(out)
+    /// Holds `bytes` of the memory budget (at most the whole budget).
+    async fn reserve(&self, bytes: u64) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        let budget = self
+            .options
+            .memory_budget
+            .max(self.options.part_size)
+            .div_ceil(MIB);
+        let permits = bytes.div_ceil(MIB).clamp(1, budget) as u32;
+        self.memory
+            .acquire_many(permits)
+            .await
+            .map_err(|e| self.fail(e))
     }
 
     /// Pushes every landed file the bucket lacks. `full` lists the bucket first
     /// instead of trusting the local record (catches objects lost remotely).
     pub fn push(&self, landing: &LandingStore, full: bool) -> Result<PushReport> {
-        let url = self.options.url.clone();
+        let record = Record::open(landing.root(), &self.options.url)?;
+        let mut report = PushReport {
+            aborted: self.abort_pending(&record)?,
+            ..PushReport::default()
+        };
         let confirmed = if full {
             HashMap::new()
         } else {
-            self.confirmed(landing)?
+            record.confirmed()?
         };
-        let entries = landing.list();
-        let mut report = PushReport::default();
         let mut todo: Vec<Entry> = Vec::new();
-        for e in entries {
+        for e in landing.list() {
             let sha = e.release.as_ref().map(|r| r.file_sha256.to_string());
             match (confirmed.get(&e.key.to_string()), sha) {
                 (Some(done), Some(sha)) if *done == sha => report.skipped += 1,
@@ -284,167 +333,286 @@ impl Mirror {
         if todo.is_empty() {
             return Ok(report);
         }
-        let remote_objects: HashMap<Path, u64> = if full {
+        let remote_sizes: HashMap<Path, u64> = if full {
             self.runtime
                 .block_on(async {
-                    self.store
+                    self.s3
                         .list(Some(&self.prefix))
                         .map_ok(|m| (m.location, m.size))
                         .try_collect()
                         .await
                 })
-                .map_err(|e| remote(&url, e))?
+                .map_err(|e| self.fail(e))?
         } else {
             HashMap::new()
         };
-        let record_path = self.record_path(landing);
-        fs::create_dir_all(record_path.parent().unwrap_or(FsPath::new("."))).at(&record_path)?;
-        let mut record = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&record_path)
-            .at(&record_path)?;
-        let results: Vec<Result<(Entry, Upload)>> = self.runtime.block_on(async {
-            futures::stream::iter(todo.into_iter().map(|entry| {
+        let mut jobs = Vec::with_capacity(todo.len());
+        for entry in todo {
+            let path = landing.path_of(&entry.key);
+            let size = std::fs::metadata(&path).at(&path)?.len();
+            jobs.push((entry, path, size));
+        }
+        let total: u64 = jobs.iter().map(|(_, _, size)| size).sum();
+        let bar = crate::progress::bytes_bar(Some(total), self.options.progress);
+        let mut now_confirmed: Vec<(String, String)> = Vec::new();
+        let mut first_error = None;
+        self.runtime.block_on(async {
+            let mut results = futures::stream::iter(jobs.into_iter().map(|(entry, path, size)| {
                 let location = self.object_path(&entry.key);
-                let known = remote_objects.get(&location).copied();
-                let path = landing.path_of(&entry.key);
+                let known = remote_sizes.get(&location).copied();
+                let (bar, record) = (&bar, &record);
                 async move {
-                    let outcome = self.upload(&path, &location, known).await?;
-                    Ok((entry, outcome))
+                    let outcome = match known {
+                        Some(remote) if remote == size => Ok(Upload::AlreadyThere),
+                        Some(_) => Ok(Upload::Conflict),
+                        None => self.upload(record, &path, &location, size).await,
+                    };
+                    bar.inc(size);
+                    (entry, outcome)
                 }
             }))
-            .buffer_unordered(self.options.concurrency.max(1))
-            .collect()
-            .await
-        });
-        let mut first_error = None;
-        for result in results {
-            match result {
-                Ok((entry, outcome)) => {
-                    match outcome {
-                        Upload::Uploaded(bytes) => {
+            .buffer_unordered(self.options.concurrency.max(1));
+            while let Some((entry, outcome)) = results.next().await {
+                let result = match outcome {
+                    Ok(Upload::Conflict) => {
+                        tracing::warn!(key = %entry.key, "conflict: the bucket holds other content; left alone");
+                        report.conflicts.push(entry.key.to_string());
+                        continue;
+                    }
+                    Ok(upload) => {
+                        if let Upload::Uploaded(bytes) = upload {
                             report.uploaded += 1;
                             report.bytes += bytes;
+                        } else {
+                            report.skipped += 1;
                         }
-                        Upload::AlreadyThere => report.skipped += 1,
-                        Upload::Conflict => {
-                            tracing::warn!(key = %entry.key, "conflict: the bucket holds other content; left alone");
-                            report.conflicts.push(entry.key.to_string());
-                            continue;
+                        match &entry.release {
+                            Some(r) => {
+                                let line = (entry.key.to_string(), r.file_sha256.to_string());
+                                let done = record.confirm(&line.0, &line.1);
+                                now_confirmed.push(line);
+                                done
+                            }
+                            None => Ok(()),
                         }
                     }
-                    if let Some(r) = &entry.release {
-                        let line = serde_json::to_string(&Confirmed {
-                            key: entry.key.to_string(),
-                            sha256: r.file_sha256.to_string(),
-                        })
-                        .map_err(|e| remote(&url, e))?;
-                        record
-                            .write_all(format!("{line}\n").as_bytes())
-                            .at(&record_path)?;
-                    }
-                }
-                Err(e) => {
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = result {
                     tracing::error!("{e}");
                     first_error.get_or_insert(e);
                 }
             }
+        });
+        bar.finish_and_clear();
+        if let Some(e) = first_error {
+            return Err(e);
         }
-        record.sync_data().at(&record_path)?;
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(report),
+        if full {
+            // Exactly what the bucket holds now: entries it lost are dropped.
+            now_confirmed.sort();
+            record.replace_confirmed(&now_confirmed)?;
         }
+        Ok(report)
+    }
+
+    /// Aborts the multipart uploads a killed run left behind.
+    fn abort_pending(&self, record: &Record) -> Result<u64> {
+        let mut aborted = 0;
+        for p in record.pending()? {
+            let location = Path::from(p.location.as_str());
+            let result = self
+                .runtime
+                .block_on(self.s3.abort_multipart(&location, &p.upload_id.clone()));
+            match result {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                    tracing::info!(object = %p.location, "aborted an interrupted multipart upload");
+                    record.remove_pending(&p.location)?;
+                    aborted += 1;
+                }
+                Err(e) => tracing::warn!(
+                    object = %p.location,
+                    "cannot abort an interrupted multipart upload yet: {e}"
+                ),
+            }
+        }
+        Ok(aborted)
     }
 
     async fn upload(
         &self,
+        record: &Record,
         path: &FsPath,
         location: &Path,
-        known_size: Option<u64>,
+        size: u64,
     ) -> Result<Upload> {
-        let url = &self.options.url;
-        let bytes = tokio::fs::read(path).await.at(path)?;
-        if known_size.is_some() {
-            return self.compare(&bytes, location).await;
+        if size >= self.options.multipart_threshold {
+            return self.upload_multipart(record, path, location, size).await;
         }
-        let mut attributes = Attributes::new();
-        attributes.insert(Attribute::ContentType, "application/gzip".into());
+        let _memory = self.reserve(size).await?;
+        let bytes = tokio::fs::read(path).await.at(path)?;
         let options = PutOptions {
             mode: PutMode::Create,
-            attributes,
+            attributes: gzip_attributes(),
             ..PutOptions::default()
         };
-        let size = bytes.len() as u64;
         match self
-            .store
-            .put_opts(location, PutPayload::from(bytes.clone()), options)
+            .s3
+            .put_opts(location, PutPayload::from(bytes), options)
             .await
         {
             Ok(_) => Ok(Upload::Uploaded(size)),
             // Already there — possibly our own earlier attempt that the client
             // retried: compare before calling it a conflict.
-            Err(object_store::Error::AlreadyExists { .. }) => self.compare(&bytes, location).await,
-            Err(e) => Err(remote(url, format!("{location}: {e}"))),
+            Err(object_store::Error::AlreadyExists { .. }) => self.compare(path, location).await,
+            Err(e) => Err(self.fail(format!("{location}: {e}"))),
         }
     }
 
-    async fn compare(&self, local: &[u8], location: &Path) -> Result<Upload> {
-        let url = &self.options.url;
-        let remote_bytes = self
-            .store
+    async fn upload_multipart(
+        &self,
+        record: &Record,
+        path: &FsPath,
+        location: &Path,
+        size: u64,
+    ) -> Result<Upload> {
+        // A multipart completion is not a conditional create here: check first.
+        match self.s3.head(location).await {
+            Ok(_) => return self.compare(path, location).await,
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(self.fail(format!("{location}: {e}"))),
+        }
+        let id = self
+            .s3
+            .create_multipart_opts(
+                location,
+                PutMultipartOptions {
+                    attributes: gzip_attributes(),
+                    ..PutMultipartOptions::default()
+                },
+            )
+            .await
+            .map_err(|e| self.fail(format!("{location}: {e}")))?;
+        record.add_pending(&Pending {
+            location: location.to_string(),
+            upload_id: id.clone(),
+        })?;
+        let part_size = self.options.part_size;
+        let parts = size.div_ceil(part_size);
+        let uploaded = async {
+            let ids = futures::stream::iter((0..parts).map(|i| {
+                let id = &id;
+                async move {
+                    let offset = i * part_size;
+                    let len = part_size.min(size - offset);
+                    let _memory = self.reserve(len).await?;
+                    let mut buf = vec![0; len as usize];
+                    let mut file = tokio::fs::File::open(path).await.at(path)?;
+                    file.seek(SeekFrom::Start(offset)).await.at(path)?;
+                    file.read_exact(&mut buf).await.at(path)?;
+                    self.s3
+                        .put_part(location, id, i as usize, PutPayload::from(buf))
+                        .await
+                        .map_err(|e| self.fail(format!("{location} part {}: {e}", i + 1)))
+                }
+            }))
+            .buffered(self.options.concurrency.max(1))
+            .try_collect::<Vec<_>>()
+            .await?;
+            self.s3
+                .complete_multipart(location, &id, ids)
+                .await
+                .map_err(|e| self.fail(format!("{location}: {e}")))
+        }
+        .await;
+        if uploaded.is_err() {
+            // Best effort now; if this fails too, the next push retries it.
+            if self.s3.abort_multipart(location, &id).await.is_err() {
+                return uploaded.map(|_| Upload::Uploaded(size));
+            }
+        }
+        record.remove_pending(location.as_ref())?;
+        uploaded.map(|_| Upload::Uploaded(size))
+    }
+
+    /// Streams the object and compares it with the local file, byte for byte.
+    async fn compare(&self, path: &FsPath, location: &Path) -> Result<Upload> {
+        let got = self
+            .s3
             .get(location)
             .await
-            .map_err(|e| remote(url, format!("{location}: {e}")))?
-            .bytes()
-            .await
-            .map_err(|e| remote(url, format!("{location}: {e}")))?;
-        Ok(if remote_bytes.as_ref() == local {
-            Upload::AlreadyThere
-        } else {
-            Upload::Conflict
-        })
+            .map_err(|e| self.fail(format!("{location}: {e}")))?;
+        let local_size = tokio::fs::metadata(path).await.at(path)?.len();
+        if got.meta.size != local_size {
+            return Ok(Upload::Conflict);
+        }
+        let mut local = tokio::fs::File::open(path).await.at(path)?;
+        let mut stream = got.into_stream();
+        let mut buf = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.fail(format!("{location}: {e}")))?;
+            buf.resize(chunk.len(), 0);
+            local.read_exact(&mut buf).await.at(path)?;
+            if buf[..] != chunk[..] {
+                return Ok(Upload::Conflict);
+            }
+        }
+        Ok(Upload::AlreadyThere)
     }
 
     /// Lists the bucket and compares every object with its local file.
     pub fn verify(&self, landing: &LandingStore) -> Result<RemoteVerifyReport> {
-        let url = &self.options.url;
         let objects: HashSet<Path> = self
             .runtime
             .block_on(async {
-                self.store
+                self.s3
                     .list(Some(&self.prefix))
                     .map_ok(|m| m.location)
                     .try_collect()
                     .await
             })
-            .map_err(|e| remote(url, e))?;
+            .map_err(|e| self.fail(e))?;
         let mut report = RemoteVerifyReport::default();
+        let mut present = Vec::new();
         for entry in landing.list() {
             let location = self.object_path(&entry.key);
-            if !objects.contains(&location) {
+            if objects.contains(&location) {
+                present.push((entry.key, location));
+            } else {
                 report.missing.push(entry.key.to_string());
-                continue;
-            }
-            let local = fs::read(landing.path_of(&entry.key)).at(landing.path_of(&entry.key))?;
-            report.checked += 1;
-            if self.runtime.block_on(self.compare(&local, &location))? == Upload::Conflict {
-                report.different.push(entry.key.to_string());
             }
         }
+        let results: Vec<(LandingKey, Result<Upload>)> = self.runtime.block_on(
+            futures::stream::iter(present.into_iter().map(|(key, location)| {
+                let path = landing.path_of(&key);
+                async move {
+                    let outcome = self.compare(&path, &location).await;
+                    (key, outcome)
+                }
+            }))
+            .buffer_unordered(self.options.concurrency.max(1))
+            .collect(),
+        );
+        for (key, outcome) in results {
+            report.checked += 1;
+            if outcome? == Upload::Conflict {
+                report.different.push(key.to_string());
+            }
+        }
+        report.different.sort();
         Ok(report)
     }
 
     /// Downloads every object under the prefix that is missing locally and lands it.
     pub fn restore(&self, landing: &LandingStore) -> Result<RestoreReport> {
-        let url = self.options.url.clone();
+        let record = Record::open(landing.root(), &self.options.url)?;
         let objects: Vec<object_store::ObjectMeta> = self
             .runtime
-            .block_on(async { self.store.list(Some(&self.prefix)).try_collect().await })
-            .map_err(|e| remote(&url, e))?;
+            .block_on(async { self.s3.list(Some(&self.prefix)).try_collect().await })
+            .map_err(|e| self.fail(e))?;
         let mut report = RestoreReport::default();
         let prefix_len = self.prefix.parts().count();
+        let mut todo = Vec::new();
         for meta in objects {
             let shown = meta.location.to_string();
             let rel: Vec<String> = meta
@@ -453,61 +621,124 @@ impl Mirror {
                 .skip(prefix_len)
                 .map(|p| p.as_ref().to_owned())
                 .collect();
-            let key = match rel.join("/").parse::<LandingKey>() {
-                Ok(key) => key,
+            match rel.join("/").parse::<LandingKey>() {
+                Ok(key) if landing.path_of(&key).exists() => report.skipped += 1,
+                Ok(key) => todo.push((key, meta)),
                 Err(e) => {
                     tracing::warn!(object = %shown, "refused: {e}");
                     report.refused.push((shown, e.to_string()));
-                    continue;
                 }
-            };
-            if landing.path_of(&key).exists() {
-                report.skipped += 1;
-                continue;
-            }
-            let bytes = self
-                .runtime
-                .block_on(async { self.store.get(&meta.location).await?.bytes().await })
-                .map_err(|e| remote(&url, format!("{shown}: {e}")))?;
-            if let Some(problem) = check_download(&key, &bytes) {
-                tracing::warn!(object = %shown, "refused: {problem}");
-                report.refused.push((shown, problem));
-                continue;
-            }
-            let release = NewRelease::new(
-                key.dataset.clone(),
-                key.year.get().into(),
-                key.month.get().into(),
-            )?
-            .with_etag(Some(key.etag.clone()))
-            .with_source(shown.clone());
-            match landing.put(release, bytes.as_ref()) {
-                Ok(PutOutcome::Landed(_)) => {
-                    report.downloaded += 1;
-                    report.bytes += bytes.len() as u64;
-                }
-                Ok(PutOutcome::Duplicate { .. }) => report.skipped += 1,
-                Err(Error::InvalidInput { reason }) => report.refused.push((shown, reason)),
-                Err(e) => return Err(e),
             }
         }
-        Ok(report)
+        let total: u64 = todo.iter().map(|(_, m)| m.size).sum();
+        let bar = crate::progress::bytes_bar(Some(total), self.options.progress);
+        let mut first_error = None;
+        self.runtime.block_on(async {
+            let mut downloads = futures::stream::iter(todo.into_iter().map(|(key, meta)| {
+                let bar = &bar;
+                async move {
+                    let spooled = self.download(landing, &meta.location, bar).await;
+                    (key, meta, spooled)
+                }
+            }))
+            .buffer_unordered(self.options.concurrency.max(1));
+            while let Some((key, meta, spooled)) = downloads.next().await {
+                let landed = spooled.and_then(|staged| {
+                    tokio::task::block_in_place(|| {
+                        self.land_download(landing, &record, &key, &meta, staged, &mut report)
+                    })
+                });
+                if let Err(e) = landed {
+                    tracing::error!("{e}");
+                    first_error.get_or_insert(e);
+                }
+            }
+        });
+        bar.finish_and_clear();
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
+    /// Streams one object into a spool file under the landing root.
+    async fn download(
+        &self,
+        landing: &LandingStore,
+        location: &Path,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<Staged> {
+        let mut staged = landing.spool()?;
+        let got = self
+            .s3
+            .get(location)
+            .await
+            .map_err(|e| self.fail(format!("{location}: {e}")))?;
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.fail(format!("{location}: {e}")))?;
+            let path = staged.path().to_owned();
+            staged.file().write_all(&chunk).at(&path)?;
+            bar.inc(chunk.len() as u64);
+        }
+        Ok(staged)
+    }
+
+    /// Checks a spooled download and lands it through the store.
+    fn land_download(
+        &self,
+        landing: &LandingStore,
+        record: &Record,
+        key: &LandingKey,
+        meta: &object_store::ObjectMeta,
+        mut staged: Staged,
+        report: &mut RestoreReport,
+    ) -> Result<()> {
+        let shown = meta.location.to_string();
+        let path = staged.path().to_owned();
+        staged.file().seek(SeekFrom::Start(0)).at(&path)?;
+        if let Some(problem) = check_download(key, staged.file()) {
+            tracing::warn!(object = %shown, "refused: {problem}");
+            report.refused.push((shown, problem));
+            return Ok(());
+        }
+        staged.file().seek(SeekFrom::Start(0)).at(&path)?;
+        let release = NewRelease::new(
+            key.dataset.clone(),
+            key.year.get().into(),
+            key.month.get().into(),
+        )?
+        .with_etag(Some(key.etag.clone()))
+        .with_source(shown.clone());
+        match landing.put(release, staged.file()) {
+            Ok(PutOutcome::Landed(release)) => {
+                report.downloaded += 1;
+                report.bytes += meta.size;
+                // The bucket holds it: the next push need not ask.
+                record.confirm(&release.key.to_string(), &release.file_sha256.to_string())?;
+            }
+            Ok(PutOutcome::Duplicate { .. }) => report.skipped += 1,
+            Err(Error::InvalidInput { reason }) => report.refused.push((shown, reason)),
+            Err(e) => return Err(e),
+        }
+        Ok(())
     }
 }
 
-/// What happened to one file on push.
-#[derive(Debug, PartialEq, Eq)]
-enum Upload {
-    Uploaded(u64),
-    AlreadyThere,
-    Conflict,
+fn gzip_attributes() -> Attributes {
+    // `application/gzip` and no Content-Encoding: R2 would otherwise hand back
+    // the decompressed bytes (rclone issue 8137).
+    let mut attributes = Attributes::new();
+    attributes.insert(Attribute::ContentType, "application/gzip".into());
+    attributes
 }
 
 /// What is wrong with a downloaded object, if anything: it must be gzip, and a
 /// content address must be the SHA-256 of the content. (The store checks every
 /// gzip member's CRC and length again as it lands the file.)
-fn check_download(key: &LandingKey, bytes: &[u8]) -> Option<String> {
-    if !bytes.starts_with(&[0x1f, 0x8b]) {
+fn check_download(key: &LandingKey, mut file: impl Read) -> Option<String> {
+    let mut magic = [0u8; 2];
+    if file.read_exact(&mut magic).is_err() || magic != [0x1f, 0x8b] {
         return Some("not a gzip file".into());
     }
     let etag = key.etag.as_str();
@@ -515,19 +746,23 @@ fn check_download(key: &LandingKey, bytes: &[u8]) -> Option<String> {
         && etag
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if content_addressed {
-        let mut content = Vec::new();
-        let read =
-            std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(bytes), &mut content);
-        if let Err(e) = read {
-            return Some(format!("not valid gzip: {e}"));
-        }
-        let sha = Sha256Digest::of(&content).to_string();
-        if sha != etag {
-            return Some(format!(
-                "content SHA-256 is {sha}, not the {etag} its name claims"
-            ));
+    if !content_addressed {
+        return None;
+    }
+    let mut gz = flate2::read::MultiGzDecoder::new(std::io::Read::chain(&magic[..], file));
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0; 256 * 1024];
+    loop {
+        match gz.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) => return Some(format!("not valid gzip: {e}")),
         }
     }
-    None
+    let sha: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    (sha != etag).then(|| format!("content SHA-256 is {sha}, not the {etag} its name claims"))
 }

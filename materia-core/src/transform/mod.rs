@@ -89,8 +89,40 @@ pub struct TransformReport {
     pub published: Option<PathBuf>,
     /// Warnings from the audits.
     pub warnings: Vec<AuditFinding>,
+    /// What each model did and how long it took, in run order.
+    pub steps: Vec<Step>,
     /// Wall time of the build, in milliseconds.
     pub millis: u64,
+}
+
+/// One model's part of a build.
+///
+/// ```
+/// use materia_core::transform::{Step, StepMode};
+/// let step = Step { model: "serving.psd_revisions".into(), mode: StepMode::Append, millis: 12 };
+/// assert_eq!(serde_json::to_value(&step).unwrap()["mode"], "append");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// The model's name, e.g. `serving.psd_revisions`.
+    pub model: String,
+    /// What ran.
+    pub mode: StepMode,
+    /// Wall time, in milliseconds.
+    pub millis: u64,
+}
+
+/// How a model was brought up to date.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepMode {
+    /// An incremental model appended the new releases only.
+    Append,
+    /// An incremental model was rebuilt over the whole history (first build, or a
+    /// release that landed out of order).
+    Rebuild,
+    /// A `table` model, rebuilt every build.
+    Table,
 }
 
 /// The dataset the models read.
@@ -145,6 +177,7 @@ pub fn transform(store: &LandingStore, options: &TransformOptions) -> Result<Tra
             releases_total: loaded.len() as u64,
             published: None,
             warnings: Vec::new(),
+            steps: Vec::new(),
             millis: started.elapsed().as_millis() as u64,
         });
     }
@@ -229,6 +262,7 @@ fn build_into(
     let conn = Connection::open_with_flags(build, config).map_err(duck("opening the build"))?;
     let models = models::ordered()?;
     let mut warnings = Vec::new();
+    let mut steps = Vec::new();
     let (mut rows_loaded, releases_total);
     conn.execute_batch("BEGIN TRANSACTION")
         .map_err(duck("BEGIN"))?;
@@ -277,22 +311,51 @@ fn build_into(
         rows_loaded = 0;
         for m in &models {
             let step = Instant::now();
-            match m.kind {
-                models::Kind::Setup => {}
+            let mode = match m.kind {
+                models::Kind::Setup | models::Kind::Audit => None,
                 // Never call read_csv with an empty list.
-                models::Kind::Incremental if new.is_empty() => {}
+                models::Kind::Incremental if new.is_empty() => None,
                 models::Kind::Incremental => {
+                    let fill = |sql: &str| {
+                        sql.replace("{{new_files}}", &file_list)
+                            .replace("{{first_new_release}}", &first_id.to_string())
+                    };
+                    let sections = m.sections()?;
+                    let rebuild = match sections.rebuild_if {
+                        Some(query) => conn
+                            .query_row(&fill(query), [], |r| r.get::<_, bool>(0))
+                            .map_err(duck(&m.name))?,
+                        None => false,
+                    };
+                    let sql = match sections.rebuild {
+                        Some(full) if rebuild => full,
+                        _ => sections.append,
+                    };
                     let before = count(&conn, "SELECT count(*) FROM raw.psd")?;
-                    conn.execute_batch(&m.sql.replace("{{new_files}}", &file_list))
-                        .map_err(duck(&m.name))?;
+                    conn.execute_batch(&fill(sql)).map_err(duck(&m.name))?;
                     rows_loaded += count(&conn, "SELECT count(*) FROM raw.psd")? - before;
+                    Some(if rebuild {
+                        StepMode::Rebuild
+                    } else {
+                        StepMode::Append
+                    })
                 }
-                models::Kind::Table => conn.execute_batch(m.sql).map_err(duck(&m.name))?,
-                // After COMMIT: checking committed data is far faster than
-                // transaction-local data, and the build file is private anyway.
-                models::Kind::Audit => {}
+                models::Kind::Table => {
+                    conn.execute_batch(m.sql).map_err(duck(&m.name))?;
+                    Some(StepMode::Table)
+                }
+            };
+            // Audits run after COMMIT (below): checking committed data is far
+            // faster than transaction-local data, and the build file is private.
+            if let Some(mode) = mode {
+                let millis = step.elapsed().as_millis() as u64;
+                tracing::debug!(model = %m.name, ?mode, millis, "model done");
+                steps.push(Step {
+                    model: m.name.clone(),
+                    mode,
+                    millis,
+                });
             }
-            tracing::debug!(model = %m.name, millis = step.elapsed().as_millis() as u64, "model done");
         }
         conn.execute_batch(
             "UPDATE raw.releases SET rows = c.n FROM \
@@ -344,6 +407,7 @@ fn build_into(
         releases_total,
         published: None,
         warnings,
+        steps,
         millis: 0,
     })
 }

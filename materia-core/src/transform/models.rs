@@ -11,9 +11,15 @@
 //! ```
 //!
 //! `setup` runs first, `incremental` only when there are new files (its SQL gets
-//! the new file list at `{{new_files}}`), `table` models are rebuilt every build,
-//! `audit` files hold statements (each after `-- audit: error|warn TEXT`) that
-//! count offending rows. Models run in dependency order (ties by name).
+//! the new file list at `{{new_files}}` and the first new release id at
+//! `{{first_new_release}}`), `table` models are rebuilt every build, `audit`
+//! files hold statements (each after `-- audit: error|warn TEXT`) that count
+//! offending rows. Models run in dependency order (ties by name).
+//!
+//! An incremental model may split its SQL into three sections, each after a
+//! `-- section: NAME` line: `rebuild-if` (a query returning one boolean),
+//! `rebuild` (run when it is true) and `append` (run otherwise). Without
+//! sections the whole file is the append.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,6 +41,63 @@ pub(crate) struct Model {
     pub kind: Kind,
     pub depends: Vec<String>,
     pub sql: &'static str,
+}
+
+/// The parts of an incremental model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Sections<'a> {
+    /// A query answering whether to rebuild instead of appending.
+    pub rebuild_if: Option<&'a str>,
+    /// The full rebuild.
+    pub rebuild: Option<&'a str>,
+    /// The append of the new releases.
+    pub append: &'a str,
+}
+
+impl Model {
+    /// Splits an incremental model into its sections; a model without
+    /// `-- section:` lines is all append.
+    pub fn sections(&self) -> Result<Sections<'static>> {
+        let sql: &'static str = self.sql;
+        let mut parts: BTreeMap<&str, &'static str> = BTreeMap::new();
+        let mut current: Option<(&str, usize)> = None;
+        let mut offset = 0;
+        for line in sql.split_inclusive('\n') {
+            if let Some(name) = line.trim_end().strip_prefix("-- section:") {
+                if let Some((prev, start)) = current.take() {
+                    parts.insert(prev, &sql[start..offset]);
+                }
+                let name = name.trim();
+                if parts.contains_key(name) {
+                    return Err(bad(&self.name, format!("section {name} twice")));
+                }
+                current = Some((name, offset + line.len()));
+            }
+            offset += line.len();
+        }
+        let Some((last, start)) = current else {
+            return Ok(Sections {
+                rebuild_if: None,
+                rebuild: None,
+                append: sql,
+            });
+        };
+        parts.insert(last, &sql[start..]);
+        let take = |parts: &mut BTreeMap<&str, &'static str>, name: &str| {
+            parts
+                .remove(name)
+                .ok_or_else(|| bad(&self.name, format!("no `-- section: {name}`")))
+        };
+        let sections = Sections {
+            rebuild_if: Some(take(&mut parts, "rebuild-if")?),
+            rebuild: Some(take(&mut parts, "rebuild")?),
+            append: take(&mut parts, "append")?,
+        };
+        if let Some(unknown) = parts.keys().next() {
+            return Err(bad(&self.name, format!("unknown section {unknown}")));
+        }
+        Ok(sections)
+    }
 }
 
 /// Whether an audit failure fails the build.
@@ -230,6 +293,30 @@ mod tests {
         assert!(cycle.expect_err("cycle").to_string().contains("cycle"));
         let unknown = order(vec![model("a", Kind::Table, &["nope"])]);
         assert!(unknown.expect_err("unknown").to_string().contains("nope"));
+    }
+
+    #[test]
+    fn incremental_sections_split_and_are_checked() {
+        let mut m = model("m", Kind::Incremental, &[]);
+        m.sql = "-- model: m\nINSERT 1;\n";
+        let plain = m.sections().expect("no sections");
+        assert_eq!((plain.rebuild_if, plain.append), (None, m.sql));
+        m.sql = "-- model: m\n-- section: rebuild-if\nSELECT true;\n-- section: rebuild\nCREATE;\n-- section: append\nINSERT;\n";
+        let s = m.sections().expect("sections");
+        assert_eq!(s.rebuild_if, Some("SELECT true;\n"));
+        assert_eq!(s.rebuild, Some("CREATE;\n"));
+        assert_eq!(s.append, "INSERT;\n");
+        m.sql = "-- section: rebuild-if\nSELECT true;\n-- section: append\nINSERT;\n";
+        let missing = m.sections().expect_err("no rebuild");
+        assert!(missing.to_string().contains("rebuild"), "{missing}");
+        m.sql = "-- section: rebuild-if\nx\n-- section: rebuild\ny\n-- section: append\nz\n-- section: oops\n";
+        let unknown = m.sections().expect_err("unknown");
+        assert!(unknown.to_string().contains("oops"), "{unknown}");
+        let shipped = ordered().expect("valid");
+        for m in shipped.iter().filter(|m| m.kind == Kind::Incremental) {
+            m.sections()
+                .expect("shipped incremental models have valid sections");
+        }
     }
 
     #[test]

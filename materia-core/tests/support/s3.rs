@@ -63,6 +63,21 @@ impl S3Server {
         assert!(status.is_success(), "create bucket: {status}");
     }
 
+    /// Multipart uploads started and neither completed nor aborted.
+    pub fn multipart_uploads(&self, bucket: &str) -> usize {
+        let body = reqwest::blocking::Client::new()
+            .get(format!("{}/{bucket}?uploads", self.endpoint))
+            .send()
+            .expect("list multipart uploads")
+            .text()
+            .expect("body");
+        assert!(
+            body.contains("ListMultipartUploadsResult"),
+            "unexpected answer: {body}"
+        );
+        body.matches("<Upload>").count()
+    }
+
     fn raw(&self, bucket: &str) -> (object_store::aws::AmazonS3, tokio::runtime::Runtime) {
         let store = object_store::aws::AmazonS3Builder::new()
             .with_endpoint(&self.endpoint)

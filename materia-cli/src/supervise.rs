@@ -1,0 +1,286 @@
+//! `materia run`, `materia supervise` and `materia status`: cycles of steps, each
+//! a child process of this binary (no shell), and what the last ones did.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use jiff::Timestamp;
+use materia_core::landing::{LandingKey, LandingStore, Stats};
+use materia_core::supervise::{
+    Schedule, State, Step, Supervisor, SupervisorOptions, is_passed_to_steps, parse_duration,
+};
+use serde::Serialize;
+
+use crate::{BoxError, print_json};
+
+/// A step of a cycle.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StepName {
+    /// `materia extract` (with `--url` when given).
+    Extract,
+    /// `materia transform`; skipped when extract failed in the same cycle.
+    Transform,
+    /// `materia mirror` (needs MATERIA_MIRROR_URL).
+    Mirror,
+}
+
+impl StepName {
+    fn as_str(self) -> &'static str {
+        match self {
+            StepName::Extract => "extract",
+            StepName::Transform => "transform",
+            StepName::Mirror => "mirror",
+        }
+    }
+}
+
+/// What a cycle runs and how long each step may take.
+#[derive(Args)]
+pub(crate) struct CycleArgs {
+    /// The steps of a cycle, in order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        env = "MATERIA_STEPS",
+        default_value = "extract,transform"
+    )]
+    steps: Vec<StepName>,
+    /// A step's timeout as STEP=DURATION (s, m, h, d), e.g. extract=30m; repeatable.
+    /// Default: 1h for each step.
+    #[arg(long = "timeout", value_name = "STEP=DURATION")]
+    timeouts: Vec<String>,
+    /// How long a step past its timeout gets between SIGTERM and SIGKILL.
+    #[arg(long, default_value = "30s")]
+    grace: String,
+    /// Fetch from this URL instead of the dataset's (the extract step).
+    #[arg(long)]
+    url: Option<String>,
+    /// Also write the last cycle's figures here, in Prometheus' text format.
+    #[arg(long, env = "MATERIA_TEXTFILE")]
+    textfile: Option<PathBuf>,
+}
+
+/// Settings shared by every command.
+pub(crate) struct Paths<'a> {
+    pub landing_dir: &'a Path,
+    pub duckdb_path: &'a Path,
+    pub config: Option<&'a Path>,
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, BoxError> {
+    Ok(std::path::absolute(path)?)
+}
+
+fn options(
+    paths: &Paths<'_>,
+    args: &CycleArgs,
+    json: bool,
+    wait: bool,
+) -> Result<SupervisorOptions, BoxError> {
+    let mut timeouts: BTreeMap<&str, Duration> = BTreeMap::new();
+    for spec in &args.timeouts {
+        let (step, duration) = spec.split_once('=').ok_or_else(|| {
+            format!("--timeout {spec:?}: expected STEP=DURATION, e.g. extract=30m")
+        })?;
+        let name = StepName::from_str(step, true)
+            .map_err(|_| format!("--timeout {spec:?}: unknown step {step:?}"))?;
+        let d = parse_duration(duration).map_err(|e| format!("--timeout {spec:?}: {e}"))?;
+        timeouts.insert(name.as_str(), d);
+    }
+    let grace = parse_duration(&args.grace).map_err(|e| format!("--grace: {e}"))?;
+    let mut steps = Vec::new();
+    for name in &args.steps {
+        let timeout = timeouts
+            .get(name.as_str())
+            .copied()
+            .unwrap_or(Duration::from_secs(3600));
+        let mut argv = vec![name.as_str().to_owned()];
+        if let (StepName::Extract, Some(url)) = (name, &args.url) {
+            argv.extend(["--url".to_owned(), url.clone()]);
+        }
+        if json {
+            argv.push("--json".into());
+        }
+        let mut step = Step::new(name.as_str(), argv, timeout);
+        if *name == StepName::Transform && args.steps.contains(&StepName::Extract) {
+            step = step.needs("extract");
+        }
+        steps.push(step);
+    }
+    let landing_dir = absolute(paths.landing_dir)?;
+    let mut env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| is_passed_to_steps(k))
+        .filter(|(k, _)| !matches!(k.as_str(), "LANDING_DIR" | "DUCKDB_PATH" | "MATERIA_CONFIG"))
+        .collect();
+    env.push((
+        "LANDING_DIR".into(),
+        landing_dir.to_string_lossy().into_owned(),
+    ));
+    env.push((
+        "DUCKDB_PATH".into(),
+        absolute(paths.duckdb_path)?.to_string_lossy().into_owned(),
+    ));
+    if let Some(config) = paths.config {
+        env.push((
+            "MATERIA_CONFIG".into(),
+            absolute(config)?.to_string_lossy().into_owned(),
+        ));
+    }
+    Ok(SupervisorOptions {
+        steps,
+        env,
+        grace,
+        wait_for_lock: wait,
+        textfile: args.textfile.clone(),
+        ..SupervisorOptions::new(std::env::current_exe()?, landing_dir)
+    })
+}
+
+/// `materia run`: one cycle now; exits with the first failed step's code.
+pub(crate) fn run_once(
+    paths: &Paths<'_>,
+    args: &CycleArgs,
+    json: bool,
+    wait: bool,
+) -> Result<ExitCode, BoxError> {
+    let supervisor = Supervisor::new(options(paths, args, json, wait)?);
+    supervisor.stop_on_signals()?;
+    let cycle = supervisor.run_cycle()?;
+    Ok(ExitCode::from(cycle.exit_code().clamp(0, 255) as u8))
+}
+
+/// `materia supervise`: cycles on a schedule until SIGTERM/SIGINT.
+pub(crate) fn supervise(
+    paths: &Paths<'_>,
+    args: &CycleArgs,
+    schedule: &str,
+) -> Result<ExitCode, BoxError> {
+    let schedule: Schedule = schedule.parse()?;
+    let supervisor = Supervisor::new(options(paths, args, false, true)?);
+    supervisor.stop_on_signals()?;
+    supervisor.run_forever(&schedule)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The newest landed file of a dataset.
+#[derive(Serialize)]
+struct Newest {
+    key: LandingKey,
+    landed_at: Option<Timestamp>,
+}
+
+/// The published lakehouse.
+#[derive(Serialize)]
+struct Published {
+    path: PathBuf,
+    modified_at: Option<Timestamp>,
+    age_seconds: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Status {
+    #[serde(flatten)]
+    state: State,
+    landing: Stats,
+    newest: BTreeMap<String, Newest>,
+    lakehouse: Option<Published>,
+}
+
+/// `materia status`: the last run of each step, the landing zone, the lakehouse.
+pub(crate) fn status(
+    paths: &Paths<'_>,
+    store: &LandingStore,
+    json: bool,
+) -> Result<ExitCode, BoxError> {
+    let state = State::load(paths.landing_dir)?;
+    let landing = store.stats();
+    let mut newest = BTreeMap::new();
+    for dataset in landing.datasets.keys() {
+        if let Ok(d) = dataset.parse()
+            && let Some(entry) = store.latest(&d)
+        {
+            let landed_at = entry.release.as_ref().map(|r| r.landed_at);
+            newest.insert(
+                dataset.clone(),
+                Newest {
+                    key: entry.key,
+                    landed_at,
+                },
+            );
+        }
+    }
+    let lakehouse = std::fs::metadata(paths.duckdb_path).ok().map(|m| {
+        let modified = m.modified().ok();
+        Published {
+            path: paths.duckdb_path.to_path_buf(),
+            modified_at: modified.and_then(|t| Timestamp::try_from(t).ok()),
+            age_seconds: modified.and_then(|t| t.elapsed().ok()).map(|d| d.as_secs()),
+        }
+    });
+    let status = Status {
+        state,
+        landing,
+        newest,
+        lakehouse,
+    };
+    if json {
+        print_json(&status)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = io::stdout().lock();
+    match &status.state.last_cycle {
+        Some(c) => writeln!(
+            out,
+            "last cycle: started {} ({} ms), exit code {}",
+            c.started_at,
+            c.millis,
+            c.exit_code()
+        )?,
+        None => writeln!(out, "last cycle: none yet")?,
+    }
+    for (name, run) in &status.state.steps {
+        let outcome = serde_json::to_value(run.outcome)?;
+        writeln!(
+            out,
+            "  {name:<10} {:<11} started {} took {} ms{}",
+            outcome.as_str().unwrap_or("?"),
+            run.started_at,
+            run.millis,
+            run.error
+                .as_deref()
+                .map(|e| format!(" — {e}"))
+                .unwrap_or_default()
+        )?;
+    }
+    writeln!(
+        out,
+        "landing: {} file(s), {} bytes",
+        status.landing.files, status.landing.bytes
+    )?;
+    for (dataset, n) in &status.newest {
+        let when = n
+            .landed_at
+            .map(|t| format!(", landed {t}"))
+            .unwrap_or_default();
+        writeln!(out, "  newest {dataset}: {}{when}", n.key)?;
+    }
+    match &status.lakehouse {
+        Some(p) => writeln!(
+            out,
+            "lakehouse: {} published {} s ago",
+            p.path.display(),
+            p.age_seconds.unwrap_or(0)
+        )?,
+        None => writeln!(
+            out,
+            "lakehouse: {} not published yet",
+            paths.duckdb_path.display()
+        )?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,279 @@
+//! The mirror's local state under `{LANDING_DIR}/.materia/mirror/`, one set per
+//! bucket URL (named by a hash of it):
+//!
+//! - `{id}.jsonl`: landing files confirmed in the bucket (key and file SHA-256),
+//!   appended and fsynced as each upload is confirmed, so a no-op push makes no
+//!   request and a killed push keeps what it finished;
+//! - `{id}.pending/`: one small file per multipart upload in flight, written
+//!   before its first part; a push aborts every upload left there by a killed
+//!   run, so none it knows of is orphaned;
+//! - `{id}.lock`: held (flock) by the running push or restore.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+use crate::landing::Sha256Digest;
+
+/// One line of the record of confirmed uploads.
+#[derive(Serialize, Deserialize)]
+struct Confirmed {
+    key: String,
+    sha256: String,
+}
+
+/// A multipart upload in flight.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+pub(crate) struct Pending {
+    /// The object's location in the bucket.
+    pub location: String,
+    /// The server's upload id.
+    pub upload_id: String,
+}
+
+/// The local state for one bucket URL; holds its lock while alive.
+pub(crate) struct Record {
+    dir: PathBuf,
+    id: String,
+    confirmed: Mutex<Option<File>>,
+    _lock: File,
+}
+
+impl Record {
+    /// Opens the state for `url` under `landing_root`, taking its lock: a second
+    /// push or restore to the same URL is refused, naming the lock file.
+    pub(crate) fn open(landing_root: &Path, url: &str) -> Result<Record> {
+        let dir = landing_root.join(".materia/mirror");
+        fs::create_dir_all(&dir).at(&dir)?;
+        let id = Sha256Digest::of(url.as_bytes()).to_string()[..16].to_owned();
+        let lock_path = dir.join(format!("{id}.lock"));
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .at(&lock_path)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::Mirror {
+                    url: url.to_owned(),
+                    reason: format!(
+                        "another mirror or restore of this URL is running (it holds {})",
+                        lock_path.display()
+                    ),
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(e).at(&lock_path),
+        }
+        Ok(Record {
+            dir,
+            id,
+            confirmed: Mutex::new(None),
+            _lock: lock,
+        })
+    }
+
+    fn confirmed_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.jsonl", self.id))
+    }
+
+    fn pending_dir(&self) -> PathBuf {
+        self.dir.join(format!("{}.pending", self.id))
+    }
+
+    /// Landing keys confirmed in the bucket, with the file hash they had.
+    pub(crate) fn confirmed(&self) -> Result<HashMap<String, String>> {
+        let path = self.confirmed_path();
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+            Err(e) => return Err(e).at(&path),
+        };
+        let mut out = HashMap::new();
+        for line in BufReader::new(file).lines() {
+            let line = line.at(&path)?;
+            // A line torn by a crash is skipped: that file is checked again.
+            if let Ok(c) = serde_json::from_str::<Confirmed>(&line) {
+                out.insert(c.key, c.sha256);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Appends one confirmation and fsyncs it.
+    pub(crate) fn confirm(&self, key: &str, sha256: &str) -> Result<()> {
+        let path = self.confirmed_path();
+        let mut line = serde_json::to_vec(&Confirmed {
+            key: key.to_owned(),
+            sha256: sha256.to_owned(),
+        })
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .at(&path)?;
+        line.push(b'\n');
+        let mut guard = self
+            .confirmed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guard.is_none() {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .at(&path)?;
+            *guard = Some(file);
+        }
+        if let Some(file) = guard.as_mut() {
+            file.write_all(&line).at(&path)?;
+            file.sync_data().at(&path)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the record with exactly `entries` (key, file SHA-256), atomically:
+    /// a `--full` push drops what the bucket lost.
+    pub(crate) fn replace_confirmed(&self, entries: &[(String, String)]) -> Result<()> {
+        let path = self.confirmed_path();
+        let mut body = Vec::new();
+        for (key, sha256) in entries {
+            serde_json::to_writer(
+                &mut body,
+                &Confirmed {
+                    key: key.clone(),
+                    sha256: sha256.clone(),
+                },
+            )
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .at(&path)?;
+            body.push(b'\n');
+        }
+        let mut guard = self
+            .confirmed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *guard = None;
+        crate::landing::durable::replace_file(&path, &body)
+    }
+
+    fn pending_path(&self, location: &str) -> PathBuf {
+        let name = &Sha256Digest::of(location.as_bytes()).to_string()[..32];
+        self.pending_dir().join(format!("{name}.json"))
+    }
+
+    /// Records a multipart upload before its first part is sent.
+    pub(crate) fn add_pending(&self, pending: &Pending) -> Result<()> {
+        let dir = self.pending_dir();
+        fs::create_dir_all(&dir).at(&dir)?;
+        let path = self.pending_path(&pending.location);
+        let body = serde_json::to_vec(pending)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .at(&path)?;
+        let mut file = File::create(&path).at(&path)?;
+        file.write_all(&body).at(&path)?;
+        file.sync_all().at(&path)
+    }
+
+    /// Forgets a multipart upload that was completed or aborted.
+    pub(crate) fn remove_pending(&self, location: &str) -> Result<()> {
+        let path = self.pending_path(location);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).at(&path),
+        }
+    }
+
+    /// Multipart uploads left by a run that did not finish them.
+    pub(crate) fn pending(&self) -> Result<Vec<Pending>> {
+        let dir = self.pending_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).at(&dir),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry.at(&dir)?.path();
+            let body = fs::read(&path).at(&path)?;
+            match serde_json::from_slice::<Pending>(&body) {
+                Ok(p) => out.push(p),
+                // Torn by a crash before the first part was sent: nothing to abort.
+                Err(_) => fs::remove_file(&path).at(&path)?,
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confirmations_survive_reopening_and_a_torn_line_is_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let r = Record::open(dir.path(), "s3://b/p").expect("open");
+            r.confirm("psd/2026/01/a.csv.gzip", "aa").expect("confirm");
+            r.confirm("psd/2026/02/b.csv.gzip", "bb").expect("confirm");
+        }
+        let path = dir.path().join(".materia/mirror");
+        let jsonl = fs::read_dir(&path)
+            .expect("dir")
+            .map(|e| e.expect("entry").path())
+            .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .expect("record file");
+        let mut f = OpenOptions::new().append(true).open(&jsonl).expect("open");
+        f.write_all(b"{\"key\":\"psd/20").expect("torn write");
+        let r = Record::open(dir.path(), "s3://b/p").expect("reopen");
+        let confirmed = r.confirmed().expect("read");
+        assert_eq!(confirmed.len(), 2);
+        assert_eq!(confirmed["psd/2026/02/b.csv.gzip"], "bb");
+        r.replace_confirmed(&[("psd/2026/03/c.csv.gzip".into(), "cc".into())])
+            .expect("replace");
+        r.confirm("psd/2026/04/d.csv.gzip", "dd")
+            .expect("append after");
+        let replaced = r.confirmed().expect("read");
+        assert_eq!(replaced.len(), 2);
+        assert!(
+            replaced.contains_key("psd/2026/03/c.csv.gzip")
+                && !replaced.contains_key("psd/2026/01/a.csv.gzip")
+        );
+        // Another URL has its own record.
+        drop(r);
+        let other = Record::open(dir.path(), "s3://b/other").expect("other");
+        assert!(other.confirmed().expect("read").is_empty());
+    }
+
+    #[test]
+    fn a_second_holder_of_the_same_url_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _first = Record::open(dir.path(), "s3://b/p").expect("open");
+        let second = Record::open(dir.path(), "s3://b/p")
+            .err()
+            .expect("locked")
+            .to_string();
+        assert!(second.contains("another mirror"), "{second}");
+        Record::open(dir.path(), "s3://b/q").expect("another URL is free");
+    }
+
+    #[test]
+    fn pending_uploads_are_listed_until_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = Record::open(dir.path(), "s3://b/p").expect("open");
+        let p = Pending {
+            location: "p/psd/2026/01/a.csv.gzip".into(),
+            upload_id: "u1".into(),
+        };
+        r.add_pending(&p).expect("add");
+        assert_eq!(r.pending().expect("list"), vec![p]);
+        r.remove_pending("p/psd/2026/01/a.csv.gzip")
+            .expect("remove");
+        assert!(r.pending().expect("list").is_empty());
+    }
+}

@@ -1,0 +1,120 @@
+//! One step as a child process: no shell, an explicit environment, its own
+//! process group, a timeout enforced with SIGTERM then SIGKILL to the whole
+//! group, and its last stderr line kept for the report.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use crate::error::{IoContext, Result};
+
+/// How a child ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// It exited by itself with this status.
+    Exited(ExitStatus),
+    /// It ran past its timeout and was terminated.
+    TimedOut,
+    /// The supervisor was asked to stop and terminated it.
+    Interrupted,
+}
+
+/// What ran and how it ended.
+pub(crate) struct Finished {
+    pub ended: Ended,
+    /// The last non-empty line the child wrote to stderr.
+    pub last_line: Option<String>,
+}
+
+/// Runs `exe args` with exactly `env`, relaying its stderr line by line to ours.
+/// Past `timeout`, or when `stop` is set, the child's process group gets SIGTERM
+/// and, `grace` later, SIGKILL. The group is killed in any case once the child
+/// is gone, so nothing it started lingers.
+pub(crate) fn run(
+    exe: &Path,
+    args: &[String],
+    env: &[(String, String)],
+    timeout: Duration,
+    grace: Duration,
+    stop: &AtomicBool,
+) -> Result<Finished> {
+    let mut child = Command::new(exe)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .at(exe)?;
+    let pgid = Pid::from_raw(child.id() as i32);
+    let last_line = Arc::new(Mutex::new(None::<String>));
+    let relay = child.stderr.take().map(|stderr| {
+        let last_line = Arc::clone(&last_line);
+        std::thread::spawn(move || {
+            let mut out = std::io::stderr();
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = writeln!(out, "{line}");
+                if !line.trim().is_empty() {
+                    *last_line.lock().unwrap_or_else(|e| e.into_inner()) = Some(line);
+                }
+            }
+        })
+    });
+    let started = Instant::now();
+    let mut ended = None;
+    let mut terminating: Option<(Instant, Ended)> = None;
+    let status = loop {
+        if let Some(status) = child.try_wait().at(exe)? {
+            break status;
+        }
+        match &terminating {
+            None if stop.load(Ordering::SeqCst) => {
+                let _ = killpg(pgid, Signal::SIGTERM);
+                terminating = Some((Instant::now(), Ended::Interrupted));
+            }
+            None if started.elapsed() >= timeout => {
+                let _ = killpg(pgid, Signal::SIGTERM);
+                terminating = Some((Instant::now(), Ended::TimedOut));
+            }
+            Some((since, _)) if since.elapsed() >= grace => {
+                let _ = killpg(pgid, Signal::SIGKILL);
+            }
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Whatever the child started goes with it.
+    let _ = killpg(pgid, Signal::SIGKILL);
+    if let Some((_, why)) = terminating {
+        ended = Some(why);
+    }
+    if let Some(relay) = relay {
+        let _ = relay.join();
+    }
+    let last_line = last_line.lock().unwrap_or_else(|e| e.into_inner()).take();
+    Ok(Finished {
+        ended: ended.unwrap_or(Ended::Exited(status)),
+        last_line,
+    })
+}
+
+/// The exit code a finished step stands for: its own, 124 for a timeout (as
+/// `timeout(1)`), 128 + the signal for a signal, 130 for an interruption.
+pub(crate) fn exit_code(ended: &Ended) -> i32 {
+    match ended {
+        Ended::Exited(status) => status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+        Ended::TimedOut => 124,
+        Ended::Interrupted => 130,
+    }
+}

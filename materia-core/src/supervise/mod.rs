@@ -1,0 +1,542 @@
+//! Supervise: the daily job, each step a bounded child process.
+//!
+//! A cycle runs the configured steps in order (by default `materia extract` then
+//! `materia transform`), each as a child process of the `materia` binary itself —
+//! never through a shell — with the environment passed explicitly and a timeout:
+//! past it, the step's whole process group gets SIGTERM and, after a grace
+//! period, SIGKILL. A failed step does not stop the supervisor; a step whose
+//! prerequisite failed in this cycle (transform after a failed extract) is
+//! skipped. One cycle runs at a time: it holds `{LANDING_DIR}/.materia/run.lock`.
+//!
+//! After every step the state file `{LANDING_DIR}/.materia/state.json` is
+//! replaced atomically: the last run of each step (start, duration, outcome, exit
+//! code, error line) and the last cycle, which `materia status` reads.
+//!
+//! SIGTERM or SIGINT stops the supervisor cleanly: the running step gets its
+//! grace period, the state is written, and [`Supervisor::run_forever`] returns.
+
+mod child;
+mod schedule;
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+pub use schedule::{Schedule, parse_duration};
+
+use crate::error::{Error, IoContext, Result};
+use crate::landing::durable;
+
+/// One step of a cycle: `exe args…` with a timeout.
+///
+/// ```
+/// use std::time::Duration;
+/// use materia_core::supervise::Step;
+/// let transform = Step::new("transform", ["transform"], Duration::from_secs(3600))
+///     .needs("extract");
+/// assert_eq!(transform.needs, ["extract"]);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// The step's name in logs and state (`extract`, `transform`, `mirror`).
+    pub name: String,
+    /// The arguments after the executable, passed as they are (no shell).
+    pub args: Vec<String>,
+    /// Past this, the step is terminated.
+    pub timeout: Duration,
+    /// Steps that must have succeeded earlier in the same cycle.
+    pub needs: Vec<String>,
+}
+
+impl Step {
+    /// A step running `exe args`.
+    pub fn new<I, S>(name: impl Into<String>, args: I, timeout: Duration) -> Step
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Step {
+            name: name.into(),
+            args: args.into_iter().map(Into::into).collect(),
+            timeout,
+            needs: Vec::new(),
+        }
+    }
+
+    /// Skips this step when `step` failed or was skipped earlier in the cycle.
+    pub fn needs(mut self, step: impl Into<String>) -> Step {
+        self.needs.push(step.into());
+        self
+    }
+}
+
+/// What the supervisor runs and where it keeps its state.
+#[derive(Clone, Debug)]
+pub struct SupervisorOptions {
+    /// The program each step runs (the `materia` binary itself).
+    pub exe: PathBuf,
+    /// The landing zone: the lock and the state file live under its `.materia/`.
+    pub landing_dir: PathBuf,
+    /// The steps of a cycle, in order.
+    pub steps: Vec<Step>,
+    /// The children's whole environment (nothing else is inherited).
+    pub env: Vec<(String, String)>,
+    /// Between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// When another cycle holds the lock: wait for it (`true`) or fail at once.
+    pub wait_for_lock: bool,
+    /// Also write the last cycle's figures here, in Prometheus' text format
+    /// (for node_exporter's textfile collector).
+    pub textfile: Option<PathBuf>,
+}
+
+impl SupervisorOptions {
+    /// Options for `exe` over `landing_dir`, with no steps yet, a 30 s grace
+    /// period and no waiting for the lock.
+    ///
+    /// ```
+    /// let o = materia_core::supervise::SupervisorOptions::new("/usr/local/bin/materia", "/data/materia/landing");
+    /// assert_eq!(o.grace.as_secs(), 30);
+    /// ```
+    pub fn new(exe: impl Into<PathBuf>, landing_dir: impl Into<PathBuf>) -> Self {
+        SupervisorOptions {
+            exe: exe.into(),
+            landing_dir: landing_dir.into(),
+            steps: Vec::new(),
+            env: Vec::new(),
+            grace: Duration::from_secs(30),
+            wait_for_lock: false,
+            textfile: None,
+        }
+    }
+}
+
+/// The environment variables a step inherits from the supervisor's own
+/// environment: Materia's (`MATERIA_*`, `LANDING_DIR`, `DUCKDB_PATH`), the
+/// S3 client's (`AWS_*`), TLS roots (`SSL_CERT_*`) and proxies. Nothing else.
+///
+/// ```
+/// assert!(materia_core::supervise::is_passed_to_steps("AWS_SECRET_ACCESS_KEY"));
+/// assert!(!materia_core::supervise::is_passed_to_steps("LD_PRELOAD"));
+/// ```
+pub fn is_passed_to_steps(name: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "LANDING_DIR",
+        "DUCKDB_PATH",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+    ];
+    const PREFIXES: &[&str] = &["MATERIA_", "AWS_", "SSL_CERT_"];
+    EXACT.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// How a step ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Exit status 0.
+    Ok,
+    /// A non-zero exit status.
+    Failed,
+    /// Ran past its timeout and was terminated.
+    TimedOut,
+    /// The supervisor was stopped (SIGTERM/SIGINT) while it ran.
+    Interrupted,
+    /// Not run: a step it needs failed, or the supervisor was stopping.
+    Skipped,
+}
+
+/// One run of one step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRun {
+    /// The step's name.
+    pub step: String,
+    /// When it started (or was skipped).
+    pub started_at: Timestamp,
+    /// Wall time, in milliseconds.
+    pub millis: u64,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The exit code it stands for (124 for a timeout, 130 interrupted).
+    pub exit_code: Option<i32>,
+    /// The last line it wrote to stderr when it did not succeed, or why it was skipped.
+    pub error: Option<String>,
+}
+
+/// One cycle: its steps in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CycleReport {
+    /// When the cycle started.
+    pub started_at: Timestamp,
+    /// Wall time, in milliseconds.
+    pub millis: u64,
+    /// Each step's run.
+    pub steps: Vec<StepRun>,
+}
+
+impl CycleReport {
+    /// The first failed step's exit code; 0 when every step succeeded.
+    ///
+    /// ```
+    /// use materia_core::supervise::{CycleReport, Outcome, StepRun};
+    /// let run = |step: &str, outcome, exit_code| StepRun {
+    ///     step: step.into(), started_at: jiff::Timestamp::UNIX_EPOCH, millis: 0,
+    ///     outcome, exit_code, error: None,
+    /// };
+    /// let cycle = CycleReport {
+    ///     started_at: jiff::Timestamp::UNIX_EPOCH,
+    ///     millis: 0,
+    ///     steps: vec![run("extract", Outcome::TimedOut, Some(124)), run("transform", Outcome::Skipped, None)],
+    /// };
+    /// assert_eq!(cycle.exit_code(), 124);
+    /// ```
+    pub fn exit_code(&self) -> i32 {
+        self.steps
+            .iter()
+            .find(|s| s.outcome != Outcome::Ok && s.outcome != Outcome::Skipped)
+            .and_then(|s| s.exit_code)
+            .unwrap_or(0)
+    }
+}
+
+/// What the supervisor remembers between runs (`.materia/state.json`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// The last cycle (possibly still running: see its steps).
+    pub last_cycle: Option<CycleReport>,
+    /// The last run of each step, by name.
+    pub steps: BTreeMap<String, StepRun>,
+}
+
+impl State {
+    /// The state file of the landing zone at `landing_dir`.
+    ///
+    /// ```
+    /// let p = materia_core::supervise::State::path("/data/materia/landing");
+    /// assert!(p.ends_with(".materia/state.json"));
+    /// ```
+    pub fn path(landing_dir: impl AsRef<Path>) -> PathBuf {
+        landing_dir.as_ref().join(".materia/state.json")
+    }
+
+    /// Reads the state; a missing file is the empty state.
+    pub fn load(landing_dir: impl AsRef<Path>) -> Result<State> {
+        let path = State::path(landing_dir);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+                path: path.clone(),
+                reason: format!("not a state file: {e}"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(e).at(&path),
+        }
+    }
+
+    fn save(&self, landing_dir: &Path) -> Result<()> {
+        let path = State::path(landing_dir);
+        let dir = state_dir(landing_dir)?;
+        let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        bytes.push(b'\n');
+        debug_assert!(path.starts_with(dir));
+        durable::replace_file(&path, &bytes)
+    }
+}
+
+/// `{landing_dir}/.materia`, created (with the landing dir) when missing.
+fn state_dir(landing_dir: &Path) -> Result<PathBuf> {
+    durable::create_root(landing_dir)?;
+    durable::create_dirs(landing_dir, Path::new(".materia"))
+}
+
+/// Runs cycles of steps.
+///
+/// ```no_run
+/// # fn main() -> materia_core::Result<()> {
+/// use std::time::Duration;
+/// use materia_core::supervise::{Schedule, Step, Supervisor, SupervisorOptions};
+/// let mut options = SupervisorOptions::new(std::env::current_exe()?, "/data/materia/landing");
+/// options.steps = vec![
+///     Step::new("extract", ["extract"], Duration::from_secs(1800)),
+///     Step::new("transform", ["transform"], Duration::from_secs(1800)).needs("extract"),
+/// ];
+/// let supervisor = Supervisor::new(options);
+/// supervisor.stop_on_signals()?;
+/// supervisor.run_forever(&"06:00".parse::<Schedule>()?)?;
+/// # Ok(()) }
+/// ```
+pub struct Supervisor {
+    options: SupervisorOptions,
+    stop: Arc<AtomicBool>,
+}
+
+impl Supervisor {
+    /// A supervisor with `options`.
+    pub fn new(options: SupervisorOptions) -> Supervisor {
+        Supervisor {
+            options,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The flag that stops the supervisor when set (what the signal handlers set).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
+    }
+
+    /// Sets the stop flag on SIGTERM and SIGINT.
+    pub fn stop_on_signals(&self) -> Result<()> {
+        for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register(signal, Arc::clone(&self.stop)).map_err(|e| {
+                Error::Step {
+                    step: "supervise".into(),
+                    reason: format!("cannot install the signal handler: {e}"),
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Takes the run lock, waiting for it when `wait_for_lock` is set (until
+    /// stopped: then `None`).
+    fn lock(&self) -> Result<Option<File>> {
+        let path = state_dir(&self.options.landing_dir)?.join("run.lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .at(&path)?;
+        let mut told = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Some(file)),
+                Err(TryLockError::Error(e)) => return Err(e).at(&path),
+                Err(TryLockError::WouldBlock) if !self.options.wait_for_lock => {
+                    return Err(Error::Busy {
+                        what: "another materia run or supervise".into(),
+                        lock: path,
+                        hint: "try again when it is done, or pass --wait".into(),
+                    });
+                }
+                Err(TryLockError::WouldBlock) => {
+                    if !told {
+                        tracing::info!(lock = %path.display(), "another cycle is running; waiting for it");
+                        told = true;
+                    }
+                    if self.stopping() {
+                        return Ok(None);
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+
+    /// Runs one cycle now: every step in order, the state written after each.
+    pub fn run_cycle(&self) -> Result<CycleReport> {
+        let Some(_lock) = self.lock()? else {
+            return Err(Error::Step {
+                step: "supervise".into(),
+                reason: "stopped while waiting for the run lock".into(),
+            });
+        };
+        let landing = &self.options.landing_dir;
+        let mut state = State::load(landing)?;
+        let started = Instant::now();
+        let mut cycle = CycleReport {
+            started_at: Timestamp::now(),
+            millis: 0,
+            steps: Vec::new(),
+        };
+        for step in &self.options.steps {
+            let run = self.run_step(step, &cycle);
+            match run.outcome {
+                Outcome::Ok => tracing::info!(step = %run.step, millis = run.millis, "step done"),
+                Outcome::Skipped => tracing::warn!(
+                    step = %run.step,
+                    "step skipped: {}",
+                    run.error.as_deref().unwrap_or("")
+                ),
+                _ => tracing::error!(
+                    step = %run.step,
+                    outcome = ?run.outcome,
+                    exit_code = run.exit_code,
+                    "step failed: {}",
+                    run.error.as_deref().unwrap_or("")
+                ),
+            }
+            state.steps.insert(run.step.clone(), run.clone());
+            cycle.steps.push(run);
+            cycle.millis = started.elapsed().as_millis() as u64;
+            state.last_cycle = Some(cycle.clone());
+            state.save(landing)?;
+        }
+        if let Some(path) = &self.options.textfile {
+            durable::replace_file(path, prometheus_text(&cycle).as_bytes())?;
+        }
+        Ok(cycle)
+    }
+
+    fn run_step(&self, step: &Step, cycle: &CycleReport) -> StepRun {
+        let started_at = Timestamp::now();
+        let skipped = |why: String| StepRun {
+            step: step.name.clone(),
+            started_at,
+            millis: 0,
+            outcome: Outcome::Skipped,
+            exit_code: None,
+            error: Some(why),
+        };
+        if self.stopping() {
+            return skipped("the supervisor is stopping".into());
+        }
+        if let Some(failed) = step.needs.iter().find(|need| {
+            !cycle
+                .steps
+                .iter()
+                .any(|s| &s.step == *need && s.outcome == Outcome::Ok)
+        }) {
+            return skipped(format!("{failed} did not succeed in this cycle"));
+        }
+        tracing::info!(step = %step.name, timeout_secs = step.timeout.as_secs(), "step starting");
+        let started = Instant::now();
+        let finished = child::run(
+            &self.options.exe,
+            &step.args,
+            &self.options.env,
+            step.timeout,
+            self.options.grace,
+            &self.stop,
+        );
+        let millis = started.elapsed().as_millis() as u64;
+        let (outcome, exit_code, error) = match finished {
+            Err(e) => (Outcome::Failed, Some(127), Some(e.to_string())),
+            Ok(f) => {
+                let code = child::exit_code(&f.ended);
+                match f.ended {
+                    child::Ended::Exited(status) if status.success() => {
+                        (Outcome::Ok, Some(0), None)
+                    }
+                    child::Ended::Exited(_) => (Outcome::Failed, Some(code), f.last_line),
+                    child::Ended::TimedOut => (
+                        Outcome::TimedOut,
+                        Some(code),
+                        Some(format!(
+                            "ran past its {} s timeout; terminated",
+                            step.timeout.as_secs()
+                        )),
+                    ),
+                    child::Ended::Interrupted => (
+                        Outcome::Interrupted,
+                        Some(code),
+                        Some("interrupted: the supervisor was stopped".into()),
+                    ),
+                }
+            }
+        };
+        StepRun {
+            step: step.name.clone(),
+            started_at,
+            millis,
+            outcome,
+            exit_code,
+            error,
+        }
+    }
+
+    /// Runs cycles on `schedule` until stopped. A cycle that was due while the
+    /// supervisor was not running (the machine was down) runs at once.
+    pub fn run_forever(&self, schedule: &Schedule) -> Result<()> {
+        tracing::info!(%schedule, "supervisor started");
+        while !self.stopping() {
+            let last = State::load(&self.options.landing_dir)?
+                .last_cycle
+                .map(|c| c.started_at);
+            let due = last.map_or_else(Timestamp::now, |l| schedule.next_after(l));
+            if due > Timestamp::now() {
+                tracing::info!(next = %due, "next cycle");
+            }
+            while Timestamp::now() < due {
+                if self.stopping() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            if self.stopping() {
+                break;
+            }
+            match self.run_cycle() {
+                Ok(cycle) => {
+                    tracing::info!(
+                        millis = cycle.millis,
+                        exit_code = cycle.exit_code(),
+                        "cycle done"
+                    )
+                }
+                Err(e) if self.stopping() => tracing::info!("{e}"),
+                Err(e) => {
+                    // Keep supervising: the next attempt is a minute away.
+                    tracing::error!("cycle failed: {e}");
+                    for _ in 0..300 {
+                        if self.stopping() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+            }
+        }
+        tracing::info!("supervisor stopped");
+        Ok(())
+    }
+}
+
+/// The cycle's figures in Prometheus' text exposition format.
+fn prometheus_text(cycle: &CycleReport) -> String {
+    let mut out = String::from(
+        "# HELP materia_step_success Whether the step succeeded in the last cycle.\n\
+         # TYPE materia_step_success gauge\n",
+    );
+    for s in &cycle.steps {
+        out.push_str(&format!(
+            "materia_step_success{{step=\"{}\"}} {}\n",
+            s.step,
+            u8::from(s.outcome == Outcome::Ok)
+        ));
+    }
+    out.push_str(
+        "# HELP materia_step_duration_seconds Wall time of the step in the last cycle.\n\
+         # TYPE materia_step_duration_seconds gauge\n",
+    );
+    for s in &cycle.steps {
+        out.push_str(&format!(
+            "materia_step_duration_seconds{{step=\"{}\"}} {:.3}\n",
+            s.step,
+            s.millis as f64 / 1000.0
+        ));
+    }
+    out.push_str(&format!(
+        "# HELP materia_last_cycle_timestamp_seconds When the last cycle started.\n\
+         # TYPE materia_last_cycle_timestamp_seconds gauge\n\
+         materia_last_cycle_timestamp_seconds {}\n",
+        cycle.started_at.as_second()
+    ));
+    out
+}

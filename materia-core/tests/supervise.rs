@@ -1,0 +1,284 @@
+//! The supervisor with real child processes: timeouts that kill whole process
+//! groups, skipped dependents, the run lock, stopping, and no shell.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use materia_core::Error;
+use materia_core::supervise::{Outcome, State, Step, Supervisor, SupervisorOptions};
+
+fn sh(name: &str, script: &str, timeout: Duration) -> Step {
+    Step::new(name, ["-c", script], timeout)
+}
+
+fn options(dir: &Path, steps: Vec<Step>) -> SupervisorOptions {
+    SupervisorOptions {
+        steps,
+        grace: Duration::from_millis(700),
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        ..SupervisorOptions::new("/bin/sh", dir.join("landing"))
+    }
+}
+
+/// Whether `pid` is still a live (non-zombie) process.
+fn alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next());
+            !matches!(state, Some("Z") | Some("X"))
+        }
+        Err(_) => false,
+    }
+}
+
+fn read_pid(path: &Path) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(text) = fs::read_to_string(path)
+            && let Ok(pid) = text.trim().parse()
+        {
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never written",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_step_past_its_timeout_is_killed_with_its_children_and_the_next_cycle_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pids = dir.path().join("pids");
+    // The step ignores SIGTERM (so SIGKILL after the grace period is needed) and
+    // leaves a grandchild that would outlive it.
+    let script = format!(
+        "trap '' TERM; sleep 60 & echo $! > {p}.bg; echo $$ > {p}.sh; wait",
+        p = pids.display()
+    );
+    let timeout = Duration::from_millis(800);
+    let mut opts = options(
+        dir.path(),
+        vec![
+            sh("extract", &script, timeout),
+            sh("transform", "exit 0", timeout).needs("extract"),
+        ],
+    );
+    let supervisor = Supervisor::new(opts.clone());
+    let started = Instant::now();
+    let cycle = supervisor.run_cycle().expect("cycle");
+    let took = started.elapsed();
+    let (bg, shell) = (
+        read_pid(&pids.with_extension("bg")),
+        read_pid(&pids.with_extension("sh")),
+    );
+    assert!(
+        took >= timeout + opts.grace,
+        "SIGTERM was ignored, so only SIGKILL ended it: {took:?}"
+    );
+    assert!(
+        took < timeout + opts.grace + Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert!(!alive(shell), "the step is gone");
+    assert!(!alive(bg), "its child is gone too");
+    assert_eq!(cycle.steps[0].outcome, Outcome::TimedOut);
+    assert_eq!(cycle.steps[0].exit_code, Some(124));
+    assert_eq!(cycle.steps[1].outcome, Outcome::Skipped);
+    assert_eq!(cycle.exit_code(), 124);
+
+    // The next cycle runs normally.
+    opts.steps = vec![sh("extract", "exit 0", timeout)];
+    let next = Supervisor::new(opts.clone())
+        .run_cycle()
+        .expect("next cycle");
+    assert_eq!(next.steps[0].outcome, Outcome::Ok);
+    let state = State::load(&opts.landing_dir).expect("state");
+    assert_eq!(state.steps["extract"].outcome, Outcome::Ok);
+    assert_eq!(
+        state.steps["transform"].outcome,
+        Outcome::Skipped,
+        "the last run of each step is kept"
+    );
+}
+
+#[test]
+fn a_failing_step_skips_what_needs_it_and_the_state_says_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("transform-ran");
+    let opts = options(
+        dir.path(),
+        vec![
+            sh(
+                "extract",
+                "echo 'noise' >&2; echo 'extract https://x: 503 Service Unavailable' >&2; exit 3",
+                Duration::from_secs(30),
+            ),
+            sh(
+                "transform",
+                &format!("touch {}", marker.display()),
+                Duration::from_secs(30),
+            )
+            .needs("extract"),
+            sh("mirror", "exit 0", Duration::from_secs(30)),
+        ],
+    );
+    let cycle = Supervisor::new(opts.clone()).run_cycle().expect("cycle");
+    assert_eq!(cycle.exit_code(), 3);
+    assert!(!marker.exists(), "transform did not run");
+    let outcomes: Vec<Outcome> = cycle.steps.iter().map(|s| s.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [Outcome::Failed, Outcome::Skipped, Outcome::Ok],
+        "a step that does not need extract still runs"
+    );
+    let state = State::load(&opts.landing_dir).expect("state");
+    assert_eq!(
+        state.steps["extract"].error.as_deref(),
+        Some("extract https://x: 503 Service Unavailable"),
+        "the last stderr line"
+    );
+    assert!(
+        state.steps["transform"]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("extract")),
+        "{:?}",
+        state.steps["transform"]
+    );
+    assert_eq!(state.last_cycle.as_ref(), Some(&cycle));
+}
+
+#[test]
+fn a_second_cycle_refuses_or_waits_while_one_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let started = dir.path().join("started");
+    let slow = format!("touch {}; sleep 1.5", started.display());
+    let first = Supervisor::new(options(
+        dir.path(),
+        vec![sh("extract", &slow, Duration::from_secs(30))],
+    ));
+    std::thread::scope(|scope| {
+        let running = scope.spawn(|| first.run_cycle());
+        read_pid_file_exists(&started);
+        let refused = Supervisor::new(options(
+            dir.path(),
+            vec![sh("extract", "exit 0", Duration::from_secs(30))],
+        ))
+        .run_cycle()
+        .expect_err("busy");
+        assert!(matches!(refused, Error::Busy { .. }), "{refused:?}");
+        let msg = refused.to_string();
+        assert!(
+            msg.contains("already running") && msg.contains("run.lock"),
+            "{msg}"
+        );
+
+        let mut waiting = options(
+            dir.path(),
+            vec![sh("extract", "exit 0", Duration::from_secs(30))],
+        );
+        waiting.wait_for_lock = true;
+        let t = Instant::now();
+        let second = Supervisor::new(waiting).run_cycle().expect("waited");
+        assert_eq!(second.steps[0].outcome, Outcome::Ok);
+        let first_done = running.join().expect("thread").expect("first cycle");
+        assert_eq!(first_done.steps[0].outcome, Outcome::Ok);
+        assert!(t.elapsed() >= Duration::from_millis(500), "it waited");
+    });
+}
+
+fn read_pid_file_exists(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn stopping_terminates_the_running_step_and_skips_the_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    let opts = options(
+        dir.path(),
+        vec![
+            sh(
+                "extract",
+                &format!("echo $$ > {}; sleep 60", pid_file.display()),
+                Duration::from_secs(60),
+            ),
+            sh("transform", "exit 0", Duration::from_secs(60)),
+        ],
+    );
+    let supervisor = Supervisor::new(opts.clone());
+    let stop = supervisor.stop_flag();
+    let pid_path = pid_file.clone();
+    let stopper = std::thread::spawn(move || {
+        let pid = read_pid(&pid_path);
+        stop.store(true, Ordering::SeqCst);
+        pid
+    });
+    let started = Instant::now();
+    let cycle = supervisor.run_cycle().expect("cycle");
+    let pid = stopper.join().expect("stopper");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(!alive(pid));
+    assert_eq!(cycle.steps[0].outcome, Outcome::Interrupted);
+    assert_eq!(cycle.steps[1].outcome, Outcome::Skipped);
+    let state = State::load(&opts.landing_dir).expect("state written");
+    assert_eq!(state.steps["extract"].outcome, Outcome::Interrupted);
+}
+
+#[test]
+fn arguments_are_passed_literally_and_the_environment_is_only_what_is_given() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let canary = dir.path().join("canary");
+    fs::write(&canary, b"still here").expect("canary");
+    // Through a shell this would delete the canary; run directly, it is one
+    // path (whose directories exist), and touch creates that file.
+    let hostile = format!("{}/x; rm -rf {}", dir.path().display(), canary.display());
+    fs::create_dir_all(Path::new(&hostile).parent().expect("parent")).expect("dirs");
+    let out = dir.path().join("env");
+    let mut opts = SupervisorOptions {
+        steps: vec![Step::new(
+            "touch",
+            [hostile.clone()],
+            Duration::from_secs(10),
+        )],
+        env: vec![("MATERIA_ONLY".into(), "1".into())],
+        ..SupervisorOptions::new("/usr/bin/touch", dir.path().join("landing"))
+    };
+    let cycle = Supervisor::new(opts.clone()).run_cycle().expect("cycle");
+    assert_eq!(cycle.exit_code(), 0);
+    assert!(canary.exists(), "nothing was run through a shell");
+    assert!(
+        Path::new(&hostile).is_file(),
+        "the argument was one literal file name"
+    );
+
+    opts.exe = PathBuf::from("/bin/sh");
+    opts.steps = vec![sh(
+        "env",
+        &format!("/usr/bin/env > {}", out.display()),
+        Duration::from_secs(10),
+    )];
+    Supervisor::new(opts).run_cycle().expect("cycle");
+    let seen = fs::read_to_string(&out).expect("env output");
+    let names: Vec<&str> = seen
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        .filter(|k| *k != "PWD" && *k != "SHLVL" && *k != "_")
+        .collect();
+    assert_eq!(names, ["MATERIA_ONLY"], "{seen}");
+}
