@@ -1,19 +1,29 @@
 #!/usr/bin/env bash
 # Side-by-side: Materia against the tools it replaces, on this machine, same input.
 #
-#   benches/compare.sh            # SIZE_MB=512 RUNS=5
-#   SIZE_MB=64 RUNS=3 benches/compare.sh
+#   benches/compare.sh            # SIZE_MB=512 RUNS=5 RELEASES=120 PARTS="land transform"
+#   SIZE_MB=64 RUNS=3 RELEASES=30 benches/compare.sh
+#   PARTS=transform benches/compare.sh
 #
-# Prints a table: median seconds of RUNS runs, throughput, peak RSS, and the ratio
-# peer time / materia time (> 1 means Materia is faster). Installs what it needs
-# (Debian: pigz, time), works in a temp dir it removes, touches no network beyond
-# the package registry.
+# Prints one table per part: median seconds of RUNS runs, throughput, peak RSS,
+# and the ratio peer time / materia time (> 1 means Materia is faster). Installs
+# what it needs (Debian: pigz, time; PyPI into a temp venv: duckdb, duckdb-cli),
+# works in a temp dir it removes, touches no network beyond the package registries.
 #
-# Parts so far: land/gzip (gzip -6, pigz -6 vs `materia land --level 6`).
+# Parts:
+# - land: gzip -6, pigz -6 vs `materia land --level 6` on a SIZE_MB CSV;
+# - transform: DuckDB itself running the same SQL (the models in
+#   materia-core/models concatenated into one script, in the runner's order) over
+#   the same RELEASES generated releases (~50k rows each), vs `materia transform`:
+#   a full build, then one more release. DuckDB runs twice: the PyPI `duckdb`
+#   package pinned to the engine materia bundles, and `duckdb-cli` (the newest
+#   on PyPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MB="${SIZE_MB:-512}"
 RUNS="${RUNS:-5}"
+RELEASES="${RELEASES:-120}"
+PARTS="${PARTS:-land transform}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/materia/target}"
 
 need() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
@@ -25,13 +35,8 @@ bin="$CARGO_TARGET_DIR/release"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-input="$work/psd.csv"
-"$bin/psd-gen" --bytes $((SIZE_MB << 20)) --seed 7 >"$input"
-bytes=$(stat -c %s "$input")
-cat "$input" >/dev/null # warm the page cache: every tool reads from memory
-
 # measure NAME CMD...: runs CMD $RUNS times (with {i} replaced by the run number),
-# prints "NAME median_seconds max_rss_kib".
+# prints "NAME|median_seconds|max_rss_kib".
 measure() {
   local name=$1; shift
   local times=() rss=0
@@ -44,24 +49,97 @@ measure() {
   done
   local median
   median=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  echo "$name $median $rss"
+  echo "$name|$median|$rss"
 }
 
-results=()
-results+=("$(measure "gzip -6" sh -c "gzip -6 -c '$input' >'$work/out.gz'")")
-results+=("$(measure "pigz -6" sh -c "pigz -6 -c '$input' >'$work/out.gz'")")
-results+=("$(measure "materia land" "$bin/materia" land --landing-dir "$work/landing-{i}" \
-  --dataset psd --etag "run-{i}" --level 6 "$input")")
+# table TITLE UNIT AMOUNT BASE_INDEX RESULTS...: one markdown table; the last
+# column is each row's time over the base row's (peer time / materia time).
+table() {
+  local title=$1 unit=$2 amount=$3 base=$4; shift 4
+  local rows=("$@") base_time
+  base_time=$(echo "${rows[$base]}" | cut -d'|' -f2)
+  echo
+  echo "$title"
+  printf '| %-36s | %8s | %10s | %12s | %15s |\n' tool seconds "$unit" "peak RSS MiB" "time / materia"
+  printf '| %-36s | %8s | %10s | %12s | %15s |\n' --- --- --- --- ---
+  for r in "${rows[@]}"; do
+    IFS='|' read -r name t m <<<"$r"
+    awk -v n="$name" -v t="$t" -v m="$m" -v a="$amount" -v bt="$base_time" 'BEGIN {
+      printf "| %-36s | %8.2f | %10.1f | %12.1f | %14.2fx |\n", n, t, a / t, m / 1024, t / bt }'
+  done
+}
 
-materia_time=$(echo "${results[2]}" | awk '{print $(NF-1)}')
-echo
-echo "land/gzip: ${SIZE_MB} MiB PSD-shaped CSV, level 6, median of $RUNS, $(nproc) cores ($(uname -m))"
-printf '| %-14s | %9s | %10s | %13s | %22s |\n' tool seconds "MiB/s" "peak RSS MiB" "peer time / materia"
-printf '| %-14s | %9s | %10s | %13s | %22s |\n' --- --- --- --- ---
-for r in "${results[@]}"; do
-  name=$(echo "$r" | awk '{NF-=2; print}')
-  t=$(echo "$r" | awk '{print $(NF-1)}')
-  m=$(echo "$r" | awk '{print $NF}')
-  awk -v n="$name" -v t="$t" -v m="$m" -v b="$bytes" -v mt="$materia_time" 'BEGIN {
-    printf "| %-14s | %9.2f | %10.1f | %13.1f | %21.2fx |\n", n, t, b / 1048576 / t, m / 1024, t / mt }'
-done
+echo "machine: $(nproc) cores, $(uname -m), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM; median of $RUNS runs"
+
+if [[ " $PARTS " == *" land "* ]]; then
+  input="$work/psd.csv"
+  "$bin/psd-gen" --bytes $((SIZE_MB << 20)) --seed 7 >"$input"
+  bytes=$(stat -c %s "$input")
+  cat "$input" >/dev/null # warm the page cache: every tool reads from memory
+  results=()
+  results+=("$(measure "gzip -6" sh -c "gzip -6 -c '$input' >'$work/out.gz'")")
+  results+=("$(measure "pigz -6" sh -c "pigz -6 -c '$input' >'$work/out.gz'")")
+  results+=("$(measure "materia land --level 6" "$bin/materia" land --landing-dir "$work/landing-{i}" \
+    --dataset psd --etag "run-{i}" --level 6 "$input")")
+  table "land/gzip: ${SIZE_MB} MiB PSD-shaped CSV, level 6" "MiB/s" "$((bytes >> 20))" 2 "${results[@]}"
+  rm -rf "$work"/landing-* "$input" "$work/out.gz"
+fi
+
+if [[ " $PARTS " == *" transform "* ]]; then
+  land="$work/tland"
+  "$bin/landing-gen" --dir "$land" --releases "$RELEASES" >/dev/null
+  export MATERIA_DUCKDB_MEMORY=4GB
+  "$bin/materia" --landing-dir "$land" --duckdb-path "$work/probe.duckdb" transform >/dev/null
+  q() { "$bin/materia" --duckdb-path "$work/probe.duckdb" query --format csv "$1" | tail -1; }
+  engine=$(q "SELECT library_version FROM pragma_version()")
+  rows=$(q "SELECT count(*) FROM raw.psd")
+  rm -f "$work/probe.duckdb"
+  python3 -m venv "$work/venv"
+  "$work/venv/bin/pip" install -q "duckdb==${engine#v}" duckdb-cli
+  cli_version=$("$work/venv/bin/duckdb" -version | awk '{print $1}')
+
+  # The same SQL: the models in the runner's order, over the same files.
+  m=materia-core/models
+  script="$work/full.sql"
+  files=$(find "$land/psd" -name '*.csv.gzip' | sort | sed "s/.*/'&'/" | paste -sd, -)
+  {
+    echo "SET memory_limit = '4GB';"
+    cat "$m/00_schema.sql"
+    echo "CREATE TEMP TABLE _new_files AS SELECT file AS path, (row_number() OVER (ORDER BY file))::INTEGER AS release_id FROM glob('$land/psd/*/*/*.csv.gzip');"
+    echo "BEGIN TRANSACTION;"
+    echo "INSERT INTO raw.releases SELECT release_id, 'psd', regexp_extract(path, '([^/]+)\\.csv\\.gzip\$', 1), substr(path, $((${#land} + 2))), regexp_extract(path, '/psd/([0-9]+)/', 1)::SMALLINT, regexp_extract(path, '/psd/[0-9]+/([0-9]+)/', 1)::SMALLINT, NULL, NULL, 0, now() FROM _new_files;"
+    sed "s|{{new_files}}|[$files]|" "$m/10_raw_psd.sql"
+    cat "$m/20_releases_ordered.sql" "$m/30_psd_latest.sql" "$m/40_coffee_balance.sql"
+    awk '/^-- section: rebuild$/ {p = 1; next} /^-- section:/ {p = 0} p' "$m/50_psd_revisions.sql" |
+      sed 's/{{first_new_release}}/1/g'
+    echo "COMMIT;"
+    # Each audit is one SELECT count(*) statement.
+    awk '/^-- audit:/ {if (s != "") print s ";"; s = ""; next} /^--/ || /^$/ {next}
+         {sub(/;$/, ""); s = s " " $0} END {if (s != "") print s ";"}' "$m/90_audits.sql"
+    echo "CHECKPOINT;"
+  } >"$script"
+
+  results=()
+  results+=("$(measure "materia transform (full)" "$bin/materia" --landing-dir "$land" \
+    --duckdb-path "$work/m-{i}.duckdb" transform)")
+  results+=("$(measure "duckdb ${engine} (Python), same SQL" "$work/venv/bin/python" -c \
+    "import duckdb, sys; c = duckdb.connect(sys.argv[1]); c.execute(open(sys.argv[2]).read()); c.close()" \
+    "$work/p-{i}.duckdb" "$script")")
+  results+=("$(measure "duckdb-cli ${cli_version}, same SQL" "$work/venv/bin/duckdb" \
+    -f "$script" "$work/c-{i}.duckdb")")
+  table "transform: full build, $RELEASES releases, $rows rows" "krows/s" "$((rows / 1000))" 0 "${results[@]}"
+
+  # One more release: materia's incremental build on a copy of a full build
+  # (it copies the published file aside, loads one release, rebuilds serving,
+  # runs the audits and publishes).
+  k=$((RELEASES + 1))
+  "$bin/psd-gen" --bytes $((5 << 20)) --seed "$k" >"$work/next.csv"
+  "$bin/materia" --landing-dir "$land" land --dataset psd --etag "$(printf 'r%04d' "$k")" --level 1 \
+    --year $((2000 + k / 12)) --month $((1 + k % 12)) "$work/next.csv" >/dev/null
+  per_release=$((rows / RELEASES))
+  inc=("$(measure "materia transform (+1 release)" sh -c "cp '$work/m-1.duckdb' '$work/inc-{i}.duckdb' \
+    && '$bin/materia' --landing-dir '$land' --duckdb-path '$work/inc-{i}.duckdb' transform")")
+  table "transform: one more release on $RELEASES (with the copy of the published file)" "krows/s" \
+    "$((per_release / 1000))" 0 "${inc[@]}"
+  rm -rf "$work"/m-* "$work"/p-* "$work"/c-* "$work"/inc-* "$work/next.csv"
+fi

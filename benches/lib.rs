@@ -144,3 +144,32 @@ pub fn synthetic_landing_zone(root: &Path, files: usize) -> std::io::Result<()> 
     }
     Ok(())
 }
+
+/// Lands `releases` monthly PSD releases of about `bytes_per_release` bytes each
+/// in a store at `root` (release `k`: seed `k`, etag `r{k:04}`, month `k` counted
+/// from January 2000), at gzip level 1. The transform benchmarks and
+/// `benches/compare.sh` (through the `landing-gen` binary) build on it.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = materia_benches::psd_landing_zone(dir.path(), 2, 10_000).unwrap();
+/// assert_eq!(store.list().len(), 2);
+/// ```
+pub fn psd_landing_zone(
+    root: &Path,
+    releases: u64,
+    bytes_per_release: usize,
+) -> materia_core::Result<materia_core::landing::LandingStore> {
+    use materia_core::landing::{LandingStore, NewRelease};
+    let store = LandingStore::open(root)?.with_compression(1);
+    for k in 1..=releases {
+        let release = NewRelease::new("psd".parse()?, 2000 + (k / 12) as i64, 1 + (k % 12) as i64)?
+            .with_etag(Some(format!("r{k:04}").parse()?));
+        let body = psd_csv(&PsdSpec {
+            min_bytes: bytes_per_release,
+            seed: k,
+        });
+        store.put(release, &body[..])?;
+    }
+    Ok(store)
+}

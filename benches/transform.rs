@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use materia_benches::{PsdSpec, psd_csv};
+use materia_benches::{PsdSpec, psd_csv, psd_landing_zone};
 use materia_core::landing::{LandingStore, NewRelease};
 use materia_core::transform::{TransformOptions, transform};
 
@@ -15,22 +15,7 @@ const ROW_BYTES: usize = 5 << 20; // about 50k rows
 
 /// A landing zone with `n` monthly releases, seeds 1..=n.
 fn landing(root: &Path, n: u64) -> LandingStore {
-    let store = LandingStore::open(root).expect("open").with_compression(1);
-    for k in 1..=n {
-        let release = NewRelease::new(
-            "psd".parse().expect("valid"),
-            2000 + (k / 12) as i64,
-            1 + (k % 12) as i64,
-        )
-        .expect("valid")
-        .with_etag(Some(format!("r{k:04}").parse().expect("valid")));
-        let body = psd_csv(&PsdSpec {
-            min_bytes: ROW_BYTES,
-            seed: k,
-        });
-        let _ = store.put(release, &body[..]).expect("put");
-    }
-    store
+    psd_landing_zone(root, n, ROW_BYTES).expect("landing zone")
 }
 
 fn options(path: PathBuf) -> TransformOptions {

@@ -75,6 +75,12 @@ enum Command {
         /// Requests (uploads, multipart parts) in flight at once.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+        /// Files from this size (MiB) go up as multipart uploads.
+        #[arg(long, default_value_t = 64)]
+        multipart_threshold_mib: u64,
+        /// Multipart part size (MiB, at least 5; R2 needs equal parts).
+        #[arg(long, default_value_t = 16)]
+        part_size_mib: u64,
         /// Print one JSON object (uploaded, skipped, bytes, conflicts, aborted).
         #[arg(long)]
         json: bool,
@@ -305,11 +311,15 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             full,
             verify,
             concurrency,
+            multipart_threshold_mib,
+            part_size_mib,
             json,
         } => mirror(
             &store,
             MirrorOptions {
                 concurrency,
+                multipart_threshold: multipart_threshold_mib << 20,
+                part_size: part_size_mib << 20,
                 progress: io::stderr().is_terminal(),
                 ..MirrorOptions::new(to)
             },

@@ -1,0 +1,268 @@
+//! `materia mirror` and `materia restore` as processes against a real
+//! S3-compatible server on loopback (moto), including SIGKILL mid-push.
+#![cfg(feature = "s3")]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use materia_core::landing::{LandingKey, LandingStore, NewRelease};
+use serde_json::Value;
+
+#[path = "../../materia-core/tests/support/proxy.rs"]
+mod proxy;
+#[path = "../../materia-core/tests/support/s3.rs"]
+mod s3;
+
+const BUCKET: &str = "materia-raw";
+const SECRET: &str = "sup3r-s3cret-never-printed";
+
+fn materia(landing: &Path, endpoint: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_materia"));
+    cmd.env("LANDING_DIR", landing)
+        .env("MATERIA_MIRROR_URL", format!("s3://{BUCKET}/landing"))
+        .env("AWS_ENDPOINT", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ALLOW_HTTP", "true")
+        .env_remove("MATERIA_LOG");
+    cmd
+}
+
+fn json(out: &Output) -> Value {
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+fn land_many(landing: &Path, n: u64) -> Vec<LandingKey> {
+    let store = LandingStore::open(landing).expect("open");
+    (0..n)
+        .map(|i| {
+            let body = materia_benches::psd_csv(&materia_benches::PsdSpec {
+                min_bytes: 4_000,
+                seed: i,
+            });
+            let release = NewRelease::new(
+                "psd".parse().expect("valid"),
+                2000 + (i / 12) as i64,
+                1 + (i % 12) as i64,
+            )
+            .expect("valid")
+            .with_etag(Some(format!("r{i}").parse().expect("valid")));
+            store
+                .put(release, &body[..])
+                .expect("put")
+                .landed()
+                .expect("new")
+                .key
+        })
+        .collect()
+}
+
+fn total_bytes(landing: &Path, keys: &[LandingKey]) -> u64 {
+    let store = LandingStore::open(landing).expect("open");
+    keys.iter()
+        .map(|k| fs::metadata(store.path_of(k)).expect("file").len())
+        .sum()
+}
+
+#[test]
+fn mirror_verify_and_restore_with_json_and_no_secret_in_errors() {
+    let Some(server) = s3::S3Server::start() else {
+        return;
+    };
+    server.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let landing = dir.path().join("landing");
+    let keys = land_many(&landing, 12);
+
+    let first = json(
+        &materia(&landing, &server.endpoint)
+            .args(["mirror", "--json"])
+            .output()
+            .expect("runs"),
+    );
+    assert_eq!(first["uploaded"], 12);
+    assert_eq!(first["skipped"], 0);
+    assert_eq!(first["bytes"], total_bytes(&landing, &keys));
+    let again = json(
+        &materia(&landing, &server.endpoint)
+            .args(["mirror", "--json"])
+            .output()
+            .expect("runs"),
+    );
+    assert_eq!(
+        (again["uploaded"].as_u64(), again["skipped"].as_u64()),
+        (Some(0), Some(12))
+    );
+    let verify = materia(&landing, &server.endpoint)
+        .args(["mirror", "--verify"])
+        .output()
+        .expect("runs");
+    assert!(verify.status.success(), "{verify:?}");
+    assert!(
+        String::from_utf8_lossy(&verify.stdout)
+            .contains("12 object(s) checked, 0 missing, 0 different")
+    );
+
+    let restored = dir.path().join("restored");
+    let r = json(
+        &materia(&restored, &server.endpoint)
+            .args(["restore", "--json"])
+            .output()
+            .expect("runs"),
+    );
+    assert_eq!(r["downloaded"], 12);
+    assert_eq!(r["bytes"], first["bytes"]);
+    let check = materia(&restored, &server.endpoint)
+        .args(["verify"])
+        .output()
+        .expect("runs");
+    assert!(check.status.success(), "{check:?}");
+
+    // A server that is not there: one clear error line, no secret in it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let landing_b = dir.path().join("b");
+    land_many(&landing_b, 1);
+    let failed = materia(&landing_b, &format!("http://{closed}"))
+        .args(["mirror"])
+        .env("MATERIA_LOG", "debug")
+        .output()
+        .expect("runs");
+    assert_eq!(failed.status.code(), Some(2), "{failed:?}");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&failed.stdout),
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    assert!(all.contains("mirror s3://materia-raw/landing"), "{all}");
+    assert!(!all.contains(SECRET), "the secret leaked: {all}");
+}
+
+#[test]
+fn sigkill_mid_push_then_one_clean_run_leaves_the_bucket_equal_to_the_landing_zone() {
+    let Some(server) = s3::S3Server::start() else {
+        return;
+    };
+    server.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let landing = dir.path().join("landing");
+    let keys = land_many(&landing, 120);
+    let seed: u64 = std::env::var("MATERIA_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed);
+    println!("mirror kill seed {seed}");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut killed_mid_push = 0;
+    for _ in 0..10 {
+        let mut child = materia(&landing, &server.endpoint)
+            .args(["mirror", "--concurrency", "4"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_millis(rng.u64(20..600)));
+        if child.try_wait().expect("wait").is_none() {
+            killed_mid_push += 1;
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+    }
+    println!("killed {killed_mid_push} of 10 pushes mid-run");
+    let last = json(
+        &materia(&landing, &server.endpoint)
+            .args(["mirror", "--json"])
+            .output()
+            .expect("runs"),
+    );
+    assert_eq!(last["conflicts"], Value::Array(vec![]), "{last}");
+    let verify = materia(&landing, &server.endpoint)
+        .args(["mirror", "--verify", "--json"])
+        .output()
+        .expect("runs");
+    let report = json(&verify);
+    assert_eq!(report["checked"], 120, "{report}");
+    let full = json(
+        &materia(&landing, &server.endpoint)
+            .args(["mirror", "--full", "--json"])
+            .output()
+            .expect("runs"),
+    );
+    assert_eq!(full["uploaded"], 0, "nothing was missing: {full}");
+    let local = materia(&landing, &server.endpoint)
+        .args(["verify"])
+        .output()
+        .expect("runs");
+    assert!(local.status.success(), "landed files untouched: {local:?}");
+    assert_eq!(keys.len(), 120);
+}
+
+#[test]
+fn a_multipart_upload_killed_mid_way_is_aborted_by_the_next_push() {
+    let Some(server) = s3::S3Server::start() else {
+        return;
+    };
+    server.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let landing = dir.path().join("landing");
+    let store = LandingStore::open(&landing).expect("open");
+    let mut rng = fastrand::Rng::with_seed(9);
+    let body: Vec<u8> = (0..12 << 20).map(|_| rng.u8(..)).collect();
+    let release = NewRelease::new("psd".parse().expect("valid"), 2026, 1)
+        .expect("valid")
+        .with_etag(Some("big".parse().expect("valid")));
+    let key = store
+        .put(release, &body[..])
+        .expect("put")
+        .landed()
+        .expect("new")
+        .key;
+    let proxy = proxy::FaultProxy::start(&server.endpoint);
+    proxy.inject("PUT", "partNumber=2", proxy::Fault::Hang, 1);
+    let sizes = ["--multipart-threshold-mib", "6", "--part-size-mib", "5"];
+    let mut child = materia(&landing, &proxy.endpoint)
+        .args(["mirror"])
+        .args(sizes)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let pending_dir = || -> Option<PathBuf> {
+        fs::read_dir(landing.join(".materia/mirror"))
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "pending"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while proxy.injected() == 0 {
+        assert!(Instant::now() < deadline, "the hung part never came");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    let pending = pending_dir().expect("the upload was recorded before its parts");
+    assert_eq!(fs::read_dir(&pending).expect("dir").count(), 1);
+    assert_eq!(server.multipart_uploads(BUCKET), 1, "left open by the kill");
+
+    let next = json(
+        &materia(&landing, &proxy.endpoint)
+            .args(["mirror", "--json"])
+            .args(sizes)
+            .output()
+            .expect("runs"),
+    );
+    assert_eq!(next["aborted"], 1, "{next}");
+    assert_eq!(next["uploaded"], 1, "{next}");
+    assert_eq!(server.multipart_uploads(BUCKET), 0, "no orphan upload");
+    assert_eq!(fs::read_dir(&pending).expect("dir").count(), 0);
+    assert_eq!(
+        server.get_raw(BUCKET, &format!("landing/{key}")),
+        Some(fs::read(store.path_of(&key)).expect("local"))
+    );
+}

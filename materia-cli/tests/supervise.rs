@@ -1,0 +1,243 @@
+//! `materia run`, `materia supervise` and `materia status` as an operator (or
+//! systemd) runs them: real child steps, a stalled HTTP source, signals.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+#[path = "../../materia-core/tests/support/http.rs"]
+mod http;
+
+struct Env {
+    dir: tempfile::TempDir,
+    landing: PathBuf,
+}
+
+fn env() -> Env {
+    let dir = tempfile::tempdir().expect("tempdir");
+    Env {
+        landing: dir.path().join("landing"),
+        dir,
+    }
+}
+
+impl Env {
+    fn materia(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_materia"));
+        cmd.env("LANDING_DIR", &self.landing)
+            .env("DUCKDB_PATH", self.dir.path().join("lakehouse.duckdb"))
+            .env("MATERIA_DUCKDB_MEMORY", "512MB")
+            .env_remove("MATERIA_LOG")
+            .env_remove("MATERIA_SCHEDULE")
+            .env_remove("MATERIA_STEPS");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.materia().args(args).output().expect("materia runs")
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.materia()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("materia starts")
+    }
+
+    fn status(&self) -> Value {
+        let out = self.run(&["status", "--json"]);
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    }
+}
+
+/// A server whose `/slow.csv` sends a header line and then nothing for a minute.
+fn stalled_source() -> http::Server {
+    http::Server::start(|req, _| match req.path.as_str() {
+        "/slow.csv" => http::Reply::Stall {
+            prefix: b"Commodity_Code,".to_vec(),
+            stall: Duration::from_secs(60),
+        },
+        _ => http::Reply::status(404),
+    })
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Live (non-zombie) processes whose parent is `ppid`.
+fn children_of(ppid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(1) == Some(&ppid.to_string().as_str()) && fields[0] != "Z" {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().next())
+            .is_some_and(|s| s != "Z" && s != "X")
+    })
+}
+
+#[test]
+fn a_step_past_its_timeout_fails_the_run_with_124_and_transform_is_skipped() {
+    let e = env();
+    let server = stalled_source();
+    let started = Instant::now();
+    let out = e.run(&[
+        "run",
+        "--url",
+        &server.url("/slow.csv"),
+        "--timeout",
+        "extract=1s",
+        "--grace",
+        "1s",
+    ]);
+    assert_eq!(out.status.code(), Some(124), "{out:?}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let status = e.status();
+    assert_eq!(status["steps"]["extract"]["outcome"], "timed_out");
+    assert_eq!(status["steps"]["extract"]["exit_code"], 124);
+    assert_eq!(status["steps"]["transform"]["outcome"], "skipped");
+    assert_eq!(status["lakehouse"], Value::Null, "nothing published");
+    let human = String::from_utf8_lossy(&e.run(&["status"]).stdout).into_owned();
+    assert!(
+        human.contains("timed_out") && human.contains("timeout"),
+        "{human}"
+    );
+}
+
+#[test]
+fn a_second_run_refuses_clearly_while_the_first_holds_the_lock() {
+    let e = env();
+    let server = stalled_source();
+    let mut first = e.spawn(&[
+        "run",
+        "--url",
+        &server.url("/slow.csv"),
+        "--timeout",
+        "extract=3s",
+        "--grace",
+        "1s",
+    ]);
+    wait_for("the first run's extract", || !server.requests().is_empty());
+    let second = e.run(&["run", "--url", &server.url("/slow.csv")]);
+    assert_eq!(second.status.code(), Some(2), "{second:?}");
+    let err = String::from_utf8_lossy(&second.stderr).into_owned();
+    assert!(
+        err.contains("already running") && err.contains("run.lock") && err.contains("--wait"),
+        "{err}"
+    );
+    assert_eq!(server.requests().len(), 1, "the second run fetched nothing");
+    let first = first.wait().expect("first ends");
+    assert_eq!(first.code(), Some(124));
+}
+
+#[test]
+fn sigterm_stops_the_supervisor_cleanly_mid_step() {
+    let e = env();
+    let server = stalled_source();
+    let mut supervisor = e.spawn(&[
+        "supervise",
+        "--schedule",
+        "every 1h",
+        "--url",
+        &server.url("/slow.csv"),
+        "--grace",
+        "2s",
+    ]);
+    let pid = supervisor.id();
+    // A fresh supervisor with no state runs a cycle at once.
+    wait_for("the extract step", || !server.requests().is_empty());
+    let steps = children_of(pid);
+    assert_eq!(steps.len(), 1, "one step runs: {steps:?}");
+    kill(Pid::from_raw(pid as i32), Signal::SIGTERM).expect("SIGTERM");
+    let started = Instant::now();
+    let status = supervisor.wait().expect("exits");
+    assert!(status.success(), "clean exit: {status:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(!alive(steps[0]), "no orphan step");
+    let state = e.status();
+    assert_eq!(state["steps"]["extract"]["outcome"], "interrupted");
+    assert_eq!(state["steps"]["transform"]["outcome"], "skipped");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut supervisor.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read");
+    assert!(stderr.contains("supervisor stopped"), "{stderr}");
+}
+
+#[test]
+fn a_hostile_url_reaches_extract_as_one_argument() {
+    let e = env();
+    let canary = e.dir.path().join("canary");
+    fs::write(&canary, b"here").expect("canary");
+    let hostile = format!("file:///nonexistent.csv; rm -rf {}", canary.display());
+    let out = e.run(&["run", "--url", &hostile]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(canary.exists(), "no shell ran the argument");
+    let status = e.status();
+    let line = status["steps"]["extract"]["error"]
+        .as_str()
+        .expect("error line");
+    assert!(
+        line.contains("nonexistent.csv; rm -rf"),
+        "the whole argument is the URL: {line}"
+    );
+    assert_eq!(status["steps"]["transform"]["outcome"], "skipped");
+}
+
+#[test]
+fn run_then_status_reports_the_published_lakehouse_and_newest_release() {
+    let e = env();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../materia-core/tests/data/psd_coffee_sample.zip")
+        .canonicalize()
+        .expect("sample");
+    let textfile = e.dir.path().join("materia.prom");
+    let out = e.run(&[
+        "run",
+        "--url",
+        &format!("file://{}", sample.display()),
+        "--textfile",
+        textfile.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let status = e.status();
+    assert_eq!(status["last_cycle"]["steps"][0]["outcome"], "ok");
+    assert_eq!(status["last_cycle"]["steps"][1]["outcome"], "ok");
+    assert_eq!(status["landing"]["files"], 1);
+    assert!(status["newest"]["psd"]["key"].is_string(), "{status}");
+    assert!(status["lakehouse"]["age_seconds"].as_u64().expect("age") < 600);
+    let prom = fs::read_to_string(&textfile).expect("textfile written");
+    assert!(
+        prom.contains("materia_step_success{step=\"transform\"} 1"),
+        "{prom}"
+    );
+}
