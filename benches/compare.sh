@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side: Materia against the tools it replaces, on this machine, same input.
 #
-#   benches/compare.sh            # SIZE_MB=512 RUNS=5 RELEASES=120 PARTS="land transform"
+#   benches/compare.sh            # SIZE_MB=512 RUNS=5 RELEASES=120 PARTS="land transform mirror"
 #   SIZE_MB=64 RUNS=3 RELEASES=30 benches/compare.sh
 #   PARTS=transform benches/compare.sh
 #
@@ -18,12 +18,18 @@
 #   a full build, then one more release. DuckDB runs twice: the PyPI `duckdb`
 #   package pinned to the engine materia bundles, and `duckdb-cli` (the newest
 #   on PyPI).
+# - mirror: `rclone sync` (Debian; the command the old timer ran, with 8
+#   transfers like materia's 8 requests) vs `materia mirror`, to the same moto
+#   S3 server on loopback: an initial push of PUSH_FILES landed files into an
+#   empty prefix, then a no-op over NOOP_FILES files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MB="${SIZE_MB:-512}"
 RUNS="${RUNS:-5}"
 RELEASES="${RELEASES:-120}"
-PARTS="${PARTS:-land transform}"
+PARTS="${PARTS:-land transform mirror}"
+PUSH_FILES="${PUSH_FILES:-1000}"
+NOOP_FILES="${NOOP_FILES:-10000}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/materia/target}"
 
 need() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
@@ -142,4 +148,41 @@ if [[ " $PARTS " == *" transform "* ]]; then
   table "transform: one more release on $RELEASES (with the copy of the published file)" "krows/s" \
     "$((per_release / 1000))" 0 "${inc[@]}"
   rm -rf "$work"/m-* "$work"/p-* "$work"/c-* "$work"/inc-* "$work/next.csv"
+fi
+
+if [[ " $PARTS " == *" mirror "* ]]; then
+  need rclone rclone
+  python3 -m pip install -q --disable-pip-version-check 'moto[server]>=5.0.15'
+  moto="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/moto_server"
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$moto" -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+  moto_pid=$!
+  trap 'kill $moto_pid 2>/dev/null; rm -rf "$work"' EXIT
+  for _ in $(seq 100); do curl -s "http://127.0.0.1:$port" >/dev/null && break; sleep 0.1; done
+  curl -s -X PUT "http://127.0.0.1:$port/bench" >/dev/null
+  export AWS_ENDPOINT="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench \
+    AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true
+  export RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other \
+    RCLONE_CONFIG_BENCH_ENDPOINT="$AWS_ENDPOINT" RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=bench \
+    RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=bench RCLONE_CONFIG_BENCH_REGION=us-east-1
+  rclone_version=$(rclone version | head -1)
+  # Landed files of about 20 KiB each (real store files, with ledger records).
+  "$bin/landing-gen" --dir "$work/push" --releases "$PUSH_FILES" --bytes-per-release 60000 >/dev/null
+  push_bytes=$(du -sb --exclude=.materia "$work/push" | cut -f1)
+  results=()
+  results+=("$(measure "materia mirror" "$bin/materia" --landing-dir "$work/push" mirror --to "s3://bench/m-{i}")")
+  results+=("$(measure "$rclone_version sync" rclone sync "$work/push" "bench:bench/r-{i}" \
+    --exclude '.materia/**' --transfers 8 --checkers 8)")
+  table "mirror: initial push of $PUSH_FILES files, $((push_bytes >> 10)) KiB, to moto on loopback" "files/s" \
+    "$PUSH_FILES" 0 "${results[@]}"
+
+  "$bin/landing-gen" --dir "$work/noop" --releases "$NOOP_FILES" --bytes-per-release 2000 >/dev/null
+  "$bin/materia" --landing-dir "$work/noop" mirror --to s3://bench/noop-m --concurrency 16 >/dev/null
+  rclone sync "$work/noop" bench:bench/noop-r --exclude '.materia/**' --transfers 16 --checkers 16
+  results=()
+  results+=("$(measure "materia mirror (no-op)" "$bin/materia" --landing-dir "$work/noop" mirror --to s3://bench/noop-m)")
+  results+=("$(measure "$rclone_version sync (no-op)" rclone sync "$work/noop" bench:bench/noop-r \
+    --exclude '.materia/**' --transfers 8 --checkers 8)")
+  results+=("$(measure "materia mirror --full (no-op)" "$bin/materia" --landing-dir "$work/noop" mirror --full --to s3://bench/noop-m)")
+  table "mirror: no-op over $NOOP_FILES files" "files/s" "$NOOP_FILES" 0 "${results[@]}"
 fi

@@ -1,5 +1,7 @@
 //! The little CSV knowledge shared by extract and transform: reading a header.
 
+pub use crate::guard::HeaderCheck;
+
 /// The column names of a CSV header line: BOM, CR and surrounding quotes and
 /// spaces removed; commas inside quotes kept.
 ///

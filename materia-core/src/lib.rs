@@ -37,10 +37,13 @@
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "archive")]
+pub mod archive;
 pub mod csv;
 mod error;
 #[cfg(feature = "http")]
 pub mod extract;
+mod guard;
 pub mod landing;
 #[cfg(feature = "s3")]
 pub mod mirror;

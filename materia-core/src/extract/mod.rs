@@ -23,7 +23,6 @@
 //! from a plain thread, or from `spawn_blocking` in async code.
 
 mod config;
-mod guard;
 
 use std::io::{self, BufReader, Read};
 use std::time::{Duration, Instant};
@@ -33,9 +32,10 @@ use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde::Serialize;
 
+use crate::csv::HeaderCheck;
 pub use crate::csv::PSD_COLUMNS;
+use crate::guard::{Limited, refusal};
 pub use config::{Config, DatasetSpec, Limits, PSD_ARCHIVE_URL, PSD_URL};
-use guard::{HeaderCheck, Limited, refusal};
 
 use crate::error::{Error, Result};
 use crate::landing::{
@@ -366,7 +366,7 @@ impl Extractor {
                     "not a complete zip archive (truncated download or missing central directory): {e}"
                 ),
             })?;
-            let index = pick_member(&mut archive, spec.zip_member.as_deref())?;
+            let index = crate::archive::pick_csv_member(&mut archive, spec.zip_member.as_deref())?;
             let member = archive.by_index(index).map_err(|e| Error::Extract {
                 url: String::new(),
                 reason: format!("cannot read zip member: {e}"),
@@ -404,59 +404,6 @@ fn peek<R: Read>(body: &mut BufReader<R>, n: usize) -> Result<Vec<u8>> {
     use std::io::BufRead;
     let buf = body.fill_buf().map_err(|source| Error::Input { source })?;
     Ok(buf[..buf.len().min(n)].to_vec())
-}
-
-/// The index of the member to land: the named one, or the single `*.csv` one.
-fn pick_member<R: Read + io::Seek>(
-    archive: &mut zip::ZipArchive<R>,
-    wanted: Option<&str>,
-) -> Result<usize> {
-    let bad = |reason: String| Error::Extract {
-        url: String::new(),
-        reason,
-    };
-    let mut names = Vec::new();
-    for i in 0..archive.len() {
-        let member = archive
-            .by_index_raw(i)
-            .map_err(|e| bad(format!("cannot read the zip directory: {e}")))?;
-        let name = member.name().map(|n| n.into_owned()).unwrap_or_default();
-        if member.enclosed_name().is_none() {
-            return Err(bad(format!(
-                "the zip holds a member with an unsafe name {name:?}"
-            )));
-        }
-        if !member.is_dir() {
-            names.push((i, name));
-        }
-    }
-    let listing = || {
-        let all: Vec<&str> = names.iter().map(|(_, n)| n.as_str()).collect();
-        if all.is_empty() {
-            "it holds no files".to_owned()
-        } else {
-            format!("it holds {}", all.join(", "))
-        }
-    };
-    if let Some(wanted) = wanted {
-        return names
-            .iter()
-            .find(|(_, n)| n == wanted)
-            .map(|(i, _)| *i)
-            .ok_or_else(|| bad(format!("the zip has no member {wanted:?}; {}", listing())));
-    }
-    let csvs: Vec<&(usize, String)> = names
-        .iter()
-        .filter(|(_, n)| n.to_ascii_lowercase().ends_with(".csv"))
-        .collect();
-    match csvs[..] {
-        [(i, _)] => Ok(*i),
-        [] => Err(bad(format!("the zip holds no .csv member; {}", listing()))),
-        _ => Err(bad(format!(
-            "the zip holds several .csv members, name one with zip_member; {}",
-            listing()
-        ))),
-    }
 }
 
 /// A `Retry-After` in seconds, capped at a minute.

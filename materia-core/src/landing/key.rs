@@ -366,6 +366,38 @@ pub struct LandingKey {
 }
 
 impl LandingKey {
+    /// The landing key of a bucket object: `object_key` must be `prefix/` followed
+    /// by a valid key, nothing else. Object names are untrusted input (`restore`
+    /// reads them from a listing); anything that does not parse is an error that
+    /// names it.
+    ///
+    /// ```
+    /// use materia_core::landing::LandingKey;
+    /// let key = LandingKey::from_object_key("landing", "landing/psd/2026/11/abc.csv.gzip")?;
+    /// assert_eq!(key.to_string(), "psd/2026/11/abc.csv.gzip");
+    /// assert!(LandingKey::from_object_key("landing", "landing/psd/2026/11/../../../etc/x.csv.gzip").is_err());
+    /// assert!(LandingKey::from_object_key("landing", "other/psd/2026/11/abc.csv.gzip").is_err());
+    /// # Ok::<(), materia_core::Error>(())
+    /// ```
+    pub fn from_object_key(prefix: &str, object_key: &str) -> Result<LandingKey, Error> {
+        let prefix = prefix.trim_matches('/');
+        let rest = if prefix.is_empty() {
+            Some(object_key)
+        } else {
+            object_key
+                .strip_prefix(prefix)
+                .and_then(|r| r.strip_prefix('/'))
+        };
+        match rest {
+            Some(rest) => rest.parse(),
+            None => Err(invalid(
+                "object key",
+                object_key,
+                format!("not under the prefix {prefix:?}"),
+            )),
+        }
+    }
+
     /// The key's path relative to the store root.
     ///
     /// ```

@@ -611,17 +611,10 @@ impl Mirror {
             .block_on(async { self.s3.list(Some(&self.prefix)).try_collect().await })
             .map_err(|e| self.fail(e))?;
         let mut report = RestoreReport::default();
-        let prefix_len = self.prefix.parts().count();
         let mut todo = Vec::new();
         for meta in objects {
             let shown = meta.location.to_string();
-            let rel: Vec<String> = meta
-                .location
-                .parts()
-                .skip(prefix_len)
-                .map(|p| p.as_ref().to_owned())
-                .collect();
-            match rel.join("/").parse::<LandingKey>() {
+            match LandingKey::from_object_key(self.prefix.as_ref(), meta.location.as_ref()) {
                 Ok(key) if landing.path_of(&key).exists() => report.skipped += 1,
                 Ok(key) => todo.push((key, meta)),
                 Err(e) => {

@@ -3,7 +3,8 @@
 //!
 //! Each refusal is an `io::Error` carrying a [`Refusal`], so it travels through
 //! decoders and the store unchanged and comes out as the reason of an
-//! [`Error::Extract`](crate::Error::Extract).
+//! `Error::Extract` (or, through [`LandingStore::put`](crate::landing::LandingStore::put),
+//! of an [`Error::Input`](crate::Error::Input)).
 
 use std::fmt;
 use std::io::{self, Read};
@@ -26,11 +27,13 @@ pub(crate) fn refuse(msg: String) -> io::Error {
 }
 
 /// The refusal inside `e`, if a guard made it.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) fn refusal(e: &io::Error) -> Option<&Refusal> {
     e.get_ref()?.downcast_ref::<Refusal>()
 }
 
 /// Counts bytes and stops past `max` bytes or after `deadline`.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) struct Limited<R> {
     inner: R,
     pub(crate) bytes: u64,
@@ -39,6 +42,7 @@ pub(crate) struct Limited<R> {
     deadline: Option<Instant>,
 }
 
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 impl<R> Limited<R> {
     pub(crate) fn new(inner: R, max: u64, what: &'static str, deadline: Option<Instant>) -> Self {
         Limited {
@@ -74,8 +78,23 @@ impl<R: Read> Read for Limited<R> {
 /// Longest header line accepted.
 const MAX_HEADER: usize = 64 * 1024;
 
-/// Checks the first line against the expected columns before passing anything on.
-pub(crate) struct HeaderCheck<'a, R> {
+/// A reader that checks the CSV header line against the expected columns before
+/// passing anything on, then passes every byte through unchanged. A wrong header
+/// is an `io::Error` that says what is wrong (an HTML page, missing columns, the
+/// wrong order, no header line in the first 64 KiB, empty input).
+///
+/// ```
+/// use std::io::Read;
+/// use materia_core::csv::HeaderCheck;
+/// let expected = vec!["a".to_owned(), "b".to_owned()];
+/// let mut out = Vec::new();
+/// HeaderCheck::new(&b"a,b\n1,2\n"[..], &expected).read_to_end(&mut out)?;
+/// assert_eq!(out, b"a,b\n1,2\n");
+/// let err = HeaderCheck::new(&b"<html>oops"[..], &expected).read_to_end(&mut Vec::new());
+/// assert!(err.unwrap_err().to_string().contains("HTML"));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct HeaderCheck<'a, R> {
     inner: R,
     expected: &'a [String],
     /// The first line (and whatever was read with it), until served.
@@ -85,7 +104,8 @@ pub(crate) struct HeaderCheck<'a, R> {
 }
 
 impl<'a, R: Read> HeaderCheck<'a, R> {
-    pub(crate) fn new(inner: R, expected: &'a [String]) -> Self {
+    /// Wraps `inner`; an empty `expected` checks nothing.
+    pub fn new(inner: R, expected: &'a [String]) -> Self {
         HeaderCheck {
             inner,
             expected,
