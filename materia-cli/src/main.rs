@@ -256,7 +256,8 @@ fn main() -> ExitCode {
                 msg.push_str(&format!(": {s}"));
                 source = s.source();
             }
-            eprintln!("{msg}");
+            // Never panic on a closed or full stderr: the exit code still tells.
+            let _ = writeln!(io::stderr(), "{msg}");
             ExitCode::from(2)
         }
     }
@@ -343,12 +344,15 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
                 print_json(&report)?;
             } else {
                 for (key, why) in &report.refused {
-                    println!("REFUSED {key}: {why}");
+                    writeln!(io::stdout(), "REFUSED {key}: {why}")?;
                 }
-                println!(
+                writeln!(
+                    io::stdout(),
                     "downloaded {} file(s), {} bytes; {} already here",
-                    report.downloaded, report.bytes, report.skipped
-                );
+                    report.downloaded,
+                    report.bytes,
+                    report.skipped
+                )?;
             }
             Ok(if report.refused.is_empty() {
                 ExitCode::SUCCESS
@@ -431,7 +435,7 @@ fn extract(
             Ok(done) => report_extracted(&done, args.json)?,
             Err(e) => {
                 failed += 1;
-                eprintln!("materia: error: {year}-{month}: {e}");
+                let _ = writeln!(io::stderr(), "materia: error: {year}-{month}: {e}");
             }
         }
     }
@@ -541,13 +545,17 @@ fn land(store: LandingStore, args: LandArgs) -> Result<ExitCode, BoxError> {
         print_json(&report)?;
     } else {
         match &outcome {
-            PutOutcome::Landed(r) => println!(
+            PutOutcome::Landed(r) => writeln!(
+                io::stdout(),
                 "landed {} ({} bytes of content, {} bytes stored)",
-                r.key, r.content_bytes, r.file_bytes
-            ),
-            PutOutcome::Duplicate { existing, of } => {
-                println!("duplicate: {existing} already holds this {of}; nothing landed")
-            }
+                r.key,
+                r.content_bytes,
+                r.file_bytes
+            )?,
+            PutOutcome::Duplicate { existing, of } => writeln!(
+                io::stdout(),
+                "duplicate: {existing} already holds this {of}; nothing landed"
+            )?,
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -568,17 +576,18 @@ fn mirror(
             print_json(&report)?;
         } else {
             for key in &report.missing {
-                println!("MISSING {key}");
+                writeln!(io::stdout(), "MISSING {key}")?;
             }
             for key in &report.different {
-                println!("DIFFERENT {key}");
+                writeln!(io::stdout(), "DIFFERENT {key}")?;
             }
-            println!(
+            writeln!(
+                io::stdout(),
                 "{} object(s) checked, {} missing, {} different",
                 report.checked,
                 report.missing.len(),
                 report.different.len()
-            );
+            )?;
         }
         return Ok(if report.is_ok() {
             ExitCode::SUCCESS
@@ -591,18 +600,25 @@ fn mirror(
         print_json(&report)?;
     } else {
         for key in &report.conflicts {
-            println!("CONFLICT {key}: the bucket holds other content; left alone");
+            writeln!(
+                io::stdout(),
+                "CONFLICT {key}: the bucket holds other content; left alone"
+            )?;
         }
         if report.aborted > 0 {
-            println!(
+            writeln!(
+                io::stdout(),
                 "aborted {} multipart upload(s) left by an interrupted run",
                 report.aborted
-            );
+            )?;
         }
-        println!(
+        writeln!(
+            io::stdout(),
             "uploaded {} file(s), {} bytes; {} already there",
-            report.uploaded, report.bytes, report.skipped
-        );
+            report.uploaded,
+            report.bytes,
+            report.skipped
+        )?;
     }
     Ok(if report.conflicts.is_empty() {
         ExitCode::SUCCESS

@@ -118,6 +118,23 @@ impl S3Server {
         .map(|b| b.to_vec())
     }
 
+    /// Every object key under `prefix`, sorted.
+    pub fn list_raw(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        use futures::TryStreamExt;
+        use object_store::ObjectStore;
+        let (store, rt) = self.raw(bucket);
+        let mut keys: Vec<String> = rt
+            .block_on(
+                store
+                    .list(Some(&object_store::path::Path::from(prefix)))
+                    .map_ok(|m| m.location.to_string())
+                    .try_collect(),
+            )
+            .expect("list");
+        keys.sort();
+        keys
+    }
+
     /// Deletes an object directly.
     pub fn delete_raw(&self, bucket: &str, key: &str) {
         use object_store::ObjectStoreExt;

@@ -1,0 +1,185 @@
+//! I/O faults a kill cannot produce, injected into the real binary with libfiu's
+//! `fiu-run` (Debian `fiu-utils`: LD_PRELOAD errno injection into POSIX I/O):
+//! failing fsyncs and writes that fail with ENOSPC part way through a file.
+//! Each must end in a clear error, no partial file under a final name, no temp
+//! file left behind, and a store that verifies.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use materia_core::landing::LandingStore;
+
+/// `fiu-run`, or `None` (loudly) when it is not installed — a failure under CI.
+fn fiu_run() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("fiu-run"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        let msg =
+            "FAULT TESTS SKIPPED: fiu-run not found; install it with `apt-get install fiu-utils`";
+        assert!(std::env::var_os("CI").is_none(), "{msg}");
+        eprintln!("\n!!!!! {msg}\n");
+    }
+    found
+}
+
+fn materia(landing: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_materia"));
+    cmd.env("LANDING_DIR", landing).env_remove("MATERIA_LOG");
+    cmd
+}
+
+/// `materia args…` under `fiu-run -x` with the given `-c` commands.
+fn under_fiu(fiu: &Path, landing: &Path, faults: &[&str], args: &[&str]) -> Output {
+    let mut cmd = Command::new(fiu);
+    cmd.arg("-x");
+    for f in faults {
+        cmd.args(["-c", f]);
+    }
+    cmd.arg(env!("CARGO_BIN_EXE_materia"))
+        .args(args)
+        .env("LANDING_DIR", landing)
+        .env_remove("MATERIA_LOG")
+        .output()
+        .expect("fiu-run runs")
+}
+
+/// Every file under `dir` (recursively), relative names.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(
+                    p.strip_prefix(dir)
+                        .expect("under")
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn landed_files(landing: &Path) -> Vec<String> {
+    files_under(landing)
+        .into_iter()
+        .filter(|f| !f.starts_with(".materia"))
+        .collect()
+}
+
+fn csv(bytes: usize, seed: u64) -> Vec<u8> {
+    materia_benches::psd_csv(&materia_benches::PsdSpec {
+        min_bytes: bytes,
+        seed,
+    })
+}
+
+#[test]
+fn a_failed_fsync_fails_the_land_and_publishes_nothing() {
+    let Some(fiu) = fiu_run() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let landing = dir.path().join("landing");
+    LandingStore::open(&landing).expect("the store exists before the faults");
+    let input = dir.path().join("psd.csv");
+    fs::write(&input, csv(3 << 20, 1)).expect("input");
+    let input = input.to_str().expect("utf-8");
+    let land = ["land", "--dataset", "psd", "--etag", "e1", input];
+
+    for fault in [
+        "enable name=posix/io/sync/fsync,failinfo=5",
+        "enable name=posix/io/sync/fdatasync,failinfo=5",
+    ] {
+        let out = under_fiu(&fiu, &landing, &[fault], &land);
+        assert_eq!(out.status.code(), Some(2), "{fault}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        if fault.contains("/fsync,") {
+            assert!(
+                err.contains("Input/output error") && err.contains("I/O error on"),
+                "a clear error naming the file: {err}"
+            );
+        }
+        assert!(
+            landed_files(&landing).is_empty(),
+            "{fault}: nothing under a final name: {:?}",
+            files_under(&landing)
+        );
+    }
+    // No temp file survives: the failed writer removed its own.
+    assert!(
+        !files_under(&landing).iter().any(|f| f.contains(".tmp.")),
+        "{:?}",
+        files_under(&landing)
+    );
+    // The data is fetched (here: read) again, not the fsync retried.
+    let ok = materia(&landing).args(land).output().expect("runs");
+    assert!(ok.status.success(), "{ok:?}");
+    let store = LandingStore::open(&landing).expect("open");
+    assert_eq!(store.list().len(), 1);
+    assert!(store.verify().expect("verify").is_ok());
+}
+
+#[test]
+fn writes_failing_with_enospc_part_way_never_leave_a_partial_file() {
+    let Some(fiu) = fiu_run() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let landing = dir.path().join("landing");
+    LandingStore::open(&landing).expect("open");
+    let runs = 40;
+    let (mut failed, mut landed) = (0, 0);
+    for i in 0..runs {
+        let input = dir.path().join(format!("in-{i}.csv"));
+        fs::write(&input, csv(1 << 20, 100 + i)).expect("input");
+        let etag = format!("e{i}");
+        // About one write in 30 fails with ENOSPC (errno 28): some runs fail
+        // mid-file, some at the ledger, some not at all.
+        let out = under_fiu(
+            &fiu,
+            &landing,
+            &["enable_random name=posix/io/rw/write,probability=0.03,failinfo=28"],
+            &[
+                "land",
+                "--dataset",
+                "psd",
+                "--etag",
+                &etag,
+                "--level",
+                "1",
+                input.to_str().expect("utf-8"),
+            ],
+        );
+        match out.status.code() {
+            Some(0) => landed += 1,
+            Some(2) => failed += 1,
+            other => panic!("run {i}: exit {other:?} (a panic or a signal?): {out:?}"),
+        }
+    }
+    println!("ENOSPC injection: {failed} of {runs} lands failed, {landed} succeeded");
+    assert!(failed > 0, "the fault fired");
+    let files = files_under(&landing);
+    assert!(
+        !files.iter().any(|f| f.contains(".tmp.")),
+        "no temp file left: {files:?}"
+    );
+    // Whatever is visible is complete: every landed file verifies end to end.
+    let store = LandingStore::open(&landing).expect("open");
+    let report = store.verify().expect("verify");
+    assert!(report.is_ok(), "{report:?}");
+    assert!(store.list().len() >= landed, "every success is there");
+}
