@@ -22,12 +22,15 @@
 #   transfers like materia's 8 requests) vs `materia mirror`, to the same moto
 #   S3 server on loopback: an initial push of PUSH_FILES landed files into an
 #   empty prefix, then a no-op over NOOP_FILES files.
+# - extract: the daily no-op — `materia extract` against a loopback server that
+#   answers the conditional GET with 304 — vs `curl` sending the same
+#   If-None-Match; 100 invocations per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MB="${SIZE_MB:-512}"
 RUNS="${RUNS:-5}"
 RELEASES="${RELEASES:-120}"
-PARTS="${PARTS:-land transform mirror}"
+PARTS="${PARTS:-land transform mirror extract}"
 PUSH_FILES="${PUSH_FILES:-1000}"
 NOOP_FILES="${NOOP_FILES:-10000}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/materia/target}"
@@ -185,4 +188,35 @@ if [[ " $PARTS " == *" mirror "* ]]; then
     --exclude '.materia/**' --transfers 8 --checkers 8)")
   results+=("$(measure "materia mirror --full (no-op)" "$bin/materia" --landing-dir "$work/noop" mirror --full --to s3://bench/noop-m)")
   table "mirror: no-op over $NOOP_FILES files" "files/s" "$NOOP_FILES" 0 "${results[@]}"
+fi
+
+if [[ " $PARTS " == *" extract "* ]]; then
+  need curl curl
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$bin/psd-gen" --bytes $((8 << 20)) --seed 3 >"$work/release.csv"
+  cat >"$work/serve.py" <<'PY'
+import http.server, sys
+body = open(sys.argv[2], "rb").read()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.headers.get("If-None-Match") == '"r1"':
+            self.send_response(304); self.send_header("ETag", '"r1"'); self.end_headers(); return
+        self.send_response(200); self.send_header("ETag", '"r1"')
+        self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+  python3 "$work/serve.py" "$port" "$work/release.csv" &
+  server_pid=$!
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+  url="http://127.0.0.1:$port/psd.csv"
+  "$bin/materia" --landing-dir "$work/xland" extract --url "$url" >/dev/null
+  results=()
+  results+=("$(measure "materia extract (304), 100 runs" sh -c \
+    "for i in \$(seq 100); do '$bin/materia' --landing-dir '$work/xland' extract --url '$url' >/dev/null; done")")
+  results+=("$(measure "curl -H If-None-Match (304), 100 runs" sh -c \
+    "for i in \$(seq 100); do curl -s -o /dev/null -H 'If-None-Match: \"r1\"' '$url'; done")")
+  table "extract no-op: conditional GET answered 304, 100 invocations" "runs/s" 100 0 "${results[@]}"
+  kill "$server_pid" 2>/dev/null || true
 fi

@@ -78,6 +78,64 @@ impl<R: Read> Read for Limited<R> {
 /// Longest header line accepted.
 const MAX_HEADER: usize = 64 * 1024;
 
+/// Longest line [`TextCheck`] lets through (a PSD line is under 300 bytes;
+/// DuckDB's CSV reader stops at 2 MB by default).
+pub(crate) const MAX_LINE: u64 = 1 << 20;
+
+/// Refuses input that is not CSV text: a NUL byte anywhere, or a line longer
+/// than [`MAX_LINE`]. Bytes pass through unchanged.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+pub(crate) struct TextCheck<R> {
+    inner: R,
+    offset: u64,
+    line: u64,
+    line_len: u64,
+}
+
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+impl<R> TextCheck<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        TextCheck {
+            inner,
+            offset: 0,
+            line: 1,
+            line_len: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for TextCheck<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for (i, &b) in buf[..n].iter().enumerate() {
+            match b {
+                0 => {
+                    return Err(refuse(format!(
+                        "not CSV text: a NUL byte at offset {} (line {})",
+                        self.offset + i as u64,
+                        self.line
+                    )));
+                }
+                b'\n' => {
+                    self.line += 1;
+                    self.line_len = 0;
+                }
+                _ => {
+                    self.line_len += 1;
+                    if self.line_len > MAX_LINE {
+                        return Err(refuse(format!(
+                            "not PSD-shaped CSV: line {} is longer than {MAX_LINE} bytes",
+                            self.line
+                        )));
+                    }
+                }
+            }
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
 /// A reader that checks the CSV header line against the expected columns before
 /// passing anything on, then passes every byte through unchanged. A wrong header
 /// is an `io::Error` that says what is wrong (an HTML page, missing columns, the
@@ -225,6 +283,33 @@ mod tests {
             let why = refusal(&err).expect("a refusal").to_string();
             assert!(why.contains(says), "{why}");
         }
+    }
+
+    #[test]
+    fn text_check_refuses_nul_bytes_and_endless_lines() {
+        let ok = b"a,b\n1,2\n".repeat(100);
+        let mut out = Vec::new();
+        TextCheck::new(&ok[..]).read_to_end(&mut out).expect("text");
+        assert_eq!(out, ok);
+        let err = TextCheck::new(&b"a,b\n1,\x002\n"[..])
+            .read_to_end(&mut Vec::new())
+            .expect_err("NUL");
+        assert!(
+            refusal(&err)
+                .expect("refusal")
+                .0
+                .contains("NUL byte at offset 6 (line 2)")
+        );
+        let long = vec![b'x'; MAX_LINE as usize + 1];
+        let err = TextCheck::new(&long[..])
+            .read_to_end(&mut Vec::new())
+            .expect_err("long");
+        assert!(
+            refusal(&err)
+                .expect("refusal")
+                .0
+                .contains("line 1 is longer")
+        );
     }
 
     #[test]

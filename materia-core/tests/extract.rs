@@ -314,6 +314,23 @@ fn faults_land_nothing_and_say_what_went_wrong() {
             stall: Duration::from_secs(3),
         },
         "/empty" => Reply::ok(Vec::new(), &[]),
+        "/nul-in-header" => {
+            let mut body = big.clone();
+            body[5] = 0;
+            Reply::ok(body, &[])
+        }
+        "/nul-in-data" => {
+            let mut body = big.clone();
+            let at = body.len() / 2;
+            body[at] = 0;
+            Reply::ok(body, &[])
+        }
+        "/endless-line" => {
+            let mut body = big.clone();
+            body.extend(std::iter::repeat_n(b'9', 10 << 20));
+            Reply::ok(body, &[])
+        }
+        "/endless-header" => Reply::ok(vec![b'A'; 10 << 20], &[]),
         _ => Reply::status(404),
     });
     expect_extract_error(&f, &server.url("/down"), "500 Internal Server Error");
@@ -323,6 +340,18 @@ fn faults_land_nothing_and_say_what_went_wrong() {
     expect_extract_error(&f, &server.url("/wrong-header"), "missing Commodity_Code");
     expect_extract_error(&f, &server.url("/stall"), "timed out");
     expect_extract_error(&f, &server.url("/empty"), "empty");
+    expect_extract_error(
+        &f,
+        &server.url("/nul-in-header"),
+        "NUL byte at offset 5 (line 1)",
+    );
+    expect_extract_error(&f, &server.url("/nul-in-data"), "NUL byte");
+    expect_extract_error(
+        &f,
+        &server.url("/endless-line"),
+        "is longer than 1048576 bytes",
+    );
+    expect_extract_error(&f, &server.url("/endless-header"), "no CSV header line");
     expect_extract_error(&f, &server.url("/missing"), "404");
     // The permanent 500 was tried 1 + retries times.
     let tries = server

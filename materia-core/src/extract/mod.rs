@@ -34,7 +34,7 @@ use serde::Serialize;
 
 use crate::csv::HeaderCheck;
 pub use crate::csv::PSD_COLUMNS;
-use crate::guard::{Limited, refusal};
+use crate::guard::{Limited, TextCheck, refusal};
 pub use config::{Config, DatasetSpec, Limits, PSD_ARCHIVE_URL, PSD_URL};
 
 use crate::error::{Error, Result};
@@ -371,13 +371,18 @@ impl Extractor {
                 url: String::new(),
                 reason: format!("cannot read zip member: {e}"),
             })?;
-            let csv = Limited::new(member, max, "CSV content", None);
+            let csv = TextCheck::new(Limited::new(member, max, "CSV content", None));
             store.put(release, HeaderCheck::new(csv, &spec.header))
         } else if head.starts_with(&[0x1f, 0x8b]) {
-            let csv = Limited::new(MultiGzDecoder::new(body), max, "CSV content", None);
+            let csv = TextCheck::new(Limited::new(
+                MultiGzDecoder::new(body),
+                max,
+                "CSV content",
+                None,
+            ));
             store.put(release, HeaderCheck::new(csv, &spec.header))
         } else {
-            let csv = Limited::new(body, max, "CSV content", None);
+            let csv = TextCheck::new(Limited::new(body, max, "CSV content", None));
             store.put(release, HeaderCheck::new(csv, &spec.header))
         }
     }
