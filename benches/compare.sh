@@ -17,7 +17,9 @@
 #   the same RELEASES generated releases (~50k rows each), vs `materia transform`:
 #   a full build, then one more release. DuckDB runs twice: the PyPI `duckdb`
 #   package pinned to the engine materia bundles, and `duckdb-cli` (the newest
-#   on PyPI).
+#   on PyPI). SQLMesh (PyPI `sqlmesh`, on DuckDB) runs the same models as FULL
+#   models (`benches/sqlmesh-project.sh`): `sqlmesh plan`, then a restatement
+#   for the new release.
 # - mirror: `rclone sync` (Debian; the command the old timer ran, with 8
 #   transfers like materia's 8 requests) vs `materia mirror`, to the same moto
 #   S3 server on loopback: an initial push of PUSH_FILES landed files into an
@@ -106,6 +108,11 @@ if [[ " $PARTS " == *" transform "* ]]; then
   python3 -m venv "$work/venv"
   "$work/venv/bin/pip" install -q "duckdb==${engine#v}" duckdb-cli
   cli_version=$("$work/venv/bin/duckdb" -version | awk '{print $1}')
+  python3 -m venv "$work/smvenv"
+  "$work/smvenv/bin/pip" install -q sqlmesh
+  sm_version=$("$work/smvenv/bin/python" -c 'import sqlmesh; print(sqlmesh.__version__)')
+  benches/sqlmesh-project.sh "$land" "$work/smproj"
+  sqlmesh="$work/smvenv/bin/sqlmesh"
 
   # The same SQL: the models in the runner's order, over the same files.
   m=materia-core/models
@@ -136,6 +143,8 @@ if [[ " $PARTS " == *" transform "* ]]; then
     "$work/p-{i}.duckdb" "$script")")
   results+=("$(measure "duckdb-cli ${cli_version}, same SQL" "$work/venv/bin/duckdb" \
     -f "$script" "$work/c-{i}.duckdb")")
+  results+=("$(measure "sqlmesh ${sm_version} plan (FULL models)" sh -c "cp -r '$work/smproj' '$work/sm-{i}' \
+    && cd '$work/sm-{i}' && '$sqlmesh' plan --auto-apply --no-prompts")")
   table "transform: full build, $RELEASES releases, $rows rows" "krows/s" "$((rows / 1000))" 0 "${results[@]}"
 
   # One more release: materia's incremental build on a copy of a full build
@@ -148,9 +157,12 @@ if [[ " $PARTS " == *" transform "* ]]; then
   per_release=$((rows / RELEASES))
   inc=("$(measure "materia transform (+1 release)" sh -c "cp '$work/m-1.duckdb' '$work/inc-{i}.duckdb' \
     && '$bin/materia' --landing-dir '$land' --duckdb-path '$work/inc-{i}.duckdb' transform")")
-  table "transform: one more release on $RELEASES (with the copy of the published file)" "krows/s" \
+  inc+=("$(measure "sqlmesh ${sm_version} restatement (+1)" sh -c "rm -rf '$work/smi-{i}' \
+    && cp -r '$work/sm-1' '$work/smi-{i}' && cd '$work/smi-{i}' \
+    && '$sqlmesh' plan --restate-model raw.psd --restate-model raw.releases --auto-apply --no-prompts")")
+  table "transform: one more release on $RELEASES (materia's includes copying the published file)" "krows/s" \
     "$((per_release / 1000))" 0 "${inc[@]}"
-  rm -rf "$work"/m-* "$work"/p-* "$work"/c-* "$work"/inc-* "$work/next.csv"
+  rm -rf "$work"/m-* "$work"/p-* "$work"/c-* "$work"/inc-* "$work"/sm-* "$work"/smi-* "$work/next.csv"
 fi
 
 if [[ " $PARTS " == *" mirror "* ]]; then
