@@ -282,3 +282,25 @@ fn arguments_are_passed_literally_and_the_environment_is_only_what_is_given() {
         .collect();
     assert_eq!(names, ["MATERIA_ONLY"], "{seen}");
 }
+
+#[test]
+fn a_damaged_state_file_does_not_stop_the_job() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = options(
+        dir.path(),
+        vec![sh("extract", "exit 0", Duration::from_secs(10))],
+    );
+    let path = State::path(&opts.landing_dir);
+    fs::create_dir_all(path.parent().expect("dir")).expect("dirs");
+    fs::write(&path, b"{\"last_cycle\": {\"started_at\"").expect("torn");
+    let err = State::load(&opts.landing_dir).expect_err("damaged");
+    assert!(err.to_string().contains("state.json"), "{err}");
+    let cycle = Supervisor::new(opts.clone())
+        .run_cycle()
+        .expect("runs anyway");
+    assert_eq!(cycle.steps[0].outcome, Outcome::Ok);
+    assert_eq!(
+        State::load(&opts.landing_dir).expect("replaced").steps["extract"].outcome,
+        Outcome::Ok
+    );
+}

@@ -309,6 +309,15 @@ impl Supervisor {
         Ok(())
     }
 
+    /// The state, or an empty one when the file cannot be read: a damaged state
+    /// file must not stop the daily job (the next save replaces it).
+    fn load_state(&self) -> State {
+        State::load(&self.options.landing_dir).unwrap_or_else(|e| {
+            tracing::warn!("starting from an empty state: {e}");
+            State::default()
+        })
+    }
+
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
     }
@@ -358,7 +367,7 @@ impl Supervisor {
             });
         };
         let landing = &self.options.landing_dir;
-        let mut state = State::load(landing)?;
+        let mut state = self.load_state();
         let started = Instant::now();
         let mut cycle = CycleReport {
             started_at: Timestamp::now(),
@@ -466,9 +475,7 @@ impl Supervisor {
     pub fn run_forever(&self, schedule: &Schedule) -> Result<()> {
         tracing::info!(%schedule, "supervisor started");
         while !self.stopping() {
-            let last = State::load(&self.options.landing_dir)?
-                .last_cycle
-                .map(|c| c.started_at);
+            let last = self.load_state().last_cycle.map(|c| c.started_at);
             let due = last.map_or_else(Timestamp::now, |l| schedule.next_after(l));
             if due > Timestamp::now() {
                 tracing::info!(next = %due, "next cycle");
