@@ -100,25 +100,39 @@ fn a_failed_fsync_fails_the_land_and_publishes_nothing() {
     let input = input.to_str().expect("utf-8");
     let land = ["land", "--dataset", "psd", "--etag", "e1", input];
 
-    for fault in [
-        "enable name=posix/io/sync/fsync,failinfo=5",
-        "enable name=posix/io/sync/fdatasync,failinfo=5",
-    ] {
-        let out = under_fiu(&fiu, &landing, &[fault], &land);
-        assert_eq!(out.status.code(), Some(2), "{fault}: {out:?}");
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        if fault.contains("/fsync,") {
-            assert!(
-                err.contains("Input/output error") && err.contains("I/O error on"),
-                "a clear error naming the file: {err}"
-            );
-        }
-        assert!(
-            landed_files(&landing).is_empty(),
-            "{fault}: nothing under a final name: {:?}",
-            files_under(&landing)
-        );
-    }
+    // Every fsync fails: the first is the new file's own, before its rename.
+    let out = under_fiu(
+        &fiu,
+        &landing,
+        &["enable name=posix/io/sync/fsync,failinfo=5"],
+        &land,
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("I/O error on") && err.contains(".tmp.") && err.contains("Input/output error"),
+        "a clear error naming the temp file: {err}"
+    );
+    assert!(
+        landed_files(&landing).is_empty(),
+        "nothing under a final name: {:?}",
+        files_under(&landing)
+    );
+    // The ledger's fdatasync fails after the file is in place (complete, its data
+    // and name fsynced): the error names the ledger; the file verifies.
+    let out = under_fiu(
+        &fiu,
+        &landing,
+        &["enable name=posix/io/sync/fdatasync,failinfo=5"],
+        &land,
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("ledger.jsonl"), "{err}");
+    let store = LandingStore::open(&landing).expect("open");
+    assert!(store.verify().expect("verify").is_ok());
+    fs::remove_dir_all(&landing).expect("reset");
+    LandingStore::open(&landing).expect("open");
     // No temp file survives: the failed writer removed its own.
     assert!(
         !files_under(&landing).iter().any(|f| f.contains(".tmp.")),

@@ -360,12 +360,15 @@ impl LandingStore {
         let root = root.as_ref().to_path_buf();
         durable::create_root(&root)?;
         let meta = durable::create_dirs(&root, Path::new(META_DIR))?;
+        let fresh = !meta.join("lock").exists() || !meta.join("ledger.jsonl").exists();
         let mut writer = Writer {
             lock: StoreLock::open(&meta)?,
             ledger: Ledger::open(&meta)?,
         };
-        // The ledger and lock may have just been created: make their names durable.
-        durable::sync_dir(&meta)?;
+        if fresh {
+            // The ledger and lock were just created: make their names durable.
+            durable::sync_dir(&meta)?;
+        }
         let records = writer.read_new()?;
         let mut scan = scan(&root)?;
         let spool = durable::create_dirs(&root, Path::new(SPOOL_DIR))?;
