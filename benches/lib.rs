@@ -91,8 +91,9 @@ const COMMODITIES: &[(&str, &str)] = &[
 /// A PSD-shaped CSV of at least `spec.min_bytes` bytes. Rows walk commodities ×
 /// market years × countries × attributes like the real file, so (commodity,
 /// country, market year, attribute) is unique for up to 66k rows. Values depend
-/// on the row; market years from 2023 on also depend on the seed, so releases
-/// with different seeds look like USDA revising its recent estimates.
+/// on the row; market years from 2023 on (and the first row) also depend on the
+/// seed, so releases with different seeds look like USDA revising its recent
+/// estimates, and always differ.
 pub fn psd_csv(spec: &PsdSpec) -> Vec<u8> {
     let mut out = Vec::with_capacity(spec.min_bytes + 256);
     out.extend_from_slice(PSD_HEADER.as_bytes());
@@ -108,6 +109,11 @@ pub fn psd_csv(spec: &PsdSpec) -> Vec<u8> {
         let mut value = SplitMix(row).next() % 80_000;
         if year >= 2023 {
             value += SplitMix(row ^ spec.seed.rotate_left(17)).next() % 500;
+        }
+        if row == 0 {
+            // The first row carries the seed: releases of any size differ (and
+            // never dedup by content).
+            value += spec.seed;
         }
         let month = if year < 2000 { 0 } else { 1 + row % 12 };
         let attr_name = if attr_name.contains(',') {
@@ -169,7 +175,7 @@ pub fn psd_landing_zone(
             min_bytes: bytes_per_release,
             seed: k,
         });
-        store.put(release, &body[..])?;
+        let _ = store.put(release, &body[..])?;
     }
     Ok(store)
 }

@@ -99,6 +99,18 @@ fn a_failed_fsync_fails_the_land_and_publishes_nothing() {
     fs::write(&input, csv(3 << 20, 1)).expect("input");
     let input = input.to_str().expect("utf-8");
     let land = ["land", "--dataset", "psd", "--etag", "e1", input];
+    // A first release makes the month's directory, so that under the fault the
+    // first fsync is the new file's own (a new directory's parent comes first
+    // otherwise: also refused, naming that directory).
+    let warm = dir.path().join("warm.csv");
+    fs::write(&warm, csv(10_000, 2)).expect("input");
+    let out = materia(&landing)
+        .args(["land", "--dataset", "psd", "--etag", "e0"])
+        .arg(&warm)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    let before = landed_files(&landing);
 
     // Every fsync fails: the first is the new file's own, before its rename.
     let out = under_fiu(
@@ -113,26 +125,12 @@ fn a_failed_fsync_fails_the_land_and_publishes_nothing() {
         err.contains("I/O error on") && err.contains(".tmp.") && err.contains("Input/output error"),
         "a clear error naming the temp file: {err}"
     );
-    assert!(
-        landed_files(&landing).is_empty(),
-        "nothing under a final name: {:?}",
+    assert_eq!(
+        landed_files(&landing),
+        before,
+        "nothing new under a final name: {:?}",
         files_under(&landing)
     );
-    // The ledger's fdatasync fails after the file is in place (complete, its data
-    // and name fsynced): the error names the ledger; the file verifies.
-    let out = under_fiu(
-        &fiu,
-        &landing,
-        &["enable name=posix/io/sync/fdatasync,failinfo=5"],
-        &land,
-    );
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(err.contains("ledger.jsonl"), "{err}");
-    let store = LandingStore::open(&landing).expect("open");
-    assert!(store.verify().expect("verify").is_ok());
-    fs::remove_dir_all(&landing).expect("reset");
-    LandingStore::open(&landing).expect("open");
     // No temp file survives: the failed writer removed its own.
     assert!(
         !files_under(&landing).iter().any(|f| f.contains(".tmp.")),
@@ -142,9 +140,39 @@ fn a_failed_fsync_fails_the_land_and_publishes_nothing() {
     // The data is fetched (here: read) again, not the fsync retried.
     let ok = materia(&landing).args(land).output().expect("runs");
     assert!(ok.status.success(), "{ok:?}");
+    assert_eq!(landed_files(&landing).len(), 2);
+
+    // The ledger's fdatasync fails: the record comes before the rename, so the
+    // file (complete and synced) is never moved into place; the error names the
+    // ledger, and a clean rerun lands it.
+    let other = dir.path().join("other.csv");
+    fs::write(&other, csv(10_000, 3)).expect("input");
+    let out = under_fiu(
+        &fiu,
+        &landing,
+        &["enable name=posix/io/sync/fdatasync,failinfo=5"],
+        &[
+            "land",
+            "--dataset",
+            "psd",
+            "--etag",
+            "e2",
+            other.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("ledger.jsonl"), "{err}");
+    assert_eq!(landed_files(&landing).len(), 2, "{:?}", files_under(&landing));
+    let again = materia(&landing)
+        .args(["land", "--dataset", "psd", "--etag", "e2"])
+        .arg(&other)
+        .output()
+        .expect("runs");
+    assert!(again.status.success(), "{again:?}");
     let store = LandingStore::open(&landing).expect("open");
-    assert_eq!(store.list().len(), 1);
     assert!(store.verify().expect("verify").is_ok());
+    assert_eq!(store.list().len(), 3);
 }
 
 #[test]

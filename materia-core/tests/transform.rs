@@ -498,8 +498,8 @@ fn revisions_appended_release_by_release_equal_a_full_rebuild() {
             (Some(5200.0), None),
             (Some(5300.0), Some(100.0)),
             (None, None),
-            (Some(5700.0), None),
-            (Some(5800.0), Some(100.0)),
+            (Some(5600.0), None),
+            (Some(5700.0), Some(100.0)),
         ]
     );
 }

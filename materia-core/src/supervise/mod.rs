@@ -264,7 +264,7 @@ fn state_dir(landing_dir: &Path) -> Result<PathBuf> {
 /// Runs cycles of steps.
 ///
 /// ```no_run
-/// # fn main() -> materia_core::Result<()> {
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
 /// use materia_core::supervise::{Schedule, Step, Supervisor, SupervisorOptions};
 /// let mut options = SupervisorOptions::new(std::env::current_exe()?, "/data/materia/landing");
