@@ -163,7 +163,12 @@ fn a_failed_fsync_fails_the_land_and_publishes_nothing() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(err.contains("ledger.jsonl"), "{err}");
-    assert_eq!(landed_files(&landing).len(), 2, "{:?}", files_under(&landing));
+    assert_eq!(
+        landed_files(&landing).len(),
+        2,
+        "{:?}",
+        files_under(&landing)
+    );
     let again = materia(&landing)
         .args(["land", "--dataset", "psd", "--etag", "e2"])
         .arg(&other)
