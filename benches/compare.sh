@@ -53,7 +53,11 @@ measure() {
   local times=() rss=0
   for i in $(seq 1 "$RUNS"); do
     local cmd=("${@//\{i\}/$i}")
-    /usr/bin/time -f "%e %M" -o "$work/time" "${cmd[@]}" >/dev/null
+    if ! /usr/bin/time -f "%e %M" -o "$work/time" "${cmd[@]}" >/dev/null 2>"$work/stderr"; then
+      echo "compare.sh: '$name' failed:" >&2
+      cat "$work/stderr" >&2
+      exit 1
+    fi
     read -r t m <"$work/time"
     times+=("$t")
     (( m > rss )) && rss=$m
@@ -167,6 +171,9 @@ fi
 
 if [[ " $PARTS " == *" mirror "* ]]; then
   need rclone rclone
+  # rclone's S3 client refuses an AWS_CA_BUNDLE with its own transport; plain
+  # HTTP on loopback needs none.
+  unset AWS_CA_BUNDLE
   python3 -m pip install -q --disable-pip-version-check 'moto[server]>=5.0.15'
   moto="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/moto_server"
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
