@@ -7,7 +7,8 @@ pub use zip;
 use crate::error::{Error, Result};
 
 /// The index of the member to land: the one named `wanted`, or else the single
-/// `*.csv` member. An archive holding any member whose name would escape a
+/// `*.csv` member; only regular files count (a symlink named `x.csv` is not a
+/// candidate). An archive holding any member whose name would escape a
 /// directory (`../x`, `/etc/x`) is refused whole; several `*.csv` members without
 /// `wanted` is an error that lists them.
 ///
@@ -42,7 +43,9 @@ pub fn pick_csv_member<R: Read + Seek>(
                 "the zip holds a member with an unsafe name {name:?}"
             )));
         }
-        if !member.is_dir() {
+        // Regular files only: directories, symlinks and the odd Unix mode
+        // (a FIFO bit, say) are never landed.
+        if member.is_file() {
             names.push((i, name));
         }
     }
@@ -72,5 +75,36 @@ pub fn pick_csv_member<R: Read + Seek>(
             "the zip holds several .csv members, name one with zip_member; {}",
             listing()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Cursor, Write};
+
+    use super::*;
+
+    #[test]
+    fn only_regular_files_are_candidates() {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default();
+        w.add_symlink("psd_coffee.csv", "/etc/passwd", opts)
+            .expect("symlink");
+        w.add_directory("data.csv/", opts).expect("dir");
+        let mut archive = zip::ZipArchive::new(w.finish().expect("zip")).expect("read");
+        let err = pick_csv_member(&mut archive, None).expect_err("no file");
+        assert!(err.to_string().contains("no .csv member"), "{err}");
+        let named = pick_csv_member(&mut archive, Some("psd_coffee.csv")).expect_err("link");
+        assert!(named.to_string().contains("no member"), "{named}");
+
+        // The input the fuzzer found: a member whose Unix mode has a FIFO bit.
+        let found = include_bytes!("../../fuzz/corpus/zip_member/fifo-mode-member");
+        let mut archive = zip::ZipArchive::new(Cursor::new(&found[1..])).expect("read");
+        assert!(pick_csv_member(&mut archive, None).is_err());
+        let mut ok = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        ok.start_file("psd_coffee.csv", opts).expect("file");
+        ok.write_all(b"a\n").expect("write");
+        let mut archive = zip::ZipArchive::new(ok.finish().expect("zip")).expect("read");
+        assert_eq!(pick_csv_member(&mut archive, None).expect("file"), 0);
     }
 }
