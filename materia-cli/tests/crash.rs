@@ -234,11 +234,20 @@ mod bucket {
         }
     }
 
-    /// Every object under the prefix equals its landing file.
-    fn check_bucket(server: &s3::S3Server, landing: &Path, what: &str) -> usize {
+    /// Every object under the prefix equals its landing file (objects are
+    /// immutable: each is read once, then remembered in `seen`).
+    fn check_bucket(
+        server: &s3::S3Server,
+        landing: &Path,
+        seen: &mut std::collections::HashSet<String>,
+        what: &str,
+    ) -> usize {
         let local = snapshot(landing);
         let objects = server.list_raw(BUCKET, "landing");
         for key in &objects {
+            if !seen.insert(key.clone()) {
+                continue;
+            }
             let rel = key.strip_prefix("landing/").expect("under the prefix");
             let body = server.get_raw(BUCKET, key).expect("object");
             assert_eq!(
@@ -266,25 +275,44 @@ mod bucket {
             cmd.arg("mirror").args(args);
             cmd
         };
+        // Calibrate: a first push of 100 files, killed at once so that it does
+        // not finish, gives no figure; time a push of 20 to a scratch prefix.
+        let scratch = dir.path().join("scratch");
+        land_small(&scratch, 10_000, 20);
+        let started = Instant::now();
+        let mut probe = materia(&scratch);
+        with_s3(&mut probe, &server);
+        probe.env("MATERIA_MIRROR_URL", format!("s3://{BUCKET}/scratch"));
+        assert!(
+            probe
+                .args(["mirror", "--concurrency", "4"])
+                .status()
+                .expect("runs")
+                .success()
+        );
+        let twenty = started.elapsed();
         let mut mid = 0;
         let mut next = 100;
+        let mut seen = std::collections::HashSet::new();
         for i in 0..60 {
+            // The first kill meets 100 files to push; later ones 20 new ones.
             mid += usize::from(kill_after(
                 &mut mirror(&["--concurrency", "4"]),
                 &mut rng,
-                Duration::from_millis(900),
+                twenty.mul_f64(2.5),
             ));
-            check_bucket(&server, &landing, &format!("mirror kill {i}"));
-            land_small(&landing, next, 2);
-            next += 2;
+            check_bucket(&server, &landing, &mut seen, &format!("mirror kill {i}"));
+            land_small(&landing, next, 20);
+            next += 20;
         }
         println!("mirror: 60 kills, {mid} mid-push");
         assert!(mid > 0);
         assert!(mirror(&[]).status().expect("runs").success());
         let verify = mirror(&["--verify"]).status().expect("runs");
         assert!(verify.success(), "the bucket holds every landed file");
+        seen.clear();
         assert_eq!(
-            check_bucket(&server, &landing, "after the clean run"),
+            check_bucket(&server, &landing, &mut seen, "after the clean run"),
             snapshot(&landing).len()
         );
     }
