@@ -456,3 +456,30 @@ fn the_shipped_sample_extracts_offline() {
     );
     assert_eq!(csv.matches("\r\n").count(), 3191, "header + 3190 rows");
 }
+
+#[test]
+fn a_stricter_umask_makes_files_and_dirs_stricter_still() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let landing = dir.path().join("landing");
+    let input = dir.path().join("in.csv");
+    fs::write(&input, csv(10_000, 4)).expect("input");
+    // The test's own shell sets the umask, then execs materia (no shell in materia).
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("umask 077 && exec \"$0\" land --dataset psd --etag u1 --json \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_materia"))
+        .arg(&input)
+        .env("LANDING_DIR", &landing)
+        .output()
+        .expect("runs");
+    let landed = json(&out);
+    let file = PathBuf::from(landed["path"].as_str().expect("path"));
+    let mode = |p: &Path| fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+    assert_eq!(mode(&file), 0o600, "0640 under umask 077");
+    assert_eq!(mode(&landing.join(".materia/ledger.jsonl")), 0o600);
+    for d in ["", "psd", ".materia", ".materia/spool"] {
+        assert_eq!(mode(&landing.join(d)), 0o700, "{d:?}: 0750 under umask 077");
+    }
+    assert_eq!(mode(file.parent().expect("month dir")), 0o700);
+}

@@ -141,6 +141,10 @@ fn mirror_verify_and_restore_with_json_and_no_secret_in_errors() {
     );
     assert!(all.contains("mirror s3://materia-raw/landing"), "{all}");
     assert!(!all.contains(SECRET), "the secret leaked: {all}");
+    assert!(
+        !all.contains("Signature=") && !all.to_ascii_lowercase().contains("authorization:"),
+        "a signed header leaked: {all}"
+    );
 }
 
 #[test]
