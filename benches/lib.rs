@@ -151,10 +151,37 @@ pub fn synthetic_landing_zone(root: &Path, files: usize) -> std::io::Result<()> 
     Ok(())
 }
 
+/// Lands generated release `k` of about `bytes` bytes in `store`: seed `k`,
+/// etag `r{k:04}`, month `k` counted from January 2000.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = materia_core::landing::LandingStore::open(dir.path()).unwrap();
+/// let landed = materia_benches::land_psd_release(&store, 13, 10_000).unwrap();
+/// assert_eq!(landed.landed().unwrap().key.to_string(), "psd/2001/02/r0013.csv.gzip");
+/// ```
+pub fn land_psd_release(
+    store: &materia_core::landing::LandingStore,
+    k: u64,
+    bytes: usize,
+) -> materia_core::Result<materia_core::landing::PutOutcome> {
+    let release = materia_core::landing::NewRelease::new(
+        "psd".parse()?,
+        2000 + (k / 12) as i64,
+        1 + (k % 12) as i64,
+    )?
+    .with_etag(Some(format!("r{k:04}").parse()?));
+    let body = psd_csv(&PsdSpec {
+        min_bytes: bytes,
+        seed: k,
+    });
+    store.put(release, &body[..])
+}
+
 /// Lands `releases` monthly PSD releases of about `bytes_per_release` bytes each
-/// in a store at `root` (release `k`: seed `k`, etag `r{k:04}`, month `k` counted
-/// from January 2000), at gzip level 1. The transform benchmarks and
-/// `benches/compare.sh` (through the `landing-gen` binary) build on it.
+/// in a store at `root` ([`land_psd_release`] for `k` in `1..=releases`), at gzip
+/// level 1. The transform benchmarks and `benches/compare.sh` (through the
+/// `landing-gen` binary) build on it.
 ///
 /// ```
 /// let dir = tempfile::tempdir().unwrap();
@@ -166,16 +193,9 @@ pub fn psd_landing_zone(
     releases: u64,
     bytes_per_release: usize,
 ) -> materia_core::Result<materia_core::landing::LandingStore> {
-    use materia_core::landing::{LandingStore, NewRelease};
-    let store = LandingStore::open(root)?.with_compression(1);
+    let store = materia_core::landing::LandingStore::open(root)?.with_compression(1);
     for k in 1..=releases {
-        let release = NewRelease::new("psd".parse()?, 2000 + (k / 12) as i64, 1 + (k % 12) as i64)?
-            .with_etag(Some(format!("r{k:04}").parse()?));
-        let body = psd_csv(&PsdSpec {
-            min_bytes: bytes_per_release,
-            seed: k,
-        });
-        let _ = store.put(release, &body[..])?;
+        let _ = land_psd_release(&store, k, bytes_per_release)?;
     }
     Ok(store)
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use materia_core::landing::{LandingStore, NewRelease, Sha256Digest};
+use materia_core::landing::{LandingStore, Sha256Digest};
 use materia_core::transform::Lakehouse;
 
 #[path = "../../materia-core/tests/support/http.rs"]
@@ -134,14 +134,7 @@ fn extract_killed_60_times() {
 
 fn land_release(landing: &Path, k: u64) {
     let store = LandingStore::open(landing).expect("open");
-    let body = materia_benches::psd_csv(&materia_benches::PsdSpec {
-        min_bytes: 1_300_000,
-        seed: k,
-    });
-    let release = NewRelease::new("psd".parse().expect("valid"), 2000 + k as i64, 1)
-        .expect("valid")
-        .with_etag(Some(format!("k{k}").parse().expect("valid")));
-    let _ = store.put(release, &body[..]).expect("put");
+    let _ = materia_benches::land_psd_release(&store, k, 1_300_000).expect("put");
 }
 
 fn releases_published(db: &Path) -> i64 {
@@ -219,18 +212,7 @@ mod bucket {
     fn land_small(landing: &Path, from: u64, n: u64) {
         let store = LandingStore::open(landing).expect("open");
         for k in from..from + n {
-            let body = materia_benches::psd_csv(&materia_benches::PsdSpec {
-                min_bytes: 20_000,
-                seed: k,
-            });
-            let release = NewRelease::new(
-                "psd".parse().expect("valid"),
-                1900 + (k / 12) as i64,
-                1 + (k % 12) as i64,
-            )
-            .expect("valid")
-            .with_etag(Some(format!("s{k}").parse().expect("valid")));
-            let _ = store.put(release, &body[..]).expect("put");
+            let _ = materia_benches::land_psd_release(&store, k, 20_000).expect("put");
         }
     }
 

@@ -40,19 +40,7 @@ fn land_many(landing: &Path, n: u64) -> Vec<LandingKey> {
     let store = LandingStore::open(landing).expect("open");
     (0..n)
         .map(|i| {
-            let body = materia_benches::psd_csv(&materia_benches::PsdSpec {
-                min_bytes: 4_000,
-                seed: i,
-            });
-            let release = NewRelease::new(
-                "psd".parse().expect("valid"),
-                2000 + (i / 12) as i64,
-                1 + (i % 12) as i64,
-            )
-            .expect("valid")
-            .with_etag(Some(format!("r{i}").parse().expect("valid")));
-            store
-                .put(release, &body[..])
+            materia_benches::land_psd_release(&store, i, 4_000)
                 .expect("put")
                 .landed()
                 .expect("new")

@@ -52,7 +52,7 @@ use tokio::sync::Semaphore;
 
 use crate::error::{Error, IoContext, Result};
 use crate::landing::durable::Staged;
-use crate::landing::{Entry, LandingKey, LandingStore, NewRelease, PutOutcome};
+use crate::landing::{Entry, LandingKey, LandingStore, NewRelease, PutOutcome, Sha256Digest};
 use record::{Pending, Record};
 
 const MIB: u64 = 1 << 20;
@@ -207,7 +207,9 @@ pub struct Mirror {
     s3: Arc<AmazonS3>,
     prefix: Path,
     options: MirrorOptions,
+    /// The memory budget in MiB permits; [`Mirror::reserve`] takes some.
     memory: Semaphore,
+    budget_mib: u64,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -275,11 +277,12 @@ impl Mirror {
             .enable_all()
             .build()
             .map_err(|e| remote(&url, e))?;
-        let budget = options.memory_budget.max(options.part_size).div_ceil(MIB);
+        let budget_mib = options.memory_budget.max(options.part_size).div_ceil(MIB);
         Ok(Mirror {
             s3: Arc::new(s3),
             prefix,
-            memory: Semaphore::new(budget as usize),
+            memory: Semaphore::new(budget_mib as usize),
+            budget_mib,
             options,
             runtime,
         })
@@ -287,6 +290,11 @@ impl Mirror {
 
     fn fail(&self, e: impl std::fmt::Display) -> Error {
         remote(&self.options.url, e)
+    }
+
+    /// An error about one object, naming it.
+    fn fail_at(&self, location: &Path, e: impl std::fmt::Display) -> Error {
+        self.fail(format!("{location}: {e}"))
     }
 
     fn object_path(&self, key: &LandingKey) -> Path {
@@ -297,12 +305,7 @@ impl Mirror {
 
     /// Holds `bytes` of the memory budget (at most the whole budget).
     async fn reserve(&self, bytes: u64) -> Result<tokio::sync::SemaphorePermit<'_>> {
-        let budget = self
-            .options
-            .memory_budget
-            .max(self.options.part_size)
-            .div_ceil(MIB);
-        let permits = bytes.div_ceil(MIB).clamp(1, budget) as u32;
+        let permits = bytes.div_ceil(MIB).clamp(1, self.budget_mib) as u32;
         self.memory
             .acquire_many(permits)
             .await
@@ -465,7 +468,7 @@ impl Mirror {
             // Already there — possibly our own earlier attempt that the client
             // retried: compare before calling it a conflict.
             Err(object_store::Error::AlreadyExists { .. }) => self.compare(path, location).await,
-            Err(e) => Err(self.fail(format!("{location}: {e}"))),
+            Err(e) => Err(self.fail_at(location, e)),
         }
     }
 
@@ -480,7 +483,7 @@ impl Mirror {
         match self.s3.head(location).await {
             Ok(_) => return self.compare(path, location).await,
             Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(self.fail(format!("{location}: {e}"))),
+            Err(e) => return Err(self.fail_at(location, e)),
         }
         let id = self
             .s3
@@ -492,7 +495,7 @@ impl Mirror {
                 },
             )
             .await
-            .map_err(|e| self.fail(format!("{location}: {e}")))?;
+            .map_err(|e| self.fail_at(location, e))?;
         record.add_pending(&Pending {
             location: location.to_string(),
             upload_id: id.clone(),
@@ -522,16 +525,15 @@ impl Mirror {
             self.s3
                 .complete_multipart(location, &id, ids)
                 .await
-                .map_err(|e| self.fail(format!("{location}: {e}")))
+                .map_err(|e| self.fail_at(location, e))
         }
         .await;
-        if uploaded.is_err() {
-            // Best effort now; if this fails too, the next push retries it.
-            if self.s3.abort_multipart(location, &id).await.is_err() {
-                return uploaded.map(|_| Upload::Uploaded(size));
-            }
+        // A failed upload is aborted now; if the abort fails too, its record
+        // stays and the next push aborts it.
+        let settled = uploaded.is_ok() || self.s3.abort_multipart(location, &id).await.is_ok();
+        if settled {
+            record.remove_pending(location.as_ref())?;
         }
-        record.remove_pending(location.as_ref())?;
         uploaded.map(|_| Upload::Uploaded(size))
     }
 
@@ -541,7 +543,7 @@ impl Mirror {
             .s3
             .get(location)
             .await
-            .map_err(|e| self.fail(format!("{location}: {e}")))?;
+            .map_err(|e| self.fail_at(location, e))?;
         let local_size = tokio::fs::metadata(path).await.at(path)?.len();
         if got.meta.size != local_size {
             return Ok(Upload::Conflict);
@@ -550,7 +552,7 @@ impl Mirror {
         let mut stream = got.into_stream();
         let mut buf = Vec::new();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.fail(format!("{location}: {e}")))?;
+            let chunk = chunk.map_err(|e| self.fail_at(location, e))?;
             buf.resize(chunk.len(), 0);
             local.read_exact(&mut buf).await.at(path)?;
             if buf[..] != chunk[..] {
@@ -666,10 +668,10 @@ impl Mirror {
             .s3
             .get(location)
             .await
-            .map_err(|e| self.fail(format!("{location}: {e}")))?;
+            .map_err(|e| self.fail_at(location, e))?;
         let mut stream = got.into_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.fail(format!("{location}: {e}")))?;
+            let chunk = chunk.map_err(|e| self.fail_at(location, e))?;
             let path = staged.path().to_owned();
             staged.file().write_all(&chunk).at(&path)?;
             bar.inc(chunk.len() as u64);
@@ -744,18 +746,9 @@ fn check_download(key: &LandingKey, mut file: impl Read) -> Option<String> {
     }
     let mut gz = flate2::read::MultiGzDecoder::new(std::io::Read::chain(&magic[..], file));
     let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0; 256 * 1024];
-    loop {
-        match gz.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) => return Some(format!("not valid gzip: {e}")),
-        }
+    if let Err(e) = std::io::copy(&mut gz, &mut hasher) {
+        return Some(format!("not valid gzip: {e}"));
     }
-    let sha: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha = Sha256Digest::from_hasher(hasher).to_string();
     (sha != etag).then(|| format!("content SHA-256 is {sha}, not the {etag} its name claims"))
 }

@@ -70,7 +70,6 @@ pub(crate) fn run(
         })
     });
     let started = Instant::now();
-    let mut ended = None;
     let mut terminating: Option<(Instant, Ended)> = None;
     let status = loop {
         if let Some(status) = child.try_wait().at(exe)? {
@@ -94,15 +93,12 @@ pub(crate) fn run(
     };
     // Whatever the child started goes with it.
     let _ = killpg(pgid, Signal::SIGKILL);
-    if let Some((_, why)) = terminating {
-        ended = Some(why);
-    }
     if let Some(relay) = relay {
         let _ = relay.join();
     }
     let last_line = last_line.lock().unwrap_or_else(|e| e.into_inner()).take();
     Ok(Finished {
-        ended: ended.unwrap_or(Ended::Exited(status)),
+        ended: terminating.map_or(Ended::Exited(status), |(_, why)| why),
         last_line,
     })
 }

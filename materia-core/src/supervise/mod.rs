@@ -243,14 +243,13 @@ impl State {
     }
 
     fn save(&self, landing_dir: &Path) -> Result<()> {
+        state_dir(landing_dir)?;
         let path = State::path(landing_dir);
-        let dir = state_dir(landing_dir)?;
         let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::Corrupt {
             path: path.clone(),
             reason: e.to_string(),
         })?;
         bytes.push(b'\n');
-        debug_assert!(path.starts_with(dir));
         durable::replace_file(&path, &bytes)
     }
 }
