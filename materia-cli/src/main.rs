@@ -1,8 +1,10 @@
 //! `materia`: the command line over `materia-core`.
 //!
 //! Exit codes: `0` success (a duplicate put is a success); `1` a check found
-//! problems (`verify`); `2` an error — bad arguments, bad input, I/O — with the
-//! reason on stderr.
+//! problems (`verify` found a bad file, `transform` quarantined a file, `mirror`
+//! found a conflict or a difference, `restore` refused an object); `2` an error —
+//! bad arguments, bad input, I/O — with the reason on stderr. `run` exits with
+//! the first failed step's code (124: timed out).
 
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
@@ -69,6 +71,10 @@ enum Command {
         /// List the bucket instead of trusting the local record of uploads.
         #[arg(long)]
         full: bool,
+        /// List the bucket anyway when the last full push is older than this
+        /// (objects lost remotely are uploaded again); `off` never does.
+        #[arg(long, env = "MATERIA_MIRROR_FULL_EVERY", default_value = "7d")]
+        full_every: String,
         /// Only compare: list the bucket and check every object against its local file.
         #[arg(long)]
         verify: bool,
@@ -236,6 +242,10 @@ struct LandArgs {
     /// Gzip level for plain input, 0-9.
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
     level: u32,
+    /// Compression threads (default: one per core; at most 8 are used).
+    /// Memory stays bounded (at most 8 chunks of 2 MiB in flight).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    threads: Option<u32>,
     /// Print the outcome as JSON.
     #[arg(long)]
     json: bool,
@@ -299,17 +309,23 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             options.memory_limit = memory_limit;
             let report = transform(&store, &options)?;
             print_transform(&report, json)?;
-            Ok(ExitCode::SUCCESS)
+            // Published, but files were quarantined: a check found problems.
+            Ok(if report.rejected.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Run { cycle, wait, json } => supervise::run_once(&paths, &cycle, json, wait),
         Command::Supervise { cycle, schedule } => supervise::supervise(&paths, &cycle, &schedule),
         Command::Status { json } => supervise::status(&paths, &store, json),
         Command::Extract(args) => extract(&store, cli.config.as_deref(), args),
-        Command::Land(args) => land(store, args),
+        Command::Land(args) => land(store, cli.config.as_deref(), args),
         #[cfg(feature = "s3")]
         Command::Mirror {
             to,
             full,
+            full_every,
             verify,
             concurrency,
             multipart_threshold_mib,
@@ -322,6 +338,13 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
                 multipart_threshold: multipart_threshold_mib << 20,
                 part_size: part_size_mib << 20,
                 progress: io::stderr().is_terminal(),
+                full_every: match full_every.as_str() {
+                    "off" => None,
+                    every => Some(
+                        materia_core::supervise::parse_duration(every)
+                            .map_err(|e| format!("--full-every: {e}"))?,
+                    ),
+                },
                 ..MirrorOptions::new(to)
             },
             full,
@@ -501,8 +524,24 @@ fn report_extracted(done: &Extracted, json: bool) -> Result<(), BoxError> {
     Ok(())
 }
 
-fn land(store: LandingStore, args: LandArgs) -> Result<ExitCode, BoxError> {
-    let store = store.with_compression(args.level);
+fn land(
+    store: LandingStore,
+    config: Option<&std::path::Path>,
+    args: LandArgs,
+) -> Result<ExitCode, BoxError> {
+    let mut store = store.with_compression(args.level);
+    if let Some(threads) = args.threads {
+        store = store.with_threads(threads as usize);
+    }
+    // What extract would check: CSV text, and a declared dataset's header.
+    let config = match config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let header = config
+        .dataset(args.dataset.as_str())
+        .map(|spec| spec.header.clone())
+        .unwrap_or_default();
     let etag = match &args.etag {
         Some(value) => Some(Etag::from_header(value.as_bytes()).ok_or("--etag is empty")?),
         None => None,
@@ -513,7 +552,8 @@ fn land(store: LandingStore, args: LandArgs) -> Result<ExitCode, BoxError> {
     };
     let release = release
         .with_etag(etag)
-        .with_source(args.file.display().to_string());
+        .with_source(args.file.display().to_string())
+        .with_csv_header(header);
     let outcome = if args.file.as_os_str() == "-" {
         store.put(release, io::stdin().lock())?
     } else {
@@ -647,6 +687,9 @@ fn print_transform(report: &TransformReport, json: bool) -> Result<(), BoxError>
             "nothing new to load ({} releases already loaded)",
             report.releases_total
         )?,
+    }
+    for r in &report.rejected {
+        writeln!(out, "QUARANTINED {}: {}", r.landing_key, r.reason)?;
     }
     for w in &report.warnings {
         writeln!(out, "warning: audit {:?}: {} rows", w.audit, w.rows)?;

@@ -13,6 +13,7 @@ use materia_core::landing::{LandingKey, LandingStore, Stats};
 use materia_core::supervise::{
     Schedule, State, Step, Supervisor, SupervisorOptions, is_passed_to_steps, parse_duration,
 };
+use materia_core::transform::{Lakehouse, Rejected};
 use serde::Serialize;
 
 use crate::{BoxError, print_json};
@@ -107,6 +108,9 @@ fn options(
             argv.push("--json".into());
         }
         let mut step = Step::new(name.as_str(), argv, timeout);
+        if *name == StepName::Mirror {
+            step = step.with_secrets();
+        }
         if *name == StepName::Transform && args.steps.contains(&StepName::Extract) {
             step = step.needs("extract");
         }
@@ -180,6 +184,8 @@ struct Published {
     path: PathBuf,
     modified_at: Option<Timestamp>,
     age_seconds: Option<u64>,
+    /// Landing files quarantined by transform (`raw.rejected`).
+    rejected: Vec<Rejected>,
 }
 
 #[derive(Serialize)]
@@ -214,14 +220,23 @@ pub(crate) fn status(
             );
         }
     }
-    let lakehouse = std::fs::metadata(paths.duckdb_path).ok().map(|m| {
-        let modified = m.modified().ok();
-        Published {
-            path: paths.duckdb_path.to_path_buf(),
-            modified_at: modified.and_then(|t| Timestamp::try_from(t).ok()),
-            age_seconds: modified.and_then(|t| t.elapsed().ok()).map(|d| d.as_secs()),
+    let lakehouse = match std::fs::metadata(paths.duckdb_path) {
+        Ok(m) => {
+            let modified = m.modified().ok();
+            Some(Published {
+                path: paths.duckdb_path.to_path_buf(),
+                modified_at: modified.and_then(|t| Timestamp::try_from(t).ok()),
+                age_seconds: modified.and_then(|t| t.elapsed().ok()).map(|d| d.as_secs()),
+                rejected: Lakehouse::open_read_only(paths.duckdb_path)
+                    .and_then(|lake| lake.rejected())
+                    .unwrap_or_else(|e| {
+                        tracing::warn!("cannot read the quarantine list: {e}");
+                        Vec::new()
+                    }),
+            })
         }
-    });
+        Err(_) => None,
+    };
     let status = Status {
         state,
         landing,
@@ -281,6 +296,9 @@ pub(crate) fn status(
             "lakehouse: {} not published yet",
             paths.duckdb_path.display()
         )?,
+    }
+    for r in status.lakehouse.iter().flat_map(|p| &p.rejected) {
+        writeln!(out, "  QUARANTINED {}: {}", r.landing_key, r.reason)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -95,12 +95,12 @@ fn land_defaults_to_the_current_utc_month_and_content_address() {
     let dir = tempfile::tempdir().expect("tempdir");
     let landing = dir.path().join("landing");
     let out = json(&run_with_stdin(
-        materia(&landing).args(["land", "--dataset", "psd", "--json", "-"]),
+        materia(&landing).args(["land", "--dataset", "notes", "--json", "-"]),
         b"a,b\n1,2\n",
     ));
     let (year, month) = materia_core::landing::current_month();
     let sha = Sha256Digest::of(b"a,b\n1,2\n");
-    assert_eq!(out["key"], format!("psd/{year}/{month}/{sha}.csv.gzip"));
+    assert_eq!(out["key"], format!("notes/{year}/{month}/{sha}.csv.gzip"));
 }
 
 #[test]
@@ -245,7 +245,9 @@ fn sigkill_during_land_never_leaves_a_partial_file() {
             .spawn()
             .expect("spawn");
         let mut stdin = child.stdin.take().expect("stdin");
-        let body = [format!("{i}\n").as_bytes(), &base].concat();
+        // Distinct content for each run: a row of its own after the PSD rows
+        // (the header must stay first: `land` checks it).
+        let body = [&base[..], format!("{i}\n").as_bytes()].concat();
         let expected = Sha256Digest::of(&body);
         // Writes fail with EPIPE once the child is dead: that is expected.
         let feeder = std::thread::spawn(move || {
@@ -482,4 +484,63 @@ fn a_stricter_umask_makes_files_and_dirs_stricter_still() {
         assert_eq!(mode(&landing.join(d)), 0o700, "{d:?}: 0750 under umask 077");
     }
     assert_eq!(mode(file.parent().expect("month dir")), 0o700);
+}
+
+#[test]
+fn under_umask_000_every_file_is_0640_and_every_dir_0750() {
+    // Regression: locks, state, the lakehouse and its lock took the umask's
+    // modes (0666/0777 under umask 000).
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let landing = dir.path().join("landing");
+    let lake = dir.path().join("lake/lakehouse.duckdb");
+    let textfile_dir = dir.path().join("textfile");
+    fs::create_dir_all(&textfile_dir).expect("textfile dir");
+    let input = dir.path().join("in.csv");
+    fs::write(&input, csv(10_000, 5)).expect("input");
+    let script = "umask 000 && \"$0\" land --dataset psd --etag u0 \"$1\" && \
+                  \"$0\" run --steps transform --textfile \"$2\"";
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_materia"))
+        .arg(&input)
+        .arg(textfile_dir.join("materia.prom"))
+        .env("LANDING_DIR", &landing)
+        .env("DUCKDB_PATH", &lake)
+        .env("MATERIA_DUCKDB_MEMORY", "512MB")
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    let mode = |p: &Path| {
+        fs::symlink_metadata(p)
+            .expect("exists")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let mut seen = 0;
+    let mut stack = vec![
+        landing.clone(),
+        lake.parent().expect("lake dir").to_path_buf(),
+    ];
+    while let Some(d) = stack.pop() {
+        assert_eq!(mode(&d), 0o750, "{}", d.display());
+        for entry in fs::read_dir(&d).expect("dir") {
+            let p = entry.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                seen += 1;
+                assert_eq!(mode(&p), 0o640, "{}", p.display());
+            }
+        }
+    }
+    // ledger, lock, state.json, run.lock, the landed file, lakehouse and its lock
+    assert!(seen >= 7, "only {seen} files");
+    assert_eq!(
+        mode(&textfile_dir.join("materia.prom")),
+        0o644,
+        "node_exporter reads it"
+    );
 }

@@ -14,8 +14,12 @@ use std::time::{Duration, Instant};
 use materia_core::landing::{LandingStore, Sha256Digest};
 use materia_core::transform::Lakehouse;
 
+#[path = "crash/crashfs.rs"]
+mod crashfs;
 #[path = "../../materia-core/tests/support/http.rs"]
 mod http;
+#[path = "crash/powercut.rs"]
+mod powercut;
 #[cfg(feature = "s3")]
 #[path = "../../materia-core/tests/support/s3.rs"]
 mod s3;
@@ -85,6 +89,12 @@ fn check_landing(landing: &Path, before: &BTreeMap<String, Sha256Digest>, what: 
     let store = LandingStore::open(landing).expect("open");
     let report = store.verify().expect("verify");
     assert!(report.is_ok(), "{what}: {report:?}");
+    // Every landed file has its ledger record: the record is written (and
+    // fsynced) before the file gets its name.
+    assert!(
+        report.unrecorded.is_empty(),
+        "{what}: files without a record: {report:?}"
+    );
     assert_eq!(store.list().len(), now.len(), "{what}: every file is a key");
 }
 

@@ -220,3 +220,203 @@ fn sigkill_mid_transform_leaves_the_published_lakehouse_intact() {
     assert_eq!(e.releases_published(), (next - 1) as i64, "{report}");
     assert_eq!(e.build_files(), Vec::<PathBuf>::new());
 }
+
+/// Regression tests for the hardening review (issue 12), one per defect.
+mod hardening {
+    use super::*;
+
+    fn fails_naming(e: &Env, sql: &str, says: &str) {
+        let out = e.run(&["query", sql]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{sql} ran: {out:?}");
+        assert!(
+            err.to_lowercase().contains(&says.to_lowercase()),
+            "{sql}: {err}"
+        );
+    }
+
+    #[test]
+    fn query_cannot_touch_files_settings_or_extensions() {
+        let e = env();
+        e.land(1);
+        e.json(&["transform", "--json"]);
+        let before = fs::read(&e.duckdb).expect("lakehouse");
+        let target = e.duckdb.to_string_lossy().into_owned();
+        let outside = e.duckdb.with_file_name("written.csv");
+        let refused = [
+            format!("COPY (SELECT 'garbage' AS a) TO '{target}' (FORMAT csv)"),
+            format!(
+                "COPY (SELECT 1 AS a) TO '{}' (FORMAT csv)",
+                outside.display()
+            ),
+            "SELECT * FROM read_text('/etc/passwd')".to_owned(),
+            "SELECT * FROM read_csv('/proc/self/environ')".to_owned(),
+            format!(
+                "ATTACH '{}' AS other",
+                e.duckdb.with_file_name("other.duckdb").display()
+            ),
+            "SET enable_external_access = true".to_owned(),
+            "SET memory_limit = '1TB'".to_owned(),
+            "INSTALL httpfs".to_owned(),
+            // A built-in extension loads as a no-op; one from a file is refused.
+            format!(
+                "LOAD '{}'",
+                e.duckdb.with_file_name("evil.duckdb_extension").display()
+            ),
+        ];
+        for sql in &refused {
+            let out = e.run(&["query", sql]);
+            assert_eq!(out.status.code(), Some(2), "{sql} ran: {out:?}");
+        }
+        fails_naming(&e, "SET threads = 1", "configuration");
+        assert_eq!(
+            fs::read(&e.duckdb).expect("lakehouse"),
+            before,
+            "the lakehouse changed"
+        );
+        assert!(!outside.exists(), "a query wrote {}", outside.display());
+        // Still readable, and later builds still work.
+        assert_eq!(e.releases_published(), 1);
+        e.land(2);
+        assert_eq!(e.json(&["transform", "--json"])["releases_loaded"], 1);
+    }
+
+    #[test]
+    fn query_runs_once_and_renders_every_type_from_that_run() {
+        let e = env();
+        e.land(1);
+        e.json(&["transform", "--json"]);
+        // A random filter: a second execution would pick other rows.
+        let sql = "SELECT i, DATE '2020-01-01' + i::INTEGER AS d, i::DECIMAL(10,2) + 0.5 AS q, \
+                   (i::HUGEINT * 1000000000000000000000) AS h, \
+                   TIMESTAMP '2020-01-01 00:00:00' + to_seconds(i) AS ts, [i, i + 1] AS l \
+                   FROM range(200) t(i) WHERE random() < 0.5;  -- trailing comment";
+        let rows = e.json(&["query", sql, "--format", "json"]);
+        let rows = rows.as_array().expect("array");
+        assert!(rows.len() > 20 && rows.len() < 180, "{}", rows.len());
+        for row in rows {
+            let i = row["i"].as_i64().expect("i is a number");
+            let date = jiff::civil::date(2020, 1, 1)
+                .checked_add(jiff::Span::new().days(i))
+                .expect("date");
+            assert_eq!(row["d"], date.to_string(), "{row}");
+            assert_eq!(row["q"], format!("{i}.50").as_str(), "{row}");
+            let h = if i == 0 {
+                "0".to_owned()
+            } else {
+                format!("{i}{}", "0".repeat(21))
+            };
+            assert_eq!(row["h"], h.as_str(), "{row}");
+            let ts = jiff::civil::date(2020, 1, 1)
+                .at(0, 0, 0, 0)
+                .checked_add(jiff::Span::new().seconds(i))
+                .expect("ts");
+            assert_eq!(
+                row["ts"],
+                ts.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+                "{row}"
+            );
+            assert_eq!(row["l"], format!("[{i}, {}]", i + 1), "{row}");
+        }
+        // Duplicate names stay distinct in JSON.
+        let dup = e.json(&["query", "SELECT 1 AS a, 2 AS a", "--format", "json"]);
+        assert_eq!(dup[0]["a"], 1);
+        assert_eq!(dup[0]["a_1"], 2);
+    }
+
+    #[test]
+    fn a_bad_file_is_refused_at_land_and_one_already_landed_is_quarantined() {
+        let e = env();
+        // At land time: not the PSD header.
+        let mut land = e.materia();
+        land.args(["land", "--dataset", "psd", "--etag", "typo", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = land.spawn().expect("spawn");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(b"a,b\n1,2\n").expect("write");
+        }
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("missing Commodity_Code"), "{err}");
+        assert!(
+            LandingStore::open(&e.landing)
+                .expect("open")
+                .list()
+                .is_empty()
+        );
+
+        // Already landed (by an older version, or through the library without a
+        // header check): a wrong header, and rows DuckDB cannot read.
+        e.land(1);
+        let store = LandingStore::open(&e.landing).expect("open");
+        let psd = "psd".parse().expect("valid");
+        let bad_header = NewRelease::new(psd, 2001, 2)
+            .expect("valid")
+            .with_etag(Some("badheader".parse().expect("valid")));
+        let _ = store.put(bad_header, &b"a,b\n1,2\n"[..]).expect("put");
+        let mut unreadable = materia_benches::psd_csv(&materia_benches::PsdSpec {
+            min_bytes: 10_000,
+            seed: 9,
+        });
+        unreadable.extend_from_slice(
+            b"0711100,Coffee,BR,Brazil,notayear,2020,00,028,Production,02,(1000 60 KG BAGS),1.0\n",
+        );
+        let rows = NewRelease::new("psd".parse().expect("valid"), 2001, 3)
+            .expect("valid")
+            .with_etag(Some("badrows".parse().expect("valid")));
+        let _ = store.put(rows, &unreadable[..]).expect("put");
+        e.land(4);
+
+        let out = e.run(&["transform", "--json"]);
+        assert_eq!(out.status.code(), Some(1), "rejections exit 1: {out:?}");
+        let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(report["releases_loaded"], 2, "{report}");
+        let rejected: Vec<&str> = report["rejected"]
+            .as_array()
+            .expect("rejected")
+            .iter()
+            .map(|r| r["landing_key"].as_str().expect("key"))
+            .collect();
+        assert_eq!(rejected.len(), 2, "{report}");
+        assert!(
+            rejected.contains(&"psd/2001/02/badheader.csv.gzip"),
+            "{report}"
+        );
+        assert!(
+            rejected.contains(&"psd/2001/03/badrows.csv.gzip"),
+            "{report}"
+        );
+        // Later builds skip them quietly; status names them.
+        e.land(5);
+        let next = e.json(&["transform", "--json"]);
+        assert_eq!(next["releases_loaded"], 1, "{next}");
+        assert_eq!(next["rejected"].as_array().map(Vec::len), Some(0), "{next}");
+        let status = e.json(&["status", "--json"]);
+        let quarantined = status["lakehouse"]["rejected"]
+            .as_array()
+            .expect("status lists them");
+        assert_eq!(quarantined.len(), 2, "{status}");
+    }
+
+    #[test]
+    fn a_spill_directory_left_by_a_killed_build_does_not_wedge_transform() {
+        let e = env();
+        e.land(1);
+        e.json(&["transform", "--json"]);
+        let dir = e.duckdb.parent().expect("dir");
+        let spill = dir.join(".lakehouse.duckdb.build-1-2.tmp");
+        fs::create_dir_all(spill.join("nested")).expect("spill dir");
+        fs::write(spill.join("nested/duckdb_temp_block-1.block"), b"x").expect("block");
+        e.land(2);
+        assert_eq!(e.json(&["transform", "--json"])["releases_loaded"], 1);
+        assert!(
+            !spill.exists(),
+            "the killed build's spill directory is gone"
+        );
+    }
+}

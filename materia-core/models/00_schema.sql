@@ -32,3 +32,11 @@ CREATE TABLE IF NOT EXISTS raw.psd (
     unit_description      VARCHAR,
     value                 DOUBLE
 );
+-- Landing files that cannot be loaded (bad gzip, wrong header, rows DuckDB
+-- cannot read): recorded once with the reason, skipped by every later build.
+-- Landed files are immutable, so a fixed release lands under a new etag.
+CREATE TABLE IF NOT EXISTS raw.rejected (
+    landing_key    VARCHAR PRIMARY KEY,
+    reason         VARCHAR NOT NULL,
+    rejected_at    TIMESTAMPTZ NOT NULL
+);

@@ -33,7 +33,6 @@ pub(crate) fn refusal(e: &io::Error) -> Option<&Refusal> {
 }
 
 /// Counts bytes and stops past `max` bytes or after `deadline`.
-#[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) struct Limited<R> {
     inner: R,
     pub(crate) bytes: u64,
@@ -42,7 +41,6 @@ pub(crate) struct Limited<R> {
     deadline: Option<Instant>,
 }
 
-#[cfg_attr(not(feature = "http"), allow(dead_code))]
 impl<R> Limited<R> {
     pub(crate) fn new(inner: R, max: u64, what: &'static str, deadline: Option<Instant>) -> Self {
         Limited {
@@ -124,7 +122,7 @@ impl<R: Read> Read for TextCheck<R> {
                     self.line_len += 1;
                     if self.line_len > MAX_LINE {
                         return Err(refuse(format!(
-                            "not PSD-shaped CSV: line {} is longer than {MAX_LINE} bytes",
+                            "not CSV text: line {} is longer than {MAX_LINE} bytes",
                             self.line
                         )));
                     }

@@ -12,8 +12,10 @@
 //!   from `file://`, unpack zip/gzip, check the CSV header, land.
 //! - `transform` (feature `duckdb`, on by default): the landing zone into a
 //!   DuckDB lakehouse, built aside and published atomically; `Lakehouse` reads it.
-//! - `mirror` (feature `s3`, off by default while in progress): push the landing zone to an
+//! - `mirror` (feature `s3`, on by default): push the landing zone to an
 //!   S3-compatible bucket (R2) and restore it from there.
+//! - [`supervise`]: the daily cycle of steps as child processes, with timeouts,
+//!   a run lock and a state file.
 //! - [`Error`]: the one error type, with variants a caller can match.
 //!
 //! # Example

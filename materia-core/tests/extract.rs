@@ -487,3 +487,80 @@ fn a_big_body_streams_through() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_body_whose_first_bytes_arrive_apart_is_still_recognised() {
+    // Regression: the format sniff read once, so `PK`, a pause, then the rest of
+    // a zip was refused as "not CSV text".
+    let zip = zip_of(&[("psd_coffee.csv", &csv(50, 1))]);
+    let f = fixture();
+    let server = Server::start(move |_, _| Reply::Paused {
+        body: zip.clone(),
+        split: 2,
+        pause: Duration::from_millis(300),
+    });
+    let done = f.fetch(&server.url("/psd.zip")).expect("lands");
+    let key = landed_key(&done);
+    assert!(key.starts_with(&format!("psd/{}/", this_month())), "{key}");
+}
+
+#[test]
+fn url_tokens_stay_out_of_the_ledger_and_off_the_next_host() {
+    // Regression: `redact` removed only URL passwords, so query-string tokens
+    // reached the ledger, logs and state; and a redirect carried the URL (with
+    // its token) to the next host as a Referer.
+    let body = zip_of(&[("psd_coffee.csv", &csv(20, 3))]);
+    let target = Server::start(move |_, _| Reply::ok(body.clone(), &[]));
+    let location = target.url("/psd.zip");
+    let origin = Server::start(move |_, _| Reply::Full {
+        status: 302,
+        headers: vec![("Location".into(), location.clone())],
+        body: Vec::new(),
+    });
+    let f = fixture();
+    let done = f
+        .fetch(&format!("{}?token=s3cr3t&sig=abc", origin.url("/download")))
+        .expect("lands");
+    assert!(!done.url.contains("s3cr3t"), "{}", done.url);
+    assert!(done.url.contains("token=***"), "{}", done.url);
+    let key = first_key(&done);
+    let source = f
+        .store
+        .release(&key)
+        .expect("recorded")
+        .source
+        .expect("source");
+    assert!(
+        !source.contains("s3cr3t") && !source.contains("abc"),
+        "{source}"
+    );
+    let ledger = fs::read_to_string(f.root.join(".materia/ledger.jsonl")).expect("ledger");
+    assert!(!ledger.contains("s3cr3t"), "{ledger}");
+    let seen = target.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].header("referer"),
+        None,
+        "the token went on as a Referer"
+    );
+}
+
+#[test]
+fn a_huge_total_timeout_means_no_deadline_not_a_panic() {
+    // Regression: `Instant::now() + total_timeout` panicked on a configured
+    // value too large to add.
+    let f = fixture();
+    let path = f.outside.join("psd_coffee_csv.zip");
+    fs::write(&path, zip_of(&[("psd_coffee.csv", &csv(40, 8))])).expect("write");
+    let extractor = Extractor::new(Limits {
+        total_timeout: Duration::MAX,
+        ..limits()
+    })
+    .expect("client");
+    let spec = DatasetSpec {
+        url: format!("file://{}", path.display()),
+        ..DatasetSpec::psd()
+    };
+    let done = extractor.fetch(&f.store, &spec).expect("lands");
+    landed_key(&done);
+}

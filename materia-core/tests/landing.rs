@@ -488,3 +488,152 @@ fn parallel_compression_is_deterministic_and_round_trips() {
         .count();
     assert!(members >= body.len().div_ceil(2 << 20), "{members} members");
 }
+
+/// Regression tests for the hardening review (issue 12).
+mod hardening {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn a_symlinked_month_directory_is_refused_not_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("landing");
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(root.join("psd/2026")).expect("dirs");
+        fs::create_dir_all(&outside).expect("outside");
+        symlink(&outside, root.join("psd/2026/11")).expect("symlink");
+        let store = LandingStore::open(&root).expect("open");
+        let err = store
+            .put(release(2026, 11, Some("x")), CSV.as_bytes())
+            .expect_err("refused");
+        assert!(err.to_string().contains("symlink"), "{err}");
+        assert_eq!(
+            fs::read_dir(&outside).expect("outside").count(),
+            0,
+            "wrote outside the root"
+        );
+    }
+
+    #[test]
+    fn a_symlink_at_a_key_path_is_a_stray_never_a_landed_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("landing");
+        let secret = dir.path().join("secret.csv.gzip");
+        fs::write(&secret, gzip(b"secret,data\n1,2\n")).expect("secret");
+        fs::create_dir_all(root.join("psd/2026/11")).expect("dirs");
+        symlink(&secret, root.join("psd/2026/11/evil.csv.gzip")).expect("symlink");
+        let store = LandingStore::open(&root).expect("open");
+        assert!(store.list().is_empty(), "{:?}", store.list());
+        let report = store.verify().expect("verify");
+        assert_eq!(report.strays.len(), 1, "{report:?}");
+        // Nor can it be read through the store.
+        let key: LandingKey = "psd/2026/11/evil.csv.gzip".parse().expect("key");
+        assert!(store.get(&key).is_err());
+    }
+
+    #[test]
+    fn odd_entries_named_like_temp_files_do_not_hang_or_fail_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("landing");
+        LandingStore::open(&root).expect("create");
+        let month = root.join("psd/2026/11");
+        fs::create_dir_all(&month).expect("dirs");
+        nix::unistd::mkfifo(&month.join(".tmp.fifo"), nix::sys::stat::Mode::S_IRWXU).expect("fifo");
+        fs::create_dir_all(root.join(".materia/spool/.tmp.dir")).expect("dir in spool");
+        // A FIFO would block an open forever: run it on a thread with a deadline.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let r = root.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(LandingStore::open(&r).map(|s| s.list().len()));
+        });
+        let opened = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("open did not hang");
+        assert_eq!(opened.expect("open did not fail"), 0);
+        assert!(!month.join(".tmp.fifo").exists(), "the FIFO was removed");
+        assert!(
+            root.join(".materia/spool/.tmp.dir").is_dir(),
+            "a directory is left alone"
+        );
+    }
+
+    #[test]
+    fn gzip_that_duckdb_cannot_read_is_refused_at_land() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LandingStore::open(dir.path()).expect("open");
+        // FTEXT | FCOMMENT: flate2 reads it, DuckDB refuses "Unsupported GZIP flags".
+        let mut gz = gzip(CSV.as_bytes());
+        gz[3] |= 0x01;
+        let err = store
+            .put(release(2026, 11, Some("ftext")), &gz[..])
+            .expect_err("refused");
+        assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+        assert!(err.to_string().contains("DuckDB"), "{err}");
+        let commented = {
+            let mut enc = flate2::GzBuilder::new()
+                .comment("a comment")
+                .write(Vec::new(), Compression::default());
+            enc.write_all(CSV.as_bytes()).expect("write");
+            enc.finish().expect("finish")
+        };
+        assert!(
+            store
+                .put(release(2026, 11, Some("comment")), &commented[..])
+                .is_err()
+        );
+        assert!(files(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn a_gzip_bomb_stops_at_the_content_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LandingStore::open(dir.path())
+            .expect("open")
+            .with_max_content_bytes(1 << 20);
+        let bomb = gzip(&vec![b'a'; 4 << 20]);
+        assert!(bomb.len() < 64 << 10);
+        let err = store
+            .put(release(2026, 11, Some("bomb")), &bomb[..])
+            .expect_err("refused");
+        assert!(err.to_string().contains("limit"), "{err}");
+        let plain = vec![b'a'; 2 << 20];
+        assert!(
+            store
+                .put(release(2026, 11, Some("big")), &plain[..])
+                .is_err()
+        );
+        assert!(files(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn csv_checks_refuse_what_transform_would_refuse() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LandingStore::open(dir.path()).expect("open");
+        let header: Vec<String> = ["Commodity_Code", "Country_Code", "Market_Year", "Value"]
+            .map(String::from)
+            .to_vec();
+        let expect = |etag: &str| release(2026, 11, Some(etag)).with_csv_header(header.clone());
+        for (etag, body) in [
+            ("wrong", b"a,b\n1,2\n".to_vec()),
+            ("nul", format!("{CSV}0711100,\0BR,2025,1\n").into_bytes()),
+            ("gzipped-wrong", gzip(b"a,b\n1,2\n")),
+        ] {
+            let err = store.put(expect(etag), &body[..]).expect_err(etag);
+            assert!(matches!(err, Error::InvalidInput { .. }), "{etag}: {err}");
+        }
+        assert!(files(dir.path()).is_empty());
+        store
+            .put(expect("good"), CSV.as_bytes())
+            .expect("lands")
+            .landed()
+            .expect("new");
+        store
+            .put(
+                expect("good-gz"),
+                &gzip(CSV.replace("63000", "1").as_bytes())[..],
+            )
+            .expect("lands")
+            .landed()
+            .expect("new");
+    }
+}

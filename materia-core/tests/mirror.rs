@@ -28,6 +28,8 @@ fn options_at(endpoint: &str) -> MirrorOptions {
         secret_access_key: Some("test-secret".into()),
         allow_http: Some(true),
         retries: 2,
+        // Tests count requests: no periodic full listing unless a test asks.
+        full_every: None,
         ..MirrorOptions::new(format!("s3://{BUCKET}/landing"))
     }
 }
@@ -366,4 +368,287 @@ fn a_permanent_failure_names_the_object_and_the_next_push_finishes() {
     let next = mirror.push(&store, false).expect("the next push finishes");
     assert_eq!((next.uploaded, next.skipped), (2, 1));
     assert!(mirror.verify(&store).expect("verify").is_ok());
+}
+
+/// Regression tests for the hardening review (issue 12).
+mod hardening {
+    use super::*;
+    use materia_core::Error;
+    use materia_core::landing::{Etag, Sha256Digest};
+
+    fn put_unsigned(server: &S3Server, raw_path: &str, body: &[u8]) {
+        // moto accepts unsigned requests; the path is sent as written.
+        let status = reqwest::blocking::Client::new()
+            .put(format!("{}/{BUCKET}/{raw_path}", server.endpoint))
+            .body(body.to_vec())
+            .send()
+            .expect("put")
+            .status();
+        assert!(status.is_success(), "{raw_path}: {status}");
+    }
+
+    #[test]
+    fn one_odd_bucket_key_does_not_stop_restore_verify_or_full_push() {
+        let Some(server) = S3Server::start() else {
+            return;
+        };
+        server.create_bucket(BUCKET);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LandingStore::open(dir.path().join("a")).expect("open");
+        let keys: Vec<_> = (1..=2).map(|i| land(&store, i, i as u64)).collect();
+        let mirror = Mirror::new(options(&server)).expect("mirror");
+        mirror.push(&store, false).expect("push");
+        // Keys object_store refuses to parse: an empty segment, a control byte.
+        put_unsigned(&server, "landing/psd//2026/01/x.csv.gzip", b"\x1f\x8bjunk");
+        put_unsigned(
+            &server,
+            "landing/psd/2026/01/%1B%5B2Jx.csv.gzip",
+            b"\x1f\x8bjunk",
+        );
+
+        let restored = LandingStore::open(dir.path().join("b")).expect("open");
+        let report = mirror.restore(&restored).expect("restore lists past them");
+        assert_eq!(report.downloaded, 2, "{report:?}");
+        assert_eq!(report.refused.len(), 2, "{report:?}");
+        for (key, _) in &report.refused {
+            assert!(!key.chars().any(char::is_control), "printed raw: {key:?}");
+        }
+        for key in &keys {
+            assert_eq!(
+                fs::read(restored.path_of(key)).expect("restored"),
+                fs::read(store.path_of(key)).expect("local")
+            );
+        }
+        let verify = mirror.verify(&store).expect("verify lists past them");
+        assert!(verify.is_ok() && verify.checked == 2, "{verify:?}");
+        let full = mirror
+            .push(&store, true)
+            .expect("full push lists past them");
+        assert_eq!((full.uploaded, full.skipped), (0, 2), "{full:?}");
+    }
+
+    #[test]
+    fn the_record_belongs_to_the_endpoint_not_just_the_bucket_name() {
+        let (Some(a), Some(b)) = (S3Server::start(), S3Server::start()) else {
+            return;
+        };
+        a.create_bucket(BUCKET);
+        b.create_bucket(BUCKET);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LandingStore::open(dir.path()).expect("open");
+        for i in 1..=3 {
+            land(&store, i, i as u64);
+        }
+        let first = Mirror::new(options(&a))
+            .expect("a")
+            .push(&store, false)
+            .expect("push a");
+        assert_eq!(first.uploaded, 3);
+        // Same bucket name and prefix, another endpoint, empty: everything goes up.
+        let other = Mirror::new(options(&b))
+            .expect("b")
+            .push(&store, false)
+            .expect("push b");
+        assert_eq!((other.uploaded, other.skipped), (3, 0), "{other:?}");
+        assert_eq!(b.list_raw(BUCKET, "landing").len(), 3);
+    }
+
+    #[test]
+    fn a_push_lists_the_bucket_when_the_last_full_one_is_too_old() {
+        let Some(server) = S3Server::start() else {
+            return;
+        };
+        server.create_bucket(BUCKET);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LandingStore::open(dir.path()).expect("open");
+        let key = land(&store, 1, 1);
+        land(&store, 2, 2);
+        Mirror::new(options(&server))
+            .expect("mirror")
+            .push(&store, false)
+            .expect("push");
+        server.delete_raw(BUCKET, &format!("landing/{key}"));
+        // Trusting the record, the loss goes unseen…
+        let trusting = Mirror::new(options(&server))
+            .expect("mirror")
+            .push(&store, false)
+            .expect("push");
+        assert_eq!(trusting.uploaded, 0);
+        // …until a full listing is due.
+        let due = Mirror::new(MirrorOptions {
+            full_every: Some(std::time::Duration::ZERO),
+            ..options(&server)
+        })
+        .expect("mirror");
+        assert_eq!(due.push(&store, false).expect("push").uploaded, 1);
+        let later = Mirror::new(MirrorOptions {
+            full_every: Some(std::time::Duration::from_secs(3600)),
+            ..options(&server)
+        })
+        .expect("mirror");
+        server.delete_raw(BUCKET, &format!("landing/{key}"));
+        assert_eq!(
+            later.push(&store, false).expect("push").uploaded,
+            0,
+            "the last full push was just now"
+        );
+    }
+
+    #[test]
+    fn a_full_push_compares_content_not_size() {
+        let Some(server) = S3Server::start() else {
+            return;
+        };
+        server.create_bucket(BUCKET);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LandingStore::open(dir.path()).expect("open");
+        let key = land(&store, 1, 1);
+        let same = land(&store, 2, 2);
+        let mirror = Mirror::new(options(&server)).expect("mirror");
+        mirror.push(&store, false).expect("push");
+        // Overwritten behind our back with as many bytes, other content; and one
+        // rewritten with the same bytes (its metadata lost).
+        let mut bytes = fs::read(store.path_of(&key)).expect("local");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        server.put_raw(BUCKET, &format!("landing/{key}"), bytes);
+        let original = fs::read(store.path_of(&same)).expect("local");
+        server.put_raw(BUCKET, &format!("landing/{same}"), original);
+        let report = mirror.push(&store, true).expect("full push");
+        assert_eq!(report.conflicts, [key.to_string()], "{report:?}");
+        assert_eq!(report.skipped, 1, "{report:?}");
+        let verify = mirror.verify(&store).expect("verify");
+        assert_eq!(verify.different, [key.to_string()]);
+    }
+
+    #[test]
+    fn restore_keeps_the_order_of_releases_within_a_month() {
+        let Some(server) = S3Server::start() else {
+            return;
+        };
+        server.create_bucket(BUCKET);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LandingStore::open(dir.path().join("a")).expect("open");
+        let psd: materia_core::landing::Dataset = "psd".parse().expect("valid");
+        let mut keys = Vec::new();
+        for i in 0..6u64 {
+            // Six releases of one month, landed a second apart, in etag order
+            // opposite to landing order.
+            let at = jiff::Timestamp::from_second(1_780_000_000 + i as i64).expect("ts");
+            let release = NewRelease::new(psd.clone(), 2026, 11)
+                .expect("valid")
+                .with_etag(Some(format!("z{}", 9 - i).parse().expect("valid")))
+                .with_landed_at(at);
+            let body = format!("a,b\n{i},x\n");
+            keys.push(
+                store
+                    .put(release, body.as_bytes())
+                    .expect("put")
+                    .landed()
+                    .expect("new")
+                    .key,
+            );
+        }
+        let mirror = Mirror::new(MirrorOptions {
+            concurrency: 6,
+            ..options(&server)
+        })
+        .expect("mirror");
+        mirror.push(&store, false).expect("push");
+        let restored = LandingStore::open(dir.path().join("b")).expect("open");
+        assert_eq!(mirror.restore(&restored).expect("restore").downloaded, 6);
+        for key in &keys {
+            assert_eq!(
+                restored.release(key).expect("recorded").landed_at,
+                store.release(key).expect("recorded").landed_at,
+                "{key}"
+            );
+        }
+        assert_eq!(restored.latest(&psd).map(|e| e.key), Some(keys[5].clone()));
+    }
+
+    #[test]
+    fn a_locally_corrupted_file_is_never_uploaded() {
+        let Some(server) = S3Server::start() else {
+            return;
+        };
+        server.create_bucket(BUCKET);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LandingStore::open(dir.path()).expect("open");
+        let small = land(&store, 1, 1);
+        let large = land(&store, 2, 2);
+        for key in [&small, &large] {
+            let path = store.path_of(key);
+            let mut bytes = fs::read(&path).expect("local");
+            bytes[12] ^= 0x01;
+            fs::write(&path, bytes).expect("corrupt in place");
+        }
+        // One single PUT, one multipart upload (threshold 1 byte).
+        for threshold in [u64::MAX, 1] {
+            let mirror = Mirror::new(MirrorOptions {
+                multipart_threshold: threshold,
+                ..options(&server)
+            })
+            .expect("mirror");
+            let err = mirror.push(&store, false).expect_err("refused");
+            assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+            assert!(err.to_string().contains("not uploading"), "{err}");
+        }
+        assert!(server.list_raw(BUCKET, "landing").is_empty());
+        assert_eq!(
+            server.multipart_uploads(BUCKET),
+            0,
+            "the multipart upload was aborted"
+        );
+    }
+
+    #[test]
+    fn a_server_etag_of_64_hex_digits_is_not_taken_for_a_content_address() {
+        let Some(server) = S3Server::start() else {
+            return;
+        };
+        server.create_bucket(BUCKET);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LandingStore::open(dir.path().join("a")).expect("open");
+        let hex = "0123456789abcdef".repeat(4);
+        let psd: materia_core::landing::Dataset = "psd".parse().expect("valid");
+        // Named as a content address it is not: refused.
+        let forged = NewRelease::new(psd.clone(), 2026, 1)
+            .expect("valid")
+            .with_etag(Some(hex.parse().expect("a valid token")));
+        let err = store.put(forged, &b"a,b\n1,2\n"[..]).expect_err("refused");
+        assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+        // As a server's ETag header it is mapped out of that namespace…
+        let tag = Etag::from_header(format!("\"{hex}\"").as_bytes()).expect("tag");
+        assert!(!tag.is_content_address(), "{tag}");
+        let release = NewRelease::new(psd, 2026, 1)
+            .expect("valid")
+            .with_etag(Some(tag));
+        let key = store
+            .put(release, &b"a,b\n1,2\n"[..])
+            .expect("put")
+            .landed()
+            .expect("new")
+            .key;
+        // …and a true content address still is one.
+        let sha = Sha256Digest::of(b"c,d\n3,4\n").to_string();
+        let addressed = NewRelease::new("psd".parse().expect("valid"), 2026, 2)
+            .expect("valid")
+            .with_etag(Some(sha.parse().expect("valid")));
+        let _ = store
+            .put(addressed, &b"c,d\n3,4\n"[..])
+            .expect("a real content address lands")
+            .landed()
+            .expect("new");
+        let mirror = Mirror::new(options(&server)).expect("mirror");
+        mirror.push(&store, false).expect("push");
+        let restored = LandingStore::open(dir.path().join("b")).expect("open");
+        let report = mirror.restore(&restored).expect("restore");
+        assert_eq!(
+            (report.downloaded, report.refused.len()),
+            (2, 0),
+            "{report:?}"
+        );
+        assert!(restored.path_of(&key).exists());
+    }
 }

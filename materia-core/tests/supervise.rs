@@ -304,3 +304,80 @@ fn a_damaged_state_file_does_not_stop_the_job() {
         Outcome::Ok
     );
 }
+
+#[test]
+fn a_last_cycle_in_the_future_does_not_stop_scheduling() {
+    // Regression: after the clock jumped back, `last_cycle.started_at` lay in the
+    // future and the next cycle was scheduled from it — years away.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = options(
+        dir.path(),
+        vec![sh("extract", "exit 0", Duration::from_secs(10))],
+    );
+    let path = State::path(&opts.landing_dir);
+    fs::create_dir_all(path.parent().expect("dir")).expect("dirs");
+    let future =
+        r#"{"last_cycle":{"started_at":"2100-01-01T00:00:00Z","millis":0,"steps":[]},"steps":{}}"#;
+    fs::write(&path, future).expect("state");
+    let supervisor = Supervisor::new(opts.clone());
+    let stop = supervisor.stop_flag();
+    let schedule = "every 1s".parse().expect("schedule");
+    let runner = std::thread::spawn(move || supervisor.run_forever(&schedule));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ran = loop {
+        let state = State::load(&opts.landing_dir).expect("state");
+        if state.steps.contains_key("extract") {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    stop.store(true, Ordering::SeqCst);
+    runner.join().expect("thread").expect("stopped cleanly");
+    assert!(ran, "no cycle ran within 20 s of a last cycle dated 2100");
+}
+
+#[test]
+fn stderr_with_invalid_utf8_and_an_endless_line_is_relayed_to_the_end() {
+    // Regression: the relay stopped at the first invalid UTF-8 byte (losing the
+    // real last line) and buffered a line of any length.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = "printf 'bad \\377\\376 bytes\\n' >&2; \
+                  head -c 3000000 /dev/zero | tr '\\0' x >&2; printf '\\n' >&2; \
+                  echo 'the real last words' >&2; exit 3";
+    let opts = options(
+        dir.path(),
+        vec![sh("extract", script, Duration::from_secs(30))],
+    );
+    let cycle = Supervisor::new(opts).run_cycle().expect("cycle");
+    let run = &cycle.steps[0];
+    assert_eq!(run.exit_code, Some(3));
+    assert_eq!(run.error.as_deref(), Some("the real last words"), "{run:?}");
+}
+
+#[test]
+fn only_steps_marked_with_secrets_see_the_bucket_credentials() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("env");
+    let dump = |name: &str| format!("env | sort > {}/{name}.txt", out.display());
+    fs::create_dir_all(&out).expect("dir");
+    let mut opts = options(
+        dir.path(),
+        vec![
+            sh("extract", &dump("extract"), Duration::from_secs(10)),
+            sh("mirror", &dump("mirror"), Duration::from_secs(10)).with_secrets(),
+        ],
+    );
+    opts.env
+        .push(("AWS_SECRET_ACCESS_KEY".into(), "s3cr3t".into()));
+    opts.env
+        .push(("MATERIA_MIRROR_URL".into(), "s3://b/p".into()));
+    Supervisor::new(opts).run_cycle().expect("cycle");
+    let extract = fs::read_to_string(out.join("extract.txt")).expect("extract env");
+    let mirror = fs::read_to_string(out.join("mirror.txt")).expect("mirror env");
+    assert!(!extract.contains("s3cr3t"), "{extract}");
+    assert!(extract.contains("MATERIA_MIRROR_URL"), "{extract}");
+    assert!(mirror.contains("AWS_SECRET_ACCESS_KEY=s3cr3t"), "{mirror}");
+}

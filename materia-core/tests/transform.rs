@@ -232,39 +232,41 @@ fn files_in(dir: &Path) -> Vec<String> {
 }
 
 #[test]
-fn a_bad_landing_file_fails_the_build_and_publishes_nothing() {
+fn a_bad_landing_file_is_quarantined_and_never_wedges_later_builds() {
     let f = fixture();
     f.land(1, &release_csv(1));
     transform(&f.store, &f.options).expect("first");
-    let before = fs::read(&f.options.duckdb_path).expect("published");
 
-    // A wrong header.
+    // A wrong header: quarantined, named, the good release beside it published.
     let wrong = f.land(2, b"a,b,c\r\n1,2,3\r\n");
-    match transform(&f.store, &f.options) {
-        Err(Error::Corrupt { path, reason }) => {
-            assert_eq!(path, f.store.path_of(&wrong));
-            assert!(reason.contains("header"), "{reason}");
-        }
-        other => panic!("expected the bad file named, got {other:?}"),
-    }
-    assert!(fs::read(&f.options.duckdb_path).expect("published") == before);
+    f.land(3, &release_csv(3));
+    let report = transform(&f.store, &f.options).expect("publishes the rest");
+    assert_eq!(report.releases_loaded, 1);
+    assert_eq!(report.rejected.len(), 1, "{report:?}");
+    assert_eq!(report.rejected[0].landing_key, wrong.to_string());
+    assert!(report.rejected[0].reason.contains("header"), "{report:?}");
+    assert_eq!(f.lake().rejected().expect("listed").len(), 1);
+    // Skipped from now on: nothing new, nothing published, no error.
+    let again = transform(&f.store, &f.options).expect("no wedge");
+    assert_eq!(
+        (again.releases_loaded, again.published.is_none()),
+        (0, true)
+    );
 
-    // A corrupt gzip (a byte flipped after landing) in another dataset month.
+    // A corrupt gzip (a byte flipped after landing).
     let f = fixture();
     f.land(1, &release_csv(1));
     transform(&f.store, &f.options).expect("first");
-    let before = fs::read(&f.options.duckdb_path).expect("published");
     let key = f.land(2, &release_csv(2));
     let path = f.store.path_of(&key);
     let mut bytes = fs::read(&path).expect("landed");
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
     fs::write(&path, bytes).expect("corrupt it");
-    match transform(&f.store, &f.options) {
-        Err(Error::Corrupt { path: named, .. }) => assert_eq!(named, path),
-        other => panic!("expected the corrupt file named, got {other:?}"),
-    }
-    assert!(fs::read(&f.options.duckdb_path).expect("published") == before);
+    let report = transform(&f.store, &f.options).expect("quarantines");
+    assert_eq!(report.rejected.len(), 1, "{report:?}");
+    assert_eq!(report.rejected[0].landing_key, key.to_string());
+    assert_eq!(report.releases_total, 1);
     let dir = f.options.duckdb_path.parent().expect("dir");
     assert_eq!(
         files_in(dir),

@@ -32,9 +32,8 @@ use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde::Serialize;
 
-use crate::csv::HeaderCheck;
 pub use crate::csv::PSD_COLUMNS;
-use crate::guard::{Limited, TextCheck, refusal};
+use crate::guard::{Limited, refusal};
 pub use config::{Config, DatasetSpec, Limits, PSD_ARCHIVE_URL, PSD_URL};
 
 use crate::error::{Error, Result};
@@ -116,6 +115,20 @@ impl Extractor {
             ))
             .connect_timeout(limits.connect_timeout)
             .timeout(limits.read_timeout)
+            // The URL may carry a token: never send it on as a Referer, and
+            // never follow a redirect from https down to plain http.
+            .referer(false)
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let downgrade = attempt.url().scheme() == "http"
+                    && attempt.previous().iter().any(|u| u.scheme() == "https");
+                if downgrade {
+                    attempt.error("refusing a redirect from https to plain http")
+                } else if attempt.previous().len() > 10 {
+                    attempt.error("more than 10 redirects")
+                } else {
+                    attempt.follow()
+                }
+            }))
             // Bodies are stored as sent: no transparent decompression.
             .build()
             .map_err(|e| Error::Config {
@@ -187,7 +200,8 @@ impl Extractor {
         let parsed = reqwest::Url::parse(url).map_err(|e| fail(format!("not a valid URL: {e}")))?;
         let release = NewRelease::new(spec.name.clone(), year.get().into(), month.get().into())?
             .with_source(shown.clone());
-        let deadline = Instant::now() + self.limits.total_timeout;
+        // A total timeout too large to add is no deadline at all (never a panic).
+        let deadline = Instant::now().checked_add(self.limits.total_timeout);
         tracing::info!(dataset = %spec.name, url = %shown, "fetching");
         let (release, body, length): (NewRelease, Box<dyn Read>, Option<u64>) = match parsed
             .scheme()
@@ -247,7 +261,7 @@ impl Extractor {
             }
             other => return Err(fail(format!("unsupported URL scheme {other:?}"))),
         };
-        let mut body = Limited::new(body, self.limits.max_body_bytes, "body", Some(deadline));
+        let mut body = Limited::new(body, self.limits.max_body_bytes, "body", deadline);
         let bar = crate::progress::bytes_bar(length, self.progress);
         let outcome = {
             let reader = bar.wrap_read(&mut body);
@@ -354,8 +368,10 @@ impl Extractor {
         release: NewRelease,
         body: impl Read,
     ) -> Result<PutOutcome> {
+        // The store checks the CSV text and header as it lands.
+        let release = release.with_csv_header(spec.header.clone());
+        let (head, body) = peek(body, 4)?;
         let mut body = BufReader::with_capacity(256 * 1024, body);
-        let head = peek(&mut body, 4)?;
         let max = self.limits.max_content_bytes;
         if head.starts_with(b"PK\x03\x04") {
             let mut spool = store.spool()?;
@@ -371,19 +387,12 @@ impl Extractor {
                 url: String::new(),
                 reason: format!("cannot read zip member: {e}"),
             })?;
-            let csv = TextCheck::new(Limited::new(member, max, "CSV content", None));
-            store.put(release, HeaderCheck::new(csv, &spec.header))
+            store.put(release, Limited::new(member, max, "CSV content", None))
         } else if head.starts_with(&[0x1f, 0x8b]) {
-            let csv = TextCheck::new(Limited::new(
-                MultiGzDecoder::new(body),
-                max,
-                "CSV content",
-                None,
-            ));
-            store.put(release, HeaderCheck::new(csv, &spec.header))
+            let csv = MultiGzDecoder::new(body);
+            store.put(release, Limited::new(csv, max, "CSV content", None))
         } else {
-            let csv = TextCheck::new(Limited::new(body, max, "CSV content", None));
-            store.put(release, HeaderCheck::new(csv, &spec.header))
+            store.put(release, Limited::new(body, max, "CSV content", None))
         }
     }
 }
@@ -403,12 +412,16 @@ fn landed(r: Release, bytes_in: u64) -> Status {
     }
 }
 
-/// Reads until `body`'s buffer holds `n` bytes (or the input ends) and returns
-/// a copy of them, consuming nothing.
-fn peek<R: Read>(body: &mut BufReader<R>, n: usize) -> Result<Vec<u8>> {
-    use std::io::BufRead;
-    let buf = body.fill_buf().map_err(|source| Error::Input { source })?;
-    Ok(buf[..buf.len().min(n)].to_vec())
+/// Reads the first `n` bytes of `body` (fewer only when it ends sooner), however
+/// the server splits them, and returns them with a reader of the whole body.
+fn peek<R: Read>(mut body: R, n: usize) -> Result<(Vec<u8>, impl Read)> {
+    let mut head = Vec::with_capacity(n);
+    (&mut body)
+        .take(n as u64)
+        .read_to_end(&mut head)
+        .map_err(|source| Error::Input { source })?;
+    let whole = io::Cursor::new(head.clone()).chain(body);
+    Ok((head, whole))
 }
 
 /// A `Retry-After` in seconds, capped at a minute.
@@ -461,21 +474,34 @@ fn io_chain(e: &io::Error) -> String {
     parts.join(": ")
 }
 
-/// `url` without its password, for logs, errors and the ledger.
+/// `url` without its secrets, for logs, errors, state and the ledger: the
+/// password, and the value of every query parameter (signed URLs and API tokens
+/// travel there) are replaced by `***`; parameter names stay, so two URLs can
+/// still be told apart.
 ///
 /// ```
+/// use materia_core::extract::redact;
+/// assert_eq!(redact("https://user:secret@example.org/x.zip"), "https://user:***@example.org/x.zip");
 /// assert_eq!(
-///     materia_core::extract::redact("https://user:secret@example.org/x.zip"),
-///     "https://user:***@example.org/x.zip"
+///     redact("https://example.org/x.zip?token=abc&X-Amz-Signature=def"),
+///     "https://example.org/x.zip?token=***&X-Amz-Signature=***"
 /// );
+/// assert_eq!(redact("file:///srv/psd.zip"), "file:///srv/psd.zip");
 /// ```
 pub fn redact(url: &str) -> String {
     match reqwest::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            if u.query().is_some() {
+                let names: Vec<String> = u.query_pairs().map(|(k, _)| k.into_owned()).collect();
+                let masked: Vec<String> = names.iter().map(|k| format!("{k}=***")).collect();
+                u.set_query(Some(&masked.join("&")));
+            }
+            u.set_fragment(None);
             u.to_string()
         }
-        Ok(u) => u.to_string(),
         Err(_) => url.chars().filter(|c| !c.is_control()).take(200).collect(),
     }
 }

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::key::Sha256Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::guard::{HeaderCheck, Limited, TextCheck, refusal};
 
 const BUF_SIZE: usize = 256 * 1024;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -92,11 +93,12 @@ impl<R: Read, W: Write> Read for Tee<R, W> {
     }
 }
 
-/// Reads up to two bytes to sniff the gzip magic; returns them with the reader.
-fn sniff(mut input: impl Read) -> Result<([u8; 2], usize, impl Read)> {
-    let mut head = [0u8; 2];
+/// Reads up to four bytes (gzip magic, method, flags) to sniff the format;
+/// returns them with the reader.
+fn sniff(mut input: impl Read) -> Result<([u8; 4], usize, impl Read)> {
+    let mut head = [0u8; 4];
     let mut got = 0;
-    while got < 2 {
+    while got < head.len() {
         match input.read(&mut head[got..]) {
             Ok(0) => break,
             Ok(n) => got += n,
@@ -107,22 +109,73 @@ fn sniff(mut input: impl Read) -> Result<([u8; 2], usize, impl Read)> {
     Ok((head, got, input))
 }
 
+/// Gzip header flags DuckDB's reader refuses ("Unsupported GZIP flags"): FTEXT,
+/// FHCRC, FCOMMENT and the reserved bits. flate2 accepts them, so a file with
+/// them would land and then fail every build.
+const FLAGS_DUCKDB_REFUSES: u8 = 0x01 | 0x02 | 0x10 | 0xe0;
+
+/// What the content must look like, checked as it streams.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Expect<'a> {
+    /// CSV text with this header (any header when empty), when set (see
+    /// [`crate::landing::NewRelease::with_csv_header`]).
+    pub header: Option<&'a [String]>,
+    /// The most bytes the content may have once decompressed (gzip bombs stop
+    /// here).
+    pub max_content_bytes: u64,
+}
+
+/// Wraps the content in the size limit and, when there is an expectation, the
+/// text and header checks.
+fn checked<'a>(content: impl Read + 'a, expect: Expect<'a>) -> Box<dyn Read + 'a> {
+    let limited = Limited::new(content, expect.max_content_bytes, "content", None);
+    match expect.header {
+        Some(header) => Box::new(HeaderCheck::new(TextCheck::new(limited), header)),
+        None => Box::new(limited),
+    }
+}
+
+/// A guard's refusal inside an input error, as the bad input it is.
+fn refused_input(source: io::Error) -> Error {
+    match refusal(&source) {
+        Some(r) => Error::InvalidInput {
+            reason: r.to_string(),
+        },
+        None => Error::Input { source },
+    }
+}
+
 /// Writes `input` to `out` as gzip: compresses plain input at `level`; validates
 /// already-gzipped input end to end (every member's CRC and length) and copies it
-/// byte for byte. `path` names `out` in errors.
+/// byte for byte. With `expect`, the content must be CSV text with that header.
+/// `path` names `out` in errors.
 pub(crate) fn write_gzip(
     input: &mut dyn Read,
     out: &mut dyn Write,
     level: Compression,
     threads: usize,
     path: &Path,
+    expect: Expect<'_>,
 ) -> Result<Digests> {
     let (head, got, rest) = sniff(input)?;
     let mut input = io::Cursor::new(head).take(got as u64).chain(rest);
-    let digests = if got == 2 && head == GZIP_MAGIC {
-        copy_gzip(&mut input, out, path)?
+    let digests = if got >= 2 && head[..2] == GZIP_MAGIC {
+        if got == 4 && head[3] & FLAGS_DUCKDB_REFUSES != 0 {
+            return Err(Error::InvalidInput {
+                reason: format!(
+                    "the gzip header sets flags 0x{:02x} (FTEXT, FHCRC, FCOMMENT or reserved) that DuckDB \
+                     cannot read; land the plain CSV instead (e.g. `zcat FILE | materia land … -`)",
+                    head[3]
+                ),
+            });
+        }
+        copy_gzip(&mut input, out, path, expect)?
     } else {
-        compress(&mut input, out, level, threads, path)?
+        let mut content = checked(input, expect);
+        compress(&mut content, out, level, threads, path).map_err(|e| match e {
+            Error::Input { source } => refused_input(source),
+            other => other,
+        })?
     };
     if digests.content_bytes == 0 {
         return Err(Error::InvalidInput {
@@ -135,8 +188,15 @@ pub(crate) fn write_gzip(
 /// Plain input is cut into chunks of this size; each becomes one gzip member.
 /// Members are compressed in parallel and written in order: valid gzip (RFC 1952
 /// allows any number of members), the same bytes whatever the thread count, and
-/// at most `2 × threads` chunks in memory.
+/// at most `min(2 × threads, 8)` chunks in memory.
 pub(crate) const CHUNK: usize = 2 << 20;
+
+/// Chunks in flight at most, whatever the thread count (16 MiB of input).
+const MAX_IN_FLIGHT: usize = 8;
+
+/// Compression threads at most: past 8, gzip at level 6 already outruns an NVMe
+/// write, and each thread adds an encoder and an allocator arena.
+pub(crate) const MAX_THREADS: usize = 8;
 
 fn compress(
     input: &mut dyn Read,
@@ -148,12 +208,15 @@ fn compress(
     let mut out = Hashing::new(out);
     let mut content = Sha256::new();
     let mut content_bytes = 0u64;
-    let max_in_flight = 2 * threads.max(1);
+    // At most 2 chunks per thread, and never more than MAX_IN_FLIGHT in all:
+    // memory stays bounded on a machine with many cores.
+    let threads = threads.clamp(1, MAX_THREADS);
+    let max_in_flight = (2 * threads).min(MAX_IN_FLIGHT);
     let (job_tx, job_rx) = std::sync::mpsc::channel::<(u64, Vec<u8>)>();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<(u64, io::Result<Vec<u8>>)>();
     let job_rx = std::sync::Mutex::new(job_rx);
     std::thread::scope(|scope| -> Result<()> {
-        for _ in 0..threads.max(1) {
+        for _ in 0..threads {
             let (job_rx, done_tx) = (&job_rx, done_tx.clone());
             scope.spawn(move || {
                 loop {
@@ -228,20 +291,26 @@ fn read_chunk(input: &mut dyn Read) -> Result<Vec<u8>> {
     }
 }
 
-fn copy_gzip(input: &mut dyn Read, out: &mut dyn Write, path: &Path) -> Result<Digests> {
+fn copy_gzip(
+    input: &mut dyn Read,
+    out: &mut dyn Write,
+    path: &Path,
+    expect: Expect<'_>,
+) -> Result<Digests> {
     let mut tee = Tee {
         input,
         copy: Hashing::new(out),
         input_err: false,
         output_err: None,
     };
-    let decoded = decode_all(&mut tee);
+    let decoded = decode_all(&mut tee, expect);
     if let Some(e) = tee.output_err.take() {
         return Err(e).at(path);
     }
     let (content_sha256, content_bytes) = match decoded {
         Ok(ok) => ok,
         Err(source) if tee.input_err => return Err(Error::Input { source }),
+        Err(e) if refusal(&e).is_some() => return Err(refused_input(e)),
         Err(e) => {
             return Err(Error::InvalidInput {
                 reason: format!("the input starts like gzip but is not valid gzip: {e}"),
@@ -260,10 +329,10 @@ fn copy_gzip(input: &mut dyn Read, out: &mut dyn Write, path: &Path) -> Result<D
 
 /// Decompresses every gzip member of `input` to its end, checking each member's
 /// CRC-32 and length, and hashes the content.
-fn decode_all(input: impl Read) -> io::Result<(Sha256Digest, u64)> {
-    let mut decoder = MultiGzDecoder::new(BufReader::with_capacity(BUF_SIZE, input));
+fn decode_all(input: impl Read, expect: Expect<'_>) -> io::Result<(Sha256Digest, u64)> {
+    let decoder = MultiGzDecoder::new(BufReader::with_capacity(BUF_SIZE, input));
     let mut sink = Hashing::new(io::sink());
-    io::copy(&mut decoder, &mut sink)?;
+    io::copy(&mut checked(decoder, expect), &mut sink)?;
     let (_, digest, bytes) = sink.finish();
     Ok((digest, bytes))
 }
@@ -273,14 +342,20 @@ fn decode_all(input: impl Read) -> io::Result<(Sha256Digest, u64)> {
 /// A problem with the file's bytes is an `Err(reason)`; failing to open or read
 /// it is an I/O error.
 pub(crate) fn measure_file(path: &Path) -> Result<Result<Digests, String>> {
-    let file = std::fs::File::open(path).at(path)?;
+    let file = super::durable::open_regular(path).at(path)?;
     let mut tee = Tee {
         input: file,
         copy: Hashing::new(io::sink()),
         input_err: false,
         output_err: None,
     };
-    let decoded = decode_all(&mut tee);
+    let decoded = decode_all(
+        &mut tee,
+        Expect {
+            header: None,
+            max_content_bytes: u64::MAX,
+        },
+    );
     Ok(match decoded {
         Ok((content_sha256, content_bytes)) => {
             let (_, file_sha256, file_bytes) = tee.copy.finish();

@@ -13,13 +13,19 @@
 //! returned, never retried (after a failed fsync Linux may have dropped the dirty
 //! pages, so a second fsync can succeed without the data — PostgreSQL's "fsyncgate").
 //!
-//! A crash leaves at most a `.tmp.*` file. [`remove_stale_temps`] deletes those whose
-//! `flock` can be taken — the writer that held it is gone — and leaves the temp files
-//! of live writers in other processes alone.
+//! A crash leaves at most a `.tmp.*` file. [`remove_stale_temp`] (and
+//! [`remove_stale_temps_in`] for a whole directory) deletes those whose `flock` can
+//! be taken — the writer that held it is gone — and leaves the temp files of live
+//! writers in other processes alone.
+//!
+//! Nothing here follows a symlink below the root: directories on the way are
+//! checked ([`create_dirs`]), existing files are opened `O_NOFOLLOW|O_NONBLOCK`
+//! and must be regular ([`open_regular`]), lock files likewise
+//! ([`open_lock_file`]). Small state files are replaced with [`replace_file`].
 
 use std::fs::{self, File, Permissions, TryLockError};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
@@ -31,7 +37,8 @@ pub(crate) const FILE_MODE: u32 = 0o640;
 /// Mode of every directory the store creates (the umask can only make it stricter).
 pub(crate) const DIR_MODE: u32 = 0o750;
 
-const TEMP_PREFIX: &str = ".tmp.";
+/// Prefix of every temp file the store makes.
+pub(crate) const TEMP_PREFIX: &str = ".tmp.";
 
 /// Makes the directory entries in `dir` durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
@@ -49,7 +56,8 @@ pub(crate) fn create_root(root: &Path) -> Result<()> {
 
 /// Creates `root/rel` and every missing directory on the way, each with
 /// [`DIR_MODE`], and fsyncs the parent of each one created so the new entries
-/// survive a crash.
+/// survive a crash. A symlink on the way (below `root`) is refused, never
+/// followed: nothing is ever written outside the root through one.
 pub(crate) fn create_dirs(root: &Path, rel: &Path) -> Result<PathBuf> {
     let mut dir = root.to_path_buf();
     for part in rel.components() {
@@ -57,7 +65,17 @@ pub(crate) fn create_dirs(root: &Path, rel: &Path) -> Result<PathBuf> {
         dir.push(part);
         match fs::DirBuilder::new().mode(DIR_MODE).create(&dir) {
             Ok(()) => sync_dir(&parent)?,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let meta = fs::symlink_metadata(&dir).at(&dir)?;
+                if !meta.is_dir() {
+                    let what = if meta.file_type().is_symlink() {
+                        "is a symlink (the landing zone never follows one)"
+                    } else {
+                        "is not a directory"
+                    };
+                    return Err(io::Error::new(io::ErrorKind::InvalidInput, what)).at(&dir);
+                }
+            }
             Err(e) => return Err(e).at(&dir),
         }
     }
@@ -80,7 +98,7 @@ impl Staged {
             .permissions(Permissions::from_mode(FILE_MODE))
             .tempfile_in(dir)
             .at(dir)?;
-        // Hold the lock for the file's whole life: it tells `remove_stale_temps`
+        // Hold the lock for the file's whole life: it tells `remove_stale_temp`
         // in any process that this file still has a writer.
         file.as_file()
             .try_lock()
@@ -130,35 +148,127 @@ pub(crate) fn is_temp_name(name: &str) -> bool {
 
 /// Removes the temp file at `path` if no live writer holds its lock. Returns
 /// whether it was removed.
+///
+/// A `.tmp.*` entry that is not a regular file (a FIFO, a socket, a symlink —
+/// the store never makes one) is removed without being opened, so it can
+/// neither hang the open nor lead it elsewhere; a directory is left alone.
 pub(crate) fn remove_stale_temp(path: &Path) -> Result<bool> {
-    let file = match File::open(path) {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).at(path),
+    };
+    if meta.is_dir() {
+        tracing::warn!(path = %path.display(), "a directory named like a temp file; left alone");
+        return Ok(false);
+    }
+    if !meta.is_file() {
+        return unlink(path);
+    }
+    let file = match open_regular(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e).at(path),
     };
     match file.try_lock() {
-        Ok(()) => match fs::remove_file(path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e).at(path),
-        },
+        Ok(()) => unlink(path),
         Err(TryLockError::WouldBlock) => Ok(false),
         Err(TryLockError::Error(e)) => Err(e).at(path),
     }
 }
 
+fn unlink(path: &Path) -> Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).at(path),
+    }
+}
+
+/// Removes the stale temp files whose names start with `prefix` directly in
+/// `dir` (see [`remove_stale_temp`]); returns how many.
+pub(crate) fn remove_stale_temps_in(dir: &Path, prefix: &str) -> Result<u64> {
+    let mut removed = 0;
+    for entry in fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        if entry.file_name().to_string_lossy().starts_with(prefix) {
+            removed += u64::from(remove_stale_temp(&entry.path())?);
+        }
+    }
+    Ok(removed)
+}
+
+/// Opens an existing file for reading without following a symlink or blocking
+/// on a FIFO; anything but a regular file is an `InvalidInput` error.
+pub(crate) fn open_regular(path: &Path) -> io::Result<File> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(nix::libc::ELOOP) {
+                io::Error::new(io::ErrorKind::InvalidInput, "a symlink, not a regular file")
+            } else {
+                e
+            }
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
+}
+
+/// Opens (creating, [`FILE_MODE`]) a lock file; a new one's name is made
+/// durable. The caller takes the `flock`.
+pub(crate) fn open_lock_file(path: &Path) -> Result<File> {
+    let created = fs::symlink_metadata(path).is_err();
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(FILE_MODE)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .at(path)?;
+    if created {
+        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    }
+    Ok(file)
+}
+
 /// Replaces `path` with `bytes` durably: a temp file in the same directory,
 /// fsync, rename over `path`, fsync the directory. Readers see the old content
 /// or the new, never a mix. For small state files, not landed data (those are
-/// never replaced: see [`Staged::publish`]).
+/// never replaced: see [`Staged::publish`]). The file gets [`FILE_MODE`].
 pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace_file_with_mode(path, bytes, FILE_MODE)
+}
+
+/// Prefix of the temp files of [`replace_file`]: distinct, so that sweeping a
+/// directory shared with other programs (node_exporter's textfile directory)
+/// touches only Materia's own.
+pub(crate) const STATE_TEMP_PREFIX: &str = ".tmp.materia-";
+
+/// [`replace_file`] with another mode (the Prometheus textfile is read by
+/// node_exporter, another user: `0644`).
+pub(crate) fn replace_file_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut temp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .permissions(Permissions::from_mode(FILE_MODE))
+        .prefix(STATE_TEMP_PREFIX)
+        .permissions(Permissions::from_mode(mode))
         .tempfile_in(dir)
         .at(dir)?;
+    // Locked while it lives, like every temp file: a sweep in another process
+    // leaves it alone.
+    temp.as_file()
+        .try_lock()
+        .map_err(io::Error::from)
+        .at(temp.path())?;
     temp.write_all(bytes).at(temp.path())?;
     temp.as_file().sync_all().at(temp.path())?;
     temp.persist(path).map_err(|e| e.error).at(path)?;

@@ -274,13 +274,37 @@ impl Etag {
         Etag(digest.to_string())
     }
 
+    /// Whether `token` has the form of a content address (64 lowercase hex
+    /// digits). Only [`Etag::from_digest`] makes such tokens: a server's ETag of
+    /// that form is mapped by [`Etag::from_header`], and the store refuses one
+    /// that is not the content's SHA-256, so a restore can check every
+    /// content-addressed file against its name.
+    ///
+    /// ```
+    /// use materia_core::landing::Etag;
+    /// assert!(Etag::looks_content_addressed(&"ab".repeat(32)));
+    /// assert!(!Etag::looks_content_addressed("5e2a9f"));
+    /// ```
+    pub fn looks_content_addressed(token: &str) -> bool {
+        token.len() == 64
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
+
+    /// Whether this token is a content address (see [`Etag::looks_content_addressed`]).
+    pub fn is_content_address(&self) -> bool {
+        Etag::looks_content_addressed(&self.0)
+    }
+
     /// Turns an HTTP `ETag` header value into a token — the one way a server's
     /// words become part of a path.
     ///
     /// Surrounding whitespace, a weak `W/` prefix and the surrounding quotes are
     /// stripped. What remains is kept as is when it is a valid token. Anything
     /// else — slashes, `..`, spaces, control bytes, non-ASCII, a leading dot, more
-    /// than 128 bytes — is **mapped**, never rejected: it becomes `x-` followed by
+    /// than 128 bytes, or 64 lowercase hex digits (the form of a content address,
+    /// which must stay distinct) — is **mapped**, never rejected: it becomes `x-` followed by
     /// the SHA-256 (hex) of the stripped value. The mapping is deterministic, so
     /// the same header always gives the same token and conditional requests keep
     /// working, and nothing the server sends can reach the path. An empty value
@@ -293,6 +317,8 @@ impl Etag {
     /// let hostile = Etag::from_header(b"\"../../etc/passwd\"").unwrap();
     /// assert!(hostile.as_str().starts_with("x-") && !hostile.as_str().contains('/'));
     /// assert_eq!(Etag::from_header(b"\"\""), None);
+    /// let hex = "ab".repeat(32);
+    /// assert!(Etag::from_header(hex.as_bytes()).unwrap().as_str().starts_with("x-"));
     /// ```
     pub fn from_header(value: &[u8]) -> Option<Etag> {
         let mut v = value.trim_ascii();
@@ -305,7 +331,10 @@ impl Etag {
         if v.is_empty() {
             return None;
         }
-        match std::str::from_utf8(v).ok().filter(|s| token_ok(s)) {
+        match std::str::from_utf8(v)
+            .ok()
+            .filter(|s| token_ok(s) && !Etag::looks_content_addressed(s))
+        {
             Some(s) => Some(Etag(s.to_owned())),
             None => Some(Etag(format!("x-{}", Sha256Digest::of(v)))),
         }

@@ -85,14 +85,7 @@ impl StoreLock {
     /// Opens (creating) the lock file in `meta_dir`.
     pub(crate) fn open(meta_dir: &Path) -> Result<StoreLock> {
         let path = meta_dir.join("lock");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(FILE_MODE)
-            .open(&path)
-            .at(&path)?;
+        let file = super::durable::open_lock_file(&path)?;
         Ok(StoreLock { path, file })
     }
 
@@ -120,6 +113,7 @@ impl Ledger {
             .append(true)
             .create(true)
             .mode(FILE_MODE)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&path)
             .at(&path)?;
         Ok(Ledger {

@@ -2,7 +2,7 @@
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
@@ -19,6 +19,9 @@ use crate::error::{Error, IoContext, Result};
 
 /// The hidden directory at the root of the store for its own files.
 const META_DIR: &str = ".materia";
+
+/// Default of [`LandingStore::with_max_content_bytes`]: 16 GiB.
+const DEFAULT_MAX_CONTENT_BYTES: u64 = 16 << 30;
 
 /// Where downloads that need random access (zip) wait to be unpacked.
 const SPOOL_DIR: &str = ".materia/spool";
@@ -49,6 +52,13 @@ pub struct NewRelease {
     pub last_modified: Option<String>,
     /// Where it came from, kept as release metadata.
     pub source: Option<String>,
+    /// When set, the content must be CSV text (no NUL byte, no line over
+    /// 1 MiB) whose header is exactly these columns (any header when empty);
+    /// anything else is refused as [`Error::InvalidInput`] before it lands.
+    pub csv_header: Option<Vec<String>>,
+    /// The landing time to record instead of now (a restore keeps the original
+    /// order of releases this way).
+    pub landed_at: Option<jiff::Timestamp>,
 }
 
 impl NewRelease {
@@ -62,6 +72,8 @@ impl NewRelease {
             etag_header: None,
             last_modified: None,
             source: None,
+            csv_header: None,
+            landed_at: None,
         })
     }
 
@@ -76,6 +88,8 @@ impl NewRelease {
             etag_header: None,
             last_modified: None,
             source: None,
+            csv_header: None,
+            landed_at: None,
         }
     }
 
@@ -100,6 +114,33 @@ impl NewRelease {
     /// Records where the release came from.
     pub fn with_source(mut self, source: impl Into<String>) -> Self {
         self.source = Some(source.into());
+        self
+    }
+
+    /// Checks the content as it lands: CSV text whose header is exactly
+    /// `columns` (an empty list accepts any header but still checks the text).
+    /// What `extract` fetches and `materia land` reads is checked this way, so a
+    /// file that `transform` would refuse never lands.
+    ///
+    /// ```
+    /// # fn main() -> materia_core::Result<()> {
+    /// use materia_core::{Error, landing::{LandingStore, NewRelease}};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = LandingStore::open(dir.path())?;
+    /// let release = NewRelease::new("psd".parse()?, 2026, 11)?.with_csv_header(vec!["a".into(), "b".into()]);
+    /// let err = store.put(release, &b"a,c\n1,2\n"[..]).unwrap_err();
+    /// assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    /// assert!(store.list().is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn with_csv_header(mut self, columns: Vec<String>) -> Self {
+        self.csv_header = Some(columns);
+        self
+    }
+
+    /// Records `at` as the landing time instead of now.
+    pub fn with_landed_at(mut self, at: jiff::Timestamp) -> Self {
+        self.landed_at = Some(at);
         self
     }
 }
@@ -335,6 +376,7 @@ pub struct LandingStore {
     root: PathBuf,
     level: Compression,
     threads: usize,
+    max_content_bytes: u64,
     writer: Mutex<Writer>,
     index: RwLock<Index>,
 }
@@ -371,6 +413,8 @@ impl LandingStore {
         }
         let records = writer.read_new()?;
         let mut scan = scan(&root)?;
+        // State files replaced by a crashed writer (state.json, mirror records).
+        scan.temps_removed += durable::remove_stale_temps_in(&meta, durable::TEMP_PREFIX)?;
         let spool = durable::create_dirs(&root, Path::new(SPOOL_DIR))?;
         for item in read_dir(&spool)? {
             if durable::is_temp_name(&item.name) {
@@ -399,6 +443,7 @@ impl LandingStore {
             root,
             level: Compression::default(),
             threads: std::thread::available_parallelism().map_or(1, usize::from),
+            max_content_bytes: DEFAULT_MAX_CONTENT_BYTES,
             writer: Mutex::new(writer),
             index: RwLock::new(index),
         })
@@ -423,8 +468,9 @@ impl LandingStore {
         Staged::new(&self.root.join(SPOOL_DIR))
     }
 
-    /// Sets how many threads compress plain input (default: one per core).
-    /// The output is the same bytes whatever the count.
+    /// Sets how many threads compress plain input (default: one per core; at
+    /// most 8 are used). The output is the same bytes whatever the count, and
+    /// memory stays bounded (at most 8 chunks of 2 MiB in flight).
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
@@ -433,6 +479,24 @@ impl LandingStore {
     /// ```
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads.max(1);
+        self
+    }
+
+    /// Sets the most bytes a landed file's content may inflate to (default
+    /// 16 GiB, as extract's `max_content_bytes`): a gzip bomb handed to `land`
+    /// or found in the bucket by `restore` stops there, and nothing lands.
+    ///
+    /// ```
+    /// # fn main() -> materia_core::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use materia_core::landing::{LandingStore, NewRelease};
+    /// let store = LandingStore::open(dir.path())?.with_max_content_bytes(4);
+    /// let release = NewRelease::new("psd".parse()?, 2026, 1)?;
+    /// assert!(store.put(release, &b"a,b\n1,2\n"[..]).is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn with_max_content_bytes(mut self, max: u64) -> Self {
+        self.max_content_bytes = max;
         self
     }
 
@@ -484,8 +548,31 @@ impl LandingStore {
         let temp_path = staged.path().to_path_buf();
         let digests = {
             let mut out = io::BufWriter::with_capacity(256 * 1024, staged.file());
-            codec::write_gzip(input, &mut out, self.level, self.threads, &temp_path)?
+            codec::write_gzip(
+                input,
+                &mut out,
+                self.level,
+                self.threads,
+                &temp_path,
+                codec::Expect {
+                    header: release.csv_header.as_deref(),
+                    max_content_bytes: self.max_content_bytes,
+                },
+            )?
         };
+        if let Some(etag) = &release.etag
+            && etag.is_content_address()
+            && etag.as_str() != digests.content_sha256.to_string()
+        {
+            // Two namespaces that must never meet: a 64-hex name always is
+            // the SHA-256 of its content, so restore can check it.
+            return Err(Error::InvalidInput {
+                reason: format!(
+                    "etag {etag} has the form of a content address but the content's SHA-256 is {}",
+                    digests.content_sha256
+                ),
+            });
+        }
         staged.sync()?;
         let content_addressed = release.etag.is_none();
         let key = LandingKey {
@@ -502,7 +589,7 @@ impl LandingStore {
             content_bytes: digests.content_bytes,
             file_sha256: digests.file_sha256,
             file_bytes: digests.file_bytes,
-            landed_at: jiff::Timestamp::now(),
+            landed_at: release.landed_at.unwrap_or_else(jiff::Timestamp::now),
             etag_header: release.etag_header,
             last_modified: release.last_modified,
             source: release.source,
@@ -670,7 +757,7 @@ impl LandingStore {
     /// are checked as it is read; a mismatch is an `InvalidData` read error.
     pub fn get(&self, key: &LandingKey) -> Result<impl Read + use<>> {
         let path = self.path_of(key);
-        match File::open(&path) {
+        match durable::open_regular(&path) {
             Ok(file) => Ok(MultiGzDecoder::new(BufReader::with_capacity(
                 256 * 1024,
                 file,
@@ -817,9 +904,10 @@ fn check_against_record(d: &Digests, record: Option<&Release>) -> Option<String>
     }
 }
 
-/// The size of the file at `path`, or `None` when there is none.
+/// The size of the entry at `path` (not following a symlink), or `None` when
+/// there is none.
 fn file_size(path: &Path) -> Result<Option<u64>> {
-    match fs::metadata(path) {
+    match fs::symlink_metadata(path) {
         Ok(m) => Ok(Some(m.len())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).at(path),
@@ -832,7 +920,10 @@ struct DirItem {
     name: String,
     path: PathBuf,
     entry: fs::DirEntry,
+    /// A directory (not a symlink to one).
     is_dir: bool,
+    /// A regular file (not a symlink to one, a FIFO, a device…).
+    is_file: bool,
 }
 
 /// Lists the entries of a directory.
@@ -841,13 +932,14 @@ fn read_dir(dir: &Path) -> Result<Vec<DirItem>> {
     for entry in fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
         let path = entry.path();
-        let is_dir = entry.file_type().at(&path)?.is_dir();
+        let kind = entry.file_type().at(&path)?;
         let name = entry.file_name().into_string().unwrap_or_default();
         out.push(DirItem {
             name,
             path,
             entry,
-            is_dir,
+            is_dir: kind.is_dir(),
+            is_file: kind.is_file(),
         });
     }
     Ok(out)
@@ -876,7 +968,7 @@ fn scan(root: &Path) -> Result<Scan> {
                     continue;
                 }
                 for file in read_dir(&month.path)? {
-                    if !file.is_dir && durable::is_temp_name(&file.name) {
+                    if durable::is_temp_name(&file.name) {
                         scan.temps_removed += u64::from(durable::remove_stale_temp(&file.path)?);
                         continue;
                     }
@@ -885,7 +977,9 @@ fn scan(root: &Path) -> Result<Scan> {
                         dataset.name, year.name, month.name, file.name
                     );
                     match rel.parse::<LandingKey>() {
-                        Ok(key) if !file.is_dir => {
+                        // Only a regular file is a landed file: a symlink at a
+                        // key path is a stray, never indexed or uploaded.
+                        Ok(key) if file.is_file => {
                             // fstatat on the open directory: no path walk per file.
                             let bytes = file.entry.metadata().at(&file.path)?.len();
                             scan.files.push((key, bytes));

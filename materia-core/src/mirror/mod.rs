@@ -29,6 +29,7 @@
 //! One push or restore per URL runs at a time (a lock under
 //! `.materia/mirror/`); a second one is refused with a message naming the lock.
 
+mod list;
 mod record;
 
 use std::collections::{HashMap, HashSet};
@@ -38,22 +39,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::{AmazonS3, AmazonS3Builder, Checksum};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, Checksum};
 use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::{
-    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
-    PutPayload, RetryConfig,
+    Attribute, Attributes, GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions,
+    PutOptions, PutPayload, RetryConfig,
 };
 use serde::Serialize;
 use sha2::Digest;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 
 use crate::error::{Error, IoContext, Result};
 use crate::landing::durable::Staged;
-use crate::landing::{Entry, LandingKey, LandingStore, NewRelease, PutOutcome, Sha256Digest};
+use crate::landing::{
+    Entry, LandingKey, LandingStore, NewRelease, PutOutcome, Release, Sha256Digest,
+};
+use list::{Listed, RawLister};
 use record::{Pending, Record};
+
+/// User metadata on every uploaded object: the file's SHA-256 (so `--full`
+/// compares content without downloading) and its landing time (so a restore
+/// keeps the order of releases within a month).
+const META_SHA256: &str = "sha256";
+const META_LANDED_AT: &str = "landed-at";
 
 const MIB: u64 = 1 << 20;
 
@@ -90,6 +100,10 @@ pub struct MirrorOptions {
     pub memory_budget: u64,
     /// Show a progress bar on stderr (the CLI sets it when stderr is a terminal).
     pub progress: bool,
+    /// A push lists the bucket (as `--full`) when the last full push is older
+    /// than this, so that objects lost remotely are uploaded again; `None`
+    /// only when asked.
+    pub full_every: Option<Duration>,
 }
 
 impl std::fmt::Debug for MirrorOptions {
@@ -109,13 +123,15 @@ impl std::fmt::Debug for MirrorOptions {
             .field("multipart_threshold", &self.multipart_threshold)
             .field("part_size", &self.part_size)
             .field("memory_budget", &self.memory_budget)
+            .field("full_every", &self.full_every)
             .finish()
     }
 }
 
 impl MirrorOptions {
     /// Defaults for `url`: everything else from the environment, 8 requests at
-    /// once, 5 retries, multipart from 64 MiB in 16 MiB parts, 256 MiB of buffers.
+    /// once, 5 retries, multipart from 64 MiB in 16 MiB parts, 256 MiB of
+    /// buffers, a full push (listing the bucket) at least every 7 days.
     ///
     /// ```
     /// let o = materia_core::mirror::MirrorOptions::new("s3://materia-raw/landing");
@@ -136,6 +152,7 @@ impl MirrorOptions {
             part_size: 16 * MIB,
             memory_budget: 256 * MIB,
             progress: false,
+            full_every: Some(Duration::from_secs(7 * 86_400)),
         }
     }
 }
@@ -206,6 +223,13 @@ impl RemoteVerifyReport {
 pub struct Mirror {
     s3: Arc<AmazonS3>,
     prefix: Path,
+    /// Endpoint, bucket and prefix: what the local record of uploads is kept for.
+    identity: String,
+    /// How to list the bucket without `object_store` when a key is hostile.
+    endpoint: String,
+    bucket: String,
+    region: String,
+    allow_http: bool,
     options: MirrorOptions,
     /// The memory budget in MiB permits; [`Mirror::reserve`] takes some.
     memory: Semaphore,
@@ -252,9 +276,17 @@ impl Mirror {
             retry_timeout: Duration::from_secs(180),
             ..RetryConfig::default()
         };
+        // object_store's default request timeout (30 s) fails a 64 MiB PUT
+        // below ~2 MB/s: allow the largest single request at 128 KiB/s.
+        let largest = options.multipart_threshold.max(options.part_size);
+        let timeout_secs = (largest / (128 * 1024)).clamp(60, 3600);
         let mut builder = AmazonS3Builder::from_env()
             .with_url(format!("s3://{}", parsed.host_str().unwrap_or_default()))
             .with_checksum_algorithm(Checksum::SHA256)
+            .with_config(
+                AmazonS3ConfigKey::Client(object_store::ClientConfigKey::Timeout),
+                format!("{timeout_secs}s"),
+            )
             .with_retry(retry);
         if let Some(v) = &options.endpoint {
             builder = builder.with_endpoint(v);
@@ -271,6 +303,21 @@ impl Mirror {
         if let Some(v) = options.allow_http {
             builder = builder.with_allow_http(v);
         }
+        let bucket = parsed.host_str().unwrap_or_default().to_owned();
+        let region = builder
+            .get_config_value(&AmazonS3ConfigKey::Region)
+            .unwrap_or_else(|| "us-east-1".into());
+        let endpoint = builder
+            .get_config_value(&AmazonS3ConfigKey::Endpoint)
+            .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+        let allow_http = builder
+            .get_config_value(&AmazonS3ConfigKey::Client(
+                object_store::ClientConfigKey::AllowHttp,
+            ))
+            .is_some_and(|v| v == "true");
+        // The same bucket name on another endpoint is another bucket: the
+        // record of what is uploaded is kept per endpoint, bucket and prefix.
+        let identity = format!("{} s3://{bucket}/{prefix}", endpoint.trim_end_matches('/'));
         let s3 = builder.build().map_err(|e| remote(&url, e))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -281,6 +328,11 @@ impl Mirror {
         Ok(Mirror {
             s3: Arc::new(s3),
             prefix,
+            identity,
+            endpoint,
+            bucket,
+            region,
+            allow_http,
             memory: Semaphore::new(budget_mib as usize),
             budget_mib,
             options,
@@ -303,6 +355,53 @@ impl Mirror {
         Path::from_iter(parts)
     }
 
+    /// Every object under the prefix. `object_store` fails a whole listing on
+    /// one key it refuses (or a listing its XML parser cannot read); then the
+    /// bucket is listed raw (see `list.rs`) so that the caller can skip that key
+    /// alone. When both fail, the first error is the one reported.
+    async fn list_objects(&self) -> Result<Vec<Listed>> {
+        let listed: std::result::Result<Vec<object_store::ObjectMeta>, _> =
+            self.s3.list(Some(&self.prefix)).try_collect().await;
+        let error = match listed {
+            Ok(objects) => return Ok(objects.into_iter().map(Listed::from).collect()),
+            Err(e) => e,
+        };
+        let raw = RawLister {
+            s3: &self.s3,
+            endpoint: self.endpoint.clone(),
+            bucket: self.bucket.clone(),
+            region: self.region.clone(),
+            allow_http: self.allow_http,
+        };
+        match raw.list(self.prefix.as_ref()).await {
+            Ok(objects) => {
+                tracing::warn!("object_store could not list the bucket ({error}); listed it raw");
+                Ok(objects)
+            }
+            Err(raw_error) => {
+                tracing::debug!("the raw listing failed too: {raw_error}");
+                Err(self.fail(error))
+            }
+        }
+    }
+
+    /// The `sha256` metadata of an object, when it has one.
+    async fn remote_sha256(&self, location: &Path) -> Result<Option<String>> {
+        let options = GetOptions {
+            head: true,
+            ..GetOptions::default()
+        };
+        let got = self
+            .s3
+            .get_opts(location, options)
+            .await
+            .map_err(|e| self.fail_at(location, e))?;
+        Ok(got
+            .attributes
+            .get(&Attribute::Metadata(META_SHA256.into()))
+            .map(|v| v.as_ref().to_owned()))
+    }
+
     /// Holds `bytes` of the memory budget (at most the whole budget).
     async fn reserve(&self, bytes: u64) -> Result<tokio::sync::SemaphorePermit<'_>> {
         let permits = bytes.div_ceil(MIB).clamp(1, self.budget_mib) as u32;
@@ -313,9 +412,13 @@ impl Mirror {
     }
 
     /// Pushes every landed file the bucket lacks. `full` lists the bucket first
-    /// instead of trusting the local record (catches objects lost remotely).
+    /// instead of trusting the local record (catches objects lost remotely); so
+    /// does a push when the last full one is older than
+    /// [`MirrorOptions::full_every`]. Objects already there are compared by
+    /// content (their `sha256` metadata, or byte for byte), never by size alone.
     pub fn push(&self, landing: &LandingStore, full: bool) -> Result<PushReport> {
-        let record = Record::open(landing.root(), &self.options.url)?;
+        let record = Record::open(landing.root(), &self.identity)?;
+        let full = full || record.full_due(self.options.full_every)?;
         let mut report = PushReport {
             aborted: self.abort_pending(&record)?,
             ..PushReport::default()
@@ -333,26 +436,22 @@ impl Mirror {
                 _ => todo.push(e),
             }
         }
-        if todo.is_empty() {
+        if todo.is_empty() && !full {
             return Ok(report);
         }
         let remote_sizes: HashMap<Path, u64> = if full {
             self.runtime
-                .block_on(async {
-                    self.s3
-                        .list(Some(&self.prefix))
-                        .map_ok(|m| (m.location, m.size))
-                        .try_collect()
-                        .await
-                })
-                .map_err(|e| self.fail(e))?
+                .block_on(self.list_objects())?
+                .into_iter()
+                .filter_map(|o| Some((o.location?, o.size)))
+                .collect()
         } else {
             HashMap::new()
         };
         let mut jobs = Vec::with_capacity(todo.len());
         for entry in todo {
             let path = landing.path_of(&entry.key);
-            let size = std::fs::metadata(&path).at(&path)?.len();
+            let size = std::fs::symlink_metadata(&path).at(&path)?.len();
             jobs.push((entry, path, size));
         }
         let total: u64 = jobs.iter().map(|(_, _, size)| size).sum();
@@ -366,9 +465,11 @@ impl Mirror {
                 let (bar, record) = (&bar, &record);
                 async move {
                     let outcome = match known {
-                        Some(remote) if remote == size => Ok(Upload::AlreadyThere),
+                        Some(remote) if remote == size => {
+                            self.same_content(&entry, &path, &location).await
+                        }
                         Some(_) => Ok(Upload::Conflict),
-                        None => self.upload(record, &path, &location, size).await,
+                        None => self.upload(record, &entry, &path, &location, size).await,
                     };
                     bar.inc(size);
                     (entry, outcome)
@@ -415,8 +516,20 @@ impl Mirror {
             // Exactly what the bucket holds now: entries it lost are dropped.
             now_confirmed.sort();
             record.replace_confirmed(&now_confirmed)?;
+            record.mark_full()?;
         }
         Ok(report)
+    }
+
+    /// Whether an object of the right size holds the local file: by its
+    /// `sha256` metadata when it has one, else byte for byte.
+    async fn same_content(&self, entry: &Entry, path: &FsPath, location: &Path) -> Result<Upload> {
+        let local = entry.release.as_ref().map(|r| r.file_sha256.to_string());
+        match (self.remote_sha256(location).await?, local) {
+            (Some(remote), Some(local)) if remote == local => Ok(Upload::AlreadyThere),
+            (Some(_), Some(_)) => Ok(Upload::Conflict),
+            _ => self.compare(path, location).await,
+        }
     }
 
     /// Aborts the multipart uploads a killed run left behind.
@@ -445,18 +558,23 @@ impl Mirror {
     async fn upload(
         &self,
         record: &Record,
+        entry: &Entry,
         path: &FsPath,
         location: &Path,
         size: u64,
     ) -> Result<Upload> {
+        let release = entry.release.as_ref();
         if size >= self.options.multipart_threshold {
-            return self.upload_multipart(record, path, location, size).await;
+            return self
+                .upload_multipart(record, release, path, location, size)
+                .await;
         }
         let _memory = self.reserve(size).await?;
-        let bytes = tokio::fs::read(path).await.at(path)?;
+        let bytes = read_regular(path).await?;
+        check_hash(path, release, Sha256Digest::of(&bytes))?;
         let options = PutOptions {
             mode: PutMode::Create,
-            attributes: gzip_attributes(),
+            attributes: object_attributes(release),
             ..PutOptions::default()
         };
         match self
@@ -475,6 +593,7 @@ impl Mirror {
     async fn upload_multipart(
         &self,
         record: &Record,
+        release: Option<&Release>,
         path: &FsPath,
         location: &Path,
         size: u64,
@@ -490,38 +609,63 @@ impl Mirror {
             .create_multipart_opts(
                 location,
                 PutMultipartOptions {
-                    attributes: gzip_attributes(),
+                    attributes: object_attributes(release),
                     ..PutMultipartOptions::default()
                 },
             )
             .await
             .map_err(|e| self.fail_at(location, e))?;
-        record.add_pending(&Pending {
+        let pending = Pending {
             location: location.to_string(),
             upload_id: id.clone(),
-        })?;
+        };
+        if let Err(e) = record.add_pending(&pending) {
+            // Unrecorded, the upload could be orphaned: abort it now. (Only a
+            // power cut between the create and this record's fsync can still
+            // orphan one: the bucket's lifecycle rule for incomplete uploads
+            // is the backstop, see the README.)
+            let _ = self.s3.abort_multipart(location, &id).await;
+            return Err(e);
+        }
         let part_size = self.options.part_size;
         let parts = size.div_ceil(part_size);
+        let id_ref = &id;
         let uploaded = async {
-            let ids = futures::stream::iter((0..parts).map(|i| {
-                let id = &id;
-                async move {
-                    let offset = i * part_size;
-                    let len = part_size.min(size - offset);
-                    let _memory = self.reserve(len).await?;
-                    let mut buf = vec![0; len as usize];
-                    let mut file = tokio::fs::File::open(path).await.at(path)?;
-                    file.seek(SeekFrom::Start(offset)).await.at(path)?;
-                    file.read_exact(&mut buf).await.at(path)?;
-                    self.s3
-                        .put_part(location, id, i as usize, PutPayload::from(buf))
+            let file = tokio::sync::Mutex::new(open_regular(path).await?);
+            let hasher = std::sync::Mutex::new(sha2::Sha256::new());
+            // Parts are read in order (and hashed as they are read), then sent
+            // concurrently: the whole file is hashed in the same pass.
+            let ids = futures::stream::iter(0..parts)
+                .then(|i| {
+                    let (file, hasher) = (&file, &hasher);
+                    async move {
+                        let len = part_size.min(size - i * part_size);
+                        let memory = self.reserve(len).await?;
+                        let mut buf = vec![0; len as usize];
+                        file.lock().await.read_exact(&mut buf).await.at(path)?;
+                        hasher
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .update(&buf);
+                        Ok::<_, Error>((i, buf, memory))
+                    }
+                })
+                .map_ok(|(i, buf, memory)| async move {
+                    let part = self
+                        .s3
+                        .put_part(location, id_ref, i as usize, PutPayload::from(buf))
                         .await
-                        .map_err(|e| self.fail(format!("{location} part {}: {e}", i + 1)))
-                }
-            }))
-            .buffered(self.options.concurrency.max(1))
-            .try_collect::<Vec<_>>()
-            .await?;
+                        .map_err(|e| self.fail(format!("{location} part {}: {e}", i + 1)));
+                    drop(memory);
+                    part
+                })
+                .try_buffered(self.options.concurrency.max(1))
+                .try_collect::<Vec<_>>()
+                .await?;
+            let digest = hasher
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            check_hash(path, release, Sha256Digest::from_hasher(digest))?;
             self.s3
                 .complete_multipart(location, &id, ids)
                 .await
@@ -566,14 +710,10 @@ impl Mirror {
     pub fn verify(&self, landing: &LandingStore) -> Result<RemoteVerifyReport> {
         let objects: HashSet<Path> = self
             .runtime
-            .block_on(async {
-                self.s3
-                    .list(Some(&self.prefix))
-                    .map_ok(|m| m.location)
-                    .try_collect()
-                    .await
-            })
-            .map_err(|e| self.fail(e))?;
+            .block_on(self.list_objects())?
+            .into_iter()
+            .filter_map(|o| o.location)
+            .collect();
         let mut report = RemoteVerifyReport::default();
         let mut present = Vec::new();
         for entry in landing.list() {
@@ -607,40 +747,52 @@ impl Mirror {
 
     /// Downloads every object under the prefix that is missing locally and lands it.
     pub fn restore(&self, landing: &LandingStore) -> Result<RestoreReport> {
-        let record = Record::open(landing.root(), &self.options.url)?;
-        let objects: Vec<object_store::ObjectMeta> = self
-            .runtime
-            .block_on(async { self.s3.list(Some(&self.prefix)).try_collect().await })
-            .map_err(|e| self.fail(e))?;
+        let record = Record::open(landing.root(), &self.identity)?;
+        let objects = self.runtime.block_on(self.list_objects())?;
         let mut report = RestoreReport::default();
         let mut todo = Vec::new();
-        for meta in objects {
-            let shown = meta.location.to_string();
-            match LandingKey::from_object_key(self.prefix.as_ref(), meta.location.as_ref()) {
-                Ok(key) if landing.path_of(&key).exists() => report.skipped += 1,
-                Ok(key) => todo.push((key, meta)),
+        for listed in objects {
+            let shown = listed.shown();
+            let key = match &listed.location {
+                Some(_) => LandingKey::from_object_key(self.prefix.as_ref(), &listed.key),
+                None => Err(Error::InvalidKey {
+                    what: "object key",
+                    value: shown.clone(),
+                    reason: "not a valid object path (an empty, `.` or `..` segment, or a control character)".into(),
+                }),
+            };
+            match key {
+                Ok(key) if landing.path_of(&key).symlink_metadata().is_ok() => report.skipped += 1,
+                Ok(key) => todo.push((key, listed)),
                 Err(e) => {
                     tracing::warn!(object = %shown, "refused: {e}");
                     report.refused.push((shown, e.to_string()));
                 }
             }
         }
-        let total: u64 = todo.iter().map(|(_, m)| m.size).sum();
+        let total: u64 = todo.iter().map(|(_, o)| o.size).sum();
         let bar = crate::progress::bytes_bar(Some(total), self.options.progress);
         let mut first_error = None;
         self.runtime.block_on(async {
-            let mut downloads = futures::stream::iter(todo.into_iter().map(|(key, meta)| {
+            let mut downloads = futures::stream::iter(todo.into_iter().map(|(key, listed)| {
                 let bar = &bar;
                 async move {
-                    let spooled = self.download(landing, &meta.location, bar).await;
-                    (key, meta, spooled)
+                    let location = self.object_path(&key);
+                    let spooled = self.download(landing, &location, bar).await;
+                    (key, listed, spooled)
                 }
             }))
             .buffer_unordered(self.options.concurrency.max(1));
-            while let Some((key, meta, spooled)) = downloads.next().await {
-                let landed = spooled.and_then(|staged| {
+            while let Some((key, listed, spooled)) = downloads.next().await {
+                let landed = spooled.and_then(|(staged, landed_at)| {
+                    let landed_at = landed_at.or(listed.last_modified);
                     tokio::task::block_in_place(|| {
-                        self.land_download(landing, &record, &key, &meta, staged, &mut report)
+                        let download = Download {
+                            key: &key,
+                            listed: &listed,
+                            landed_at,
+                        };
+                        self.land_download(landing, &record, download, staged, &mut report)
                     })
                 });
                 if let Err(e) = landed {
@@ -656,19 +808,24 @@ impl Mirror {
         }
     }
 
-    /// Streams one object into a spool file under the landing root.
+    /// Streams one object into a spool file under the landing root; returns it
+    /// with the landing time its metadata records.
     async fn download(
         &self,
         landing: &LandingStore,
         location: &Path,
         bar: &indicatif::ProgressBar,
-    ) -> Result<Staged> {
+    ) -> Result<(Staged, Option<jiff::Timestamp>)> {
         let mut staged = landing.spool()?;
         let got = self
             .s3
             .get(location)
             .await
             .map_err(|e| self.fail_at(location, e))?;
+        let landed_at = got
+            .attributes
+            .get(&Attribute::Metadata(META_LANDED_AT.into()))
+            .and_then(|v| v.as_ref().parse::<jiff::Timestamp>().ok());
         let mut stream = got.into_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| self.fail_at(location, e))?;
@@ -676,7 +833,7 @@ impl Mirror {
             staged.file().write_all(&chunk).at(&path)?;
             bar.inc(chunk.len() as u64);
         }
-        Ok(staged)
+        Ok((staged, landed_at))
     }
 
     /// Checks a spooled download and lands it through the store.
@@ -684,12 +841,16 @@ impl Mirror {
         &self,
         landing: &LandingStore,
         record: &Record,
-        key: &LandingKey,
-        meta: &object_store::ObjectMeta,
+        download: Download<'_>,
         mut staged: Staged,
         report: &mut RestoreReport,
     ) -> Result<()> {
-        let shown = meta.location.to_string();
+        let Download {
+            key,
+            listed,
+            landed_at,
+        } = download;
+        let shown = listed.shown();
         let path = staged.path().to_owned();
         staged.file().seek(SeekFrom::Start(0)).at(&path)?;
         if let Some(problem) = check_download(key, staged.file()) {
@@ -705,10 +866,15 @@ impl Mirror {
         )?
         .with_etag(Some(key.etag.clone()))
         .with_source(shown.clone());
+        // The original landing time keeps the order of releases within a month.
+        let release = match landed_at {
+            Some(at) => release.with_landed_at(at),
+            None => release,
+        };
         match landing.put(release, staged.file()) {
             Ok(PutOutcome::Landed(release)) => {
                 report.downloaded += 1;
-                report.bytes += meta.size;
+                report.bytes += listed.size;
                 // The bucket holds it: the next push need not ask.
                 record.confirm(&release.key.to_string(), &release.file_sha256.to_string())?;
             }
@@ -720,12 +886,72 @@ impl Mirror {
     }
 }
 
-fn gzip_attributes() -> Attributes {
-    // `application/gzip` and no Content-Encoding: R2 would otherwise hand back
-    // the decompressed bytes (rclone issue 8137).
+/// One downloaded object on its way into the store.
+struct Download<'a> {
+    key: &'a LandingKey,
+    listed: &'a Listed,
+    landed_at: Option<jiff::Timestamp>,
+}
+
+/// `application/gzip` and no Content-Encoding (R2 would otherwise hand back
+/// the decompressed bytes — rclone issue 8137), and the file's hash and
+/// landing time as user metadata.
+fn object_attributes(release: Option<&Release>) -> Attributes {
     let mut attributes = Attributes::new();
     attributes.insert(Attribute::ContentType, "application/gzip".into());
+    if let Some(r) = release {
+        attributes.insert(
+            Attribute::Metadata(META_SHA256.into()),
+            r.file_sha256.to_string().into(),
+        );
+        attributes.insert(
+            Attribute::Metadata(META_LANDED_AT.into()),
+            r.landed_at.to_string().into(),
+        );
+    }
     attributes
+}
+
+/// Refuses to upload a file whose bytes are not what the ledger recorded: the
+/// backup must never hold only a corrupt copy.
+fn check_hash(path: &FsPath, release: Option<&Release>, read: Sha256Digest) -> Result<()> {
+    match release {
+        Some(r) if r.file_sha256 != read => Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!(
+                "its SHA-256 is {read}, {} was landed; not uploading it (run `materia verify`)",
+                r.file_sha256
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Opens a landed file for reading, refusing a symlink or anything but a
+/// regular file (a FIFO would hang the push).
+async fn open_regular(path: &FsPath) -> Result<tokio::fs::File> {
+    let file = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .await
+        .at(path)?;
+    let meta = file.metadata().await.at(path)?;
+    if !meta.is_file() {
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            reason: "not a regular file".into(),
+        });
+    }
+    Ok(file)
+}
+
+/// Reads a whole landed file (see [`open_regular`]).
+async fn read_regular(path: &FsPath) -> Result<Vec<u8>> {
+    let mut file = open_regular(path).await?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).await.at(path)?;
+    Ok(bytes)
 }
 
 /// What is wrong with a downloaded object, if anything: it must be gzip, and a
@@ -737,11 +963,7 @@ fn check_download(key: &LandingKey, mut file: impl Read) -> Option<String> {
         return Some("not a gzip file".into());
     }
     let etag = key.etag.as_str();
-    let content_addressed = etag.len() == 64
-        && etag
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if !content_addressed {
+    if !key.etag.is_content_address() {
         return None;
     }
     let mut gz = flate2::read::MultiGzDecoder::new(std::io::Read::chain(&magic[..], file));

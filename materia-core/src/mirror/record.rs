@@ -1,5 +1,6 @@
 //! The mirror's local state under `{LANDING_DIR}/.materia/mirror/`, one set per
-//! bucket URL (named by a hash of it):
+//! bucket (named by a hash of its endpoint, bucket and prefix: the same bucket
+//! name on another endpoint is another bucket):
 //!
 //! - `{id}.jsonl`: landing files confirmed in the bucket (key and file SHA-256),
 //!   appended and fsynced as each upload is confirmed, so a no-op push makes no
@@ -7,11 +8,16 @@
 //! - `{id}.pending/`: one small file per multipart upload in flight, written
 //!   before its first part; a push aborts every upload left there by a killed
 //!   run, so none it knows of is orphaned;
+//! - `{id}.full`: when the last full push (one that listed the bucket) ended;
 //! - `{id}.lock`: held (flock) by the running push or restore.
+//!
+//! Every file is created `0640` and every directory `0750` (the store's modes),
+//! and each new name is made durable by fsyncing its directory.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -19,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
 use crate::landing::Sha256Digest;
+use crate::landing::durable;
 
 /// One line of the record of confirmed uploads.
 #[derive(Serialize, Deserialize)]
@@ -45,28 +52,22 @@ pub(crate) struct Record {
 }
 
 impl Record {
-    /// Opens the state for `url` under `landing_root`, taking its lock: a second
-    /// push or restore to the same URL is refused, naming the lock file.
-    pub(crate) fn open(landing_root: &Path, url: &str) -> Result<Record> {
-        let dir = landing_root.join(".materia/mirror");
-        fs::create_dir_all(&dir).at(&dir)?;
-        let id = Sha256Digest::of(url.as_bytes()).to_string()[..16].to_owned();
+    /// Opens the state for `identity` (endpoint, bucket and prefix) under
+    /// `landing_root`, taking its lock: a second push or restore to the same
+    /// bucket is refused, naming the lock file.
+    pub(crate) fn open(landing_root: &Path, identity: &str) -> Result<Record> {
+        let dir = durable::create_dirs(landing_root, Path::new(".materia/mirror"))?;
+        durable::remove_stale_temps_in(&dir, durable::TEMP_PREFIX)?;
+        let id = Sha256Digest::of(identity.as_bytes()).to_string()[..16].to_owned();
         let lock_path = dir.join(format!("{id}.lock"));
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .at(&lock_path)?;
+        let lock = durable::open_lock_file(&lock_path)?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                return Err(Error::Mirror {
-                    url: url.to_owned(),
-                    reason: format!(
-                        "another mirror or restore of this URL is running (it holds {})",
-                        lock_path.display()
-                    ),
+                return Err(Error::Busy {
+                    what: format!("another mirror or restore of {identity}"),
+                    lock: lock_path,
+                    hint: "try again when it is done".into(),
                 });
             }
             Err(TryLockError::Error(e)) => return Err(e).at(&lock_path),
@@ -77,6 +78,35 @@ impl Record {
             confirmed: Mutex::new(None),
             _lock: lock,
         })
+    }
+
+    fn full_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.full", self.id))
+    }
+
+    /// Whether the last full push is older than `every` (or there was none).
+    pub(crate) fn full_due(&self, every: Option<std::time::Duration>) -> Result<bool> {
+        let Some(every) = every else {
+            return Ok(false);
+        };
+        let path = self.full_path();
+        let last = match fs::read_to_string(&path) {
+            Ok(text) => text.trim().parse::<jiff::Timestamp>().ok(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).at(&path),
+        };
+        let now = jiff::Timestamp::now();
+        Ok(last.is_none_or(|last| {
+            let age = now.duration_since(last);
+            // A last full push in the future (the clock went back) is due too.
+            age.is_negative() || age.unsigned_abs() >= every
+        }))
+    }
+
+    /// Records that a full push has just ended.
+    pub(crate) fn mark_full(&self) -> Result<()> {
+        let now = format!("{}\n", jiff::Timestamp::now());
+        durable::replace_file(&self.full_path(), now.as_bytes())
     }
 
     fn confirmed_path(&self) -> PathBuf {
@@ -121,11 +151,16 @@ impl Record {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if guard.is_none() {
+            let created = !path.exists();
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(durable::FILE_MODE)
                 .open(&path)
                 .at(&path)?;
+            if created {
+                durable::sync_dir(&self.dir)?;
+            }
             *guard = Some(file);
         }
         if let Some(file) = guard.as_mut() {
@@ -167,22 +202,21 @@ impl Record {
 
     /// Records a multipart upload before its first part is sent.
     pub(crate) fn add_pending(&self, pending: &Pending) -> Result<()> {
-        let dir = self.pending_dir();
-        fs::create_dir_all(&dir).at(&dir)?;
+        durable::create_dirs(&self.dir, Path::new(&format!("{}.pending", self.id)))?;
         let path = self.pending_path(&pending.location);
         let body = serde_json::to_vec(pending)
             .map_err(|e| std::io::Error::other(e.to_string()))
             .at(&path)?;
-        let mut file = File::create(&path).at(&path)?;
-        file.write_all(&body).at(&path)?;
-        file.sync_all().at(&path)
+        // Durable before the first part is sent: a power cut must not orphan
+        // the upload.
+        durable::replace_file(&path, &body)
     }
 
     /// Forgets a multipart upload that was completed or aborted.
     pub(crate) fn remove_pending(&self, location: &str) -> Result<()> {
         let path = self.pending_path(location);
         match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
+            Ok(()) => durable::sync_dir(&self.pending_dir()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e).at(&path),
         }
@@ -198,7 +232,17 @@ impl Record {
         };
         let mut out = Vec::new();
         for entry in entries {
-            let path = entry.at(&dir)?.path();
+            let entry = entry.at(&dir)?;
+            let path = entry.path();
+            let name = entry.file_name();
+            if durable::is_temp_name(&name.to_string_lossy()) {
+                durable::remove_stale_temp(&path)?;
+                continue;
+            }
+            if !entry.file_type().at(&path)?.is_file() {
+                tracing::warn!(path = %path.display(), "not a regular file; left alone");
+                continue;
+            }
             let body = fs::read(&path).at(&path)?;
             match serde_json::from_slice::<Pending>(&body) {
                 Ok(p) => out.push(p),
@@ -259,6 +303,7 @@ mod tests {
             .expect("locked")
             .to_string();
         assert!(second.contains("another mirror"), "{second}");
+        assert!(second.contains(".lock"), "{second}");
         Record::open(dir.path(), "s3://b/q").expect("another URL is free");
     }
 

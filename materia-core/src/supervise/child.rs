@@ -2,7 +2,7 @@
 //! process group, a timeout enforced with SIGTERM then SIGKILL to the whole
 //! group, and its last stderr line kept for the report.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
@@ -14,6 +14,9 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::error::{IoContext, Result};
+
+/// The longest stderr line relayed in one piece (and kept as the last line).
+const MAX_LINE: u64 = 64 * 1024;
 
 /// How a child ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,11 +63,21 @@ pub(crate) fn run(
         let last_line = Arc::clone(&last_line);
         std::thread::spawn(move || {
             let mut out = std::io::stderr();
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
+            let mut reader = BufReader::new(stderr);
+            let mut buf = Vec::new();
+            loop {
+                // Bounded lines (a longer one is relayed in pieces) and any
+                // bytes (invalid UTF-8 is shown lossily, never stops the relay).
+                buf.clear();
+                match Read::take(&mut reader, MAX_LINE).read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let text = String::from_utf8_lossy(&buf);
+                let line = text.trim_end_matches(['\n', '\r']);
                 let _ = writeln!(out, "{line}");
                 if !line.trim().is_empty() {
-                    *last_line.lock().unwrap_or_else(|e| e.into_inner()) = Some(line);
+                    *last_line.lock().unwrap_or_else(|e| e.into_inner()) = Some(line.to_owned());
                 }
             }
         })

@@ -19,7 +19,7 @@ mod child;
 mod schedule;
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +52,9 @@ pub struct Step {
     pub timeout: Duration,
     /// Steps that must have succeeded earlier in the same cycle.
     pub needs: Vec<String>,
+    /// Whether the step gets the bucket credentials (`AWS_*` variables): only
+    /// the steps that talk to the bucket do.
+    pub secrets: bool,
 }
 
 impl Step {
@@ -66,7 +69,22 @@ impl Step {
             args: args.into_iter().map(Into::into).collect(),
             timeout,
             needs: Vec::new(),
+            secrets: false,
         }
+    }
+
+    /// Passes the bucket credentials (`AWS_*`) to this step; other steps never
+    /// see them (a compromised parser cannot read them from its environment).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use materia_core::supervise::Step;
+    /// let mirror = Step::new("mirror", ["mirror"], Duration::from_secs(3600)).with_secrets();
+    /// assert!(mirror.secrets);
+    /// ```
+    pub fn with_secrets(mut self) -> Step {
+        self.secrets = true;
+        self
     }
 
     /// Skips this step when `step` failed or was skipped earlier in the cycle.
@@ -115,6 +133,17 @@ impl SupervisorOptions {
             textfile: None,
         }
     }
+}
+
+/// Whether an environment variable carries the bucket's credentials or
+/// settings (`AWS_*`): passed only to steps marked [`Step::with_secrets`].
+///
+/// ```
+/// assert!(materia_core::supervise::is_secret("AWS_SECRET_ACCESS_KEY"));
+/// assert!(!materia_core::supervise::is_secret("MATERIA_MIRROR_URL"));
+/// ```
+pub fn is_secret(name: &str) -> bool {
+    name.starts_with("AWS_")
 }
 
 /// The environment variables a step inherits from the supervisor's own
@@ -325,12 +354,7 @@ impl Supervisor {
     /// stopped: then `None`).
     fn lock(&self) -> Result<Option<File>> {
         let path = state_dir(&self.options.landing_dir)?.join("run.lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .at(&path)?;
+        let file = durable::open_lock_file(&path)?;
         let mut told = false;
         loop {
             match file.try_lock() {
@@ -397,7 +421,7 @@ impl Supervisor {
             state.save(landing)?;
         }
         if let Some(path) = &self.options.textfile {
-            durable::replace_file(path, prometheus_text(&cycle).as_bytes())?;
+            write_textfile(path, &prometheus_text(&cycle))?;
         }
         Ok(cycle)
     }
@@ -425,10 +449,17 @@ impl Supervisor {
         }
         tracing::info!(step = %step.name, timeout_secs = step.timeout.as_secs(), "step starting");
         let started = Instant::now();
+        let env: Vec<(String, String)> = self
+            .options
+            .env
+            .iter()
+            .filter(|(name, _)| step.secrets || !is_secret(name))
+            .cloned()
+            .collect();
         let finished = child::run(
             &self.options.exe,
             &step.args,
-            &self.options.env,
+            &env,
             step.timeout,
             self.options.grace,
             &self.stop,
@@ -474,8 +505,19 @@ impl Supervisor {
     pub fn run_forever(&self, schedule: &Schedule) -> Result<()> {
         tracing::info!(%schedule, "supervisor started");
         while !self.stopping() {
+            let now = Timestamp::now();
             let last = self.load_state().last_cycle.map(|c| c.started_at);
-            let due = last.map_or_else(Timestamp::now, |l| schedule.next_after(l));
+            let last = last.map(|l| {
+                if l > now {
+                    // The clock went back (or the state came from another
+                    // machine): trusting it would put the next cycle years away.
+                    tracing::warn!(last_cycle = %l, %now, "the last cycle started in the future; scheduling from now");
+                    now
+                } else {
+                    l
+                }
+            });
+            let due = last.map_or(now, |l| schedule.next_after(l));
             if due > Timestamp::now() {
                 tracing::info!(next = %due, "next cycle");
             }
@@ -512,6 +554,15 @@ impl Supervisor {
         tracing::info!("supervisor stopped");
         Ok(())
     }
+}
+
+/// Writes the Prometheus textfile durably, `0644`: node_exporter, another
+/// user, must read it. The directory is shared with other exporters: only
+/// Materia's own stale temp files are swept from it.
+fn write_textfile(path: &Path, text: &str) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    durable::remove_stale_temps_in(dir, durable::STATE_TEMP_PREFIX)?;
+    durable::replace_file_with_mode(path, text.as_bytes(), 0o644)
 }
 
 /// The cycle's figures in Prometheus' text exposition format.

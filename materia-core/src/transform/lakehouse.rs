@@ -7,11 +7,26 @@ use std::path::{Path, PathBuf};
 use duckdb::{AccessMode, Config, Connection, OptionalExt};
 use serde::Serialize;
 
+use super::Rejected;
 use crate::error::{Error, Result};
 
 /// The published lakehouse, open read-only. Any number of processes can hold it
 /// open while `transform` publishes new builds; each keeps the snapshot it
 /// opened until it reopens.
+///
+/// # Untrusted SQL
+///
+/// DuckDB's `READ_ONLY` access mode protects the database, not the filesystem:
+/// on such a connection `COPY … TO`, `read_text('/etc/passwd')`, `ATTACH` or
+/// `INSTALL` would still reach files and the network. So
+/// [`Lakehouse::open_read_only`] also turns off external access
+/// (`enable_external_access = false`: no file or URL other than the lakehouse
+/// itself, no `ATTACH`, no extension loading or installing), forbids spilling to
+/// a temp directory (`max_temp_directory_size = 0`) and then locks the configuration (`lock_configuration =
+/// true`), so no `SET` can undo any of it. SQL from users — `materia query`, a
+/// web app passing a query through — is safe to run on [`Lakehouse::connection`].
+/// [`Lakehouse::open_trusted`] opens without these limits, for callers that
+/// write the SQL themselves and need DuckDB's file functions.
 ///
 /// ```no_run
 /// # fn main() -> materia_core::Result<()> {
@@ -22,6 +37,8 @@ use crate::error::{Error, Result};
 /// }
 /// let n: i64 = lake.connection().query_row("SELECT count(*) FROM serving.psd_latest", [], |r| r.get(0))
 ///     .map_err(|e| materia_core::Error::Transform { reason: e.to_string() })?;
+/// // A query cannot write files, read them or change settings:
+/// assert!(lake.connection().execute_batch("COPY (SELECT 1) TO '/tmp/x.csv'").is_err());
 /// # Ok(()) }
 /// ```
 pub struct Lakehouse {
@@ -81,10 +98,23 @@ pub struct Revision {
 }
 
 impl Lakehouse {
-    /// Opens `path` read-only. Fails if a process holds it read-write (DuckDB's
-    /// lock); `transform` never does.
+    /// Opens `path` read-only, for untrusted SQL: no file, URL or extension can
+    /// be reached and no setting changed (see [the type's docs](Lakehouse)).
+    /// Fails if a process holds it read-write (DuckDB's lock); `transform` never
+    /// does.
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<Lakehouse> {
-        let path = path.as_ref().to_path_buf();
+        Lakehouse::open(path.as_ref(), false)
+    }
+
+    /// Opens `path` read-only with DuckDB's external access on: SQL on this
+    /// connection can read and write any file the process can (`COPY … TO`,
+    /// `read_csv`, `ATTACH`). Only for SQL the caller wrote itself.
+    pub fn open_trusted(path: impl AsRef<Path>) -> Result<Lakehouse> {
+        Lakehouse::open(path.as_ref(), true)
+    }
+
+    fn open(path: &Path, trusted: bool) -> Result<Lakehouse> {
+        let path = path.to_path_buf();
         let fail = |e: duckdb::Error| Error::Lakehouse {
             path: path.clone(),
             reason: e.to_string(),
@@ -95,14 +125,26 @@ impl Lakehouse {
                 reason: "no such file: run `materia transform` first".into(),
             });
         }
-        let config = Config::default()
+        let mut config = Config::default()
             .access_mode(AccessMode::ReadOnly)
+            .and_then(|c| c.enable_autoload_extension(false))
+            .and_then(|c| c.with("autoinstall_known_extensions", "false"))
             .map_err(fail)?;
+        if !trusted {
+            config = config
+                .enable_external_access(false)
+                .and_then(|c| c.with("allow_community_extensions", "false"))
+                // No spilling: a reader never writes beside the lakehouse.
+                .and_then(|c| c.with("max_temp_directory_size", "0B"))
+                .and_then(|c| c.with("lock_configuration", "true"))
+                .map_err(fail)?;
+        }
         let conn = Connection::open_with_flags(&path, config).map_err(fail)?;
         Ok(Lakehouse { path, conn })
     }
 
-    /// The raw connection, for any SQL (read-only).
+    /// The connection, for any SQL: read-only, and (from [`Lakehouse::open_read_only`])
+    /// without access to files, extensions or settings.
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
@@ -119,17 +161,52 @@ impl Lakehouse {
         }
     }
 
-    /// The landing keys loaded into this lakehouse.
-    pub(crate) fn loaded_keys(&self) -> Result<HashSet<String>> {
-        let exists: bool = self
-            .conn
+    /// Whether `schema.table` exists.
+    fn has_table(&self, schema: &str, table: &str) -> Result<bool> {
+        self.conn
             .query_row(
-                "SELECT count(*) > 0 FROM duckdb_tables() WHERE schema_name = 'raw' AND table_name = 'releases'",
-                [],
+                "SELECT count(*) > 0 FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+                [schema, table],
                 |r| r.get(0),
             )
+            .map_err(|e| self.fail(e))
+    }
+
+    /// The landing files quarantined by builds (`raw.rejected`), oldest first:
+    /// they could not be loaded and every later build skips them.
+    ///
+    /// ```no_run
+    /// # fn main() -> materia_core::Result<()> {
+    /// let lake = materia_core::transform::Lakehouse::open_read_only("/data/materia/lakehouse.duckdb")?;
+    /// for r in lake.rejected()? {
+    ///     eprintln!("quarantined {}: {}", r.landing_key, r.reason);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn rejected(&self) -> Result<Vec<Rejected>> {
+        if !self.has_table("raw", "rejected")? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT landing_key, reason FROM raw.rejected ORDER BY rejected_at, landing_key",
+            )
             .map_err(|e| self.fail(e))?;
-        if !exists {
+        stmt.query_map([], |r| {
+            Ok(Rejected {
+                landing_key: r.get(0)?,
+                reason: r.get(1)?,
+            })
+        })
+        .map_err(|e| self.fail(e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| self.fail(e))
+    }
+
+    /// The landing keys loaded into this lakehouse.
+    pub(crate) fn loaded_keys(&self) -> Result<HashSet<String>> {
+        if !self.has_table("raw", "releases")? {
             return Ok(HashSet::new());
         }
         let mut stmt = self

@@ -23,6 +23,7 @@
 mod lakehouse;
 mod models;
 
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -36,7 +37,8 @@ pub use models::Severity;
 
 use crate::csv::{PSD_COLUMNS, split_header};
 use crate::error::{Error, IoContext, Result};
-use crate::landing::{Dataset, Entry, LandingStore};
+use crate::landing::durable;
+use crate::landing::{Dataset, Entry, LandingKey, LandingStore};
 
 /// Where and how to build.
 ///
@@ -87,12 +89,29 @@ pub struct TransformReport {
     pub releases_total: u64,
     /// The published lakehouse; `None` when there was nothing new to publish.
     pub published: Option<PathBuf>,
+    /// Landing files this build found unloadable and quarantined: recorded in
+    /// `raw.rejected` and skipped by every later build.
+    pub rejected: Vec<Rejected>,
     /// Warnings from the audits.
     pub warnings: Vec<AuditFinding>,
     /// What each model did and how long it took, in run order.
     pub steps: Vec<Step>,
     /// Wall time of the build, in milliseconds.
     pub millis: u64,
+}
+
+/// A landing file that cannot be loaded, and why.
+///
+/// ```
+/// let r = materia_core::transform::Rejected { landing_key: "psd/2026/11/x.csv.gzip".into(), reason: "not a PSD CSV".into() };
+/// assert_eq!(serde_json::to_value(&r).unwrap()["reason"], "not a PSD CSV");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rejected {
+    /// The file's landing key.
+    pub landing_key: String,
+    /// What is wrong with it.
+    pub reason: String,
 }
 
 /// One model's part of a build.
@@ -144,23 +163,29 @@ pub fn transform(store: &LandingStore, options: &TransformOptions) -> Result<Tra
     let started = Instant::now();
     let target = absolute(&options.duckdb_path)?;
     let dir = target.parent().unwrap_or(Path::new("/")).to_path_buf();
-    fs::create_dir_all(&dir).at(&dir)?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(durable::DIR_MODE)
+            .create(&dir)
+            .at(&dir)?;
+    }
     let lock_path = with_suffix(&target, ".lock");
-    let lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .at(&lock_path)?;
+    let lock = durable::open_lock_file(&lock_path)?;
     lock.lock().at(&lock_path)?;
     remove_stale_builds(&target)?;
 
     let psd: Dataset = PSD.parse()?;
-    let loaded = loaded_keys(&target)?;
+    let (loaded, rejected_before) = loaded_keys(&target)?;
     let mut new: Vec<Entry> = store
         .list()
         .into_iter()
-        .filter(|e| e.key.dataset == psd && !loaded.contains(&e.key.to_string()))
+        .filter(|e| e.key.dataset == psd)
+        .filter(|e| {
+            let key = e.key.to_string();
+            !loaded.contains(&key) && !rejected_before.contains(&key)
+        })
         .collect();
     new.sort_by_key(|e| {
         (
@@ -176,31 +201,55 @@ pub fn transform(store: &LandingStore, options: &TransformOptions) -> Result<Tra
             rows_loaded: 0,
             releases_total: loaded.len() as u64,
             published: None,
+            rejected: Vec::new(),
             warnings: Vec::new(),
             steps: Vec::new(),
             millis: started.elapsed().as_millis() as u64,
         });
     }
     let checking = Instant::now();
-    for entry in &new {
-        check_landing_file(store, entry)?;
+    let mut rejected = Vec::new();
+    let mut good = Vec::new();
+    for entry in new {
+        match landing_file_problem(store, &entry)? {
+            Some(reason) => rejected.push(reject(entry, reason)),
+            None => good.push(entry),
+        }
     }
     tracing::debug!(
-        files = new.len(),
+        files = good.len() + rejected.len(),
         millis = checking.elapsed().as_millis() as u64,
         "landing files checked"
     );
 
     let build = build_path(&target);
-    let result = build_into(store, options, &target, &build, &new);
-    let report = match result {
-        Ok(report) => report,
-        Err(e) => {
-            let _ = fs::remove_file(&build);
-            let _ = fs::remove_file(with_suffix(&build, ".wal"));
-            return Err(e);
+    let report = loop {
+        match build_into(store, options, &target, &build, &good, &rejected) {
+            Ok(report) => break report,
+            Err(failure) => {
+                remove_build(&build);
+                let Failure::Load(error) = failure else {
+                    return Err(failure.into_error());
+                };
+                // One file DuckDB cannot read fails the load of all of them:
+                // find it (them), quarantine it, and build the rest.
+                let culprits = probe_each(store, &good)?;
+                if culprits.is_empty() {
+                    return Err(error);
+                }
+                good.retain(|e| !culprits.iter().any(|(key, _)| key == &e.key));
+                for (key, reason) in culprits {
+                    rejected.push(Rejected {
+                        landing_key: key.to_string(),
+                        reason,
+                    });
+                }
+            }
         }
     };
+    for r in &report.rejected {
+        tracing::error!(file = %r.landing_key, "quarantined: {}", r.reason);
+    }
     publish(&build, &target)?;
     tracing::info!(
         lakehouse = %target.display(),
@@ -215,15 +264,101 @@ pub fn transform(store: &LandingStore, options: &TransformOptions) -> Result<Tra
     })
 }
 
-/// A landing file must be sound and have the PSD header before it is loaded.
-fn check_landing_file(store: &LandingStore, entry: &Entry) -> Result<()> {
-    let path = store.path_of(&entry.key);
-    let corrupt = |reason: String| Error::Corrupt {
-        path: path.clone(),
+fn reject(entry: Entry, reason: String) -> Rejected {
+    Rejected {
+        landing_key: entry.key.to_string(),
         reason,
-    };
+    }
+}
+
+/// Removes a failed build's file, WAL and spill directory.
+fn remove_build(build: &Path) {
+    for leftover in [
+        build.to_path_buf(),
+        with_suffix(build, ".wal"),
+        with_suffix(build, ".tmp"),
+    ] {
+        if let Err(e) = remove_path(&leftover) {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+/// How a build failed: loading the new files (one of them may be unreadable),
+/// or anything else.
+enum Failure {
+    Load(Error),
+    Other(Error),
+}
+
+impl Failure {
+    fn into_error(self) -> Error {
+        match self {
+            Failure::Load(e) | Failure::Other(e) => e,
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+/// Loads each file alone into a scratch in-memory database with the real load
+/// models, and returns those DuckDB refuses as data (not for memory or I/O
+/// reasons), with DuckDB's words.
+fn probe_each(store: &LandingStore, files: &[Entry]) -> Result<Vec<(LandingKey, String)>> {
+    let models = models::ordered()?;
+    let mut culprits = Vec::new();
+    for entry in files {
+        let conn = Connection::open_in_memory().map_err(duck("probe"))?;
+        for m in models.iter().filter(|m| m.kind == models::Kind::Setup) {
+            conn.execute_batch(m.sql).map_err(duck(&m.name))?;
+        }
+        conn.execute_batch("CREATE TEMP TABLE _new_files (path VARCHAR, release_id INTEGER)")
+            .map_err(duck("_new_files"))?;
+        let path = store.path_of(&entry.key).to_string_lossy().into_owned();
+        conn.execute("INSERT INTO _new_files VALUES (?, 1)", [&path])
+            .map_err(duck("_new_files"))?;
+        for m in models
+            .iter()
+            .filter(|m| m.kind == models::Kind::Incremental && m.sql.contains("{{new_files}}"))
+        {
+            let sql = m
+                .sections()?
+                .append
+                .replace("{{new_files}}", &format!("[{}]", sql_string(&path)))
+                .replace("{{first_new_release}}", "1");
+            if let Err(e) = conn.execute_batch(&sql) {
+                let text = e.to_string();
+                if is_data_error(&text) {
+                    culprits.push((entry.key.clone(), format!("DuckDB cannot load it: {text}")));
+                    break;
+                }
+            }
+        }
+    }
+    Ok(culprits)
+}
+
+/// Whether a DuckDB error is about the data read (so retrying cannot help),
+/// not memory, interruption or the machine.
+fn is_data_error(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    ["invalid input error", "conversion error", "csv error"]
+        .iter()
+        .any(|kind| lower.contains(kind))
+        || (lower.contains("io error") && lower.contains("gzip"))
+}
+
+/// What keeps a landing file from being loaded, if anything: it must be sound
+/// (gzip, recorded hashes) and have the PSD header. I/O errors are errors, not
+/// reasons to quarantine.
+fn landing_file_problem(store: &LandingStore, entry: &Entry) -> Result<Option<String>> {
+    let path = store.path_of(&entry.key);
     if let Some(problem) = store.check(&entry.key)? {
-        return Err(corrupt(problem));
+        return Ok(Some(problem));
     }
     let mut reader = std::io::BufReader::new(store.get(&entry.key)?);
     let mut line = Vec::new();
@@ -231,12 +366,12 @@ fn check_landing_file(store: &LandingStore, entry: &Entry) -> Result<()> {
     let found = split_header(line.strip_suffix(b"\n").unwrap_or(&line));
     if found != PSD_COLUMNS {
         let shown: String = String::from_utf8_lossy(&line).chars().take(120).collect();
-        return Err(corrupt(format!(
+        return Ok(Some(format!(
             "not a PSD CSV: expected the header {}, found {shown:?}",
             PSD_COLUMNS.join(",")
         )));
     }
-    Ok(())
+    Ok(None)
 }
 
 fn duck(context: &str) -> impl Fn(duckdb::Error) -> Error + '_ {
@@ -251,7 +386,8 @@ fn build_into(
     target: &Path,
     build: &Path,
     new: &[Entry],
-) -> Result<TransformReport> {
+    rejected: &[Rejected],
+) -> Result<TransformReport, Failure> {
     if target.exists() {
         fs::copy(target, build).at(build)?;
     }
@@ -303,6 +439,13 @@ fn build_into(
             )
             .map_err(duck("_new_files"))?;
         }
+        for r in rejected {
+            conn.execute(
+                "INSERT INTO raw.rejected VALUES (?, ?, now())",
+                duckdb::params![r.landing_key, r.reason],
+            )
+            .map_err(duck("raw.rejected"))?;
+        }
         let files: Vec<String> = new
             .iter()
             .map(|e| sql_string(&store.path_of(&e.key).to_string_lossy()))
@@ -332,7 +475,12 @@ fn build_into(
                         _ => sections.append,
                     };
                     let before = count(&conn, "SELECT count(*) FROM raw.psd")?;
-                    conn.execute_batch(&fill(sql)).map_err(duck(&m.name))?;
+                    let ran = conn.execute_batch(&fill(sql)).map_err(duck(&m.name));
+                    if sql.contains("{{new_files}}") {
+                        ran.map_err(Failure::Load)?;
+                    } else {
+                        ran?;
+                    }
                     rows_loaded += count(&conn, "SELECT count(*) FROM raw.psd")? - before;
                     Some(if rebuild {
                         StepMode::Rebuild
@@ -379,12 +527,12 @@ fn build_into(
                 continue;
             }
             if audit.severity == Severity::Error {
-                return Err(Error::Transform {
+                return Err(Failure::Other(Error::Transform {
                     reason: format!(
                         "audit failed: {} ({rows} offending rows)",
                         audit.description
                     ),
-                });
+                }));
             }
             tracing::warn!(audit = %audit.description, rows, "audit warning");
             warnings.push(AuditFinding {
@@ -406,6 +554,7 @@ fn build_into(
         rows_loaded,
         releases_total,
         published: None,
+        rejected: rejected.to_vec(),
         warnings,
         steps,
         millis: 0,
@@ -423,13 +572,19 @@ fn sql_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// The landing keys the published lakehouse holds (empty when there is none).
-fn loaded_keys(target: &Path) -> Result<std::collections::HashSet<String>> {
+/// The landing keys the published lakehouse holds, and those it rejected
+/// (both empty when there is none).
+fn loaded_keys(target: &Path) -> Result<(HashSet<String>, HashSet<String>)> {
     if !target.exists() {
         return Ok(Default::default());
     }
     let lake = Lakehouse::open_read_only(target)?;
-    lake.loaded_keys()
+    let rejected = lake
+        .rejected()?
+        .into_iter()
+        .map(|r| r.landing_key)
+        .collect();
+    Ok((lake.loaded_keys()?, rejected))
 }
 
 /// Moves the finished build over the published file, durably.
@@ -443,7 +598,16 @@ fn publish(build: &Path, target: &Path) -> Result<()> {
             ),
         });
     }
-    fs::File::open(build).and_then(|f| f.sync_all()).at(build)?;
+    let file = fs::File::open(build).at(build)?;
+    // DuckDB creates files with the umask's mode (0644 under 022): make it the
+    // store's 0640, keeping anything stricter the umask asked for.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file.metadata().at(build)?.permissions().mode() & durable::FILE_MODE;
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .at(build)?;
+    }
+    file.sync_all().at(build)?;
     // A WAL beside the target belongs to no build of ours (we never open the
     // published file for writing); DuckDB would try to replay it into the new
     // file and fail. Move it aside, loudly.
@@ -483,19 +647,34 @@ fn build_path(target: &Path) -> PathBuf {
     ))
 }
 
-/// Removes the build files (and their WALs) of transforms that were killed.
-/// Called with the transform lock held, so none of them is live.
+/// Removes what killed transforms left: build files, their WALs and DuckDB's
+/// spill directories (`{build}.tmp/`). Called with the transform lock held, so
+/// none of them is live. Symlinks are removed, never followed.
 fn remove_stale_builds(target: &Path) -> Result<()> {
     let dir = target.parent().unwrap_or(Path::new("/"));
     let prefix = build_prefix(target);
     for entry in fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
         if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            tracing::info!(file = %entry.path().display(), "removing a killed build");
-            fs::remove_file(entry.path()).at(entry.path())?;
+            let path = entry.path();
+            tracing::info!(file = %path.display(), "removing what a killed build left");
+            remove_path(&path)?;
         }
     }
     Ok(())
+}
+
+/// Removes a file, a symlink (not its target) or a directory tree.
+fn remove_path(path: &Path) -> Result<()> {
+    let removed = match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) => Err(e),
+    };
+    match removed {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at(path),
+        _ => Ok(()),
+    }
 }
 
 fn absolute(path: &Path) -> Result<PathBuf> {

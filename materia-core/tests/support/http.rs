@@ -45,6 +45,12 @@ pub enum Reply {
     Stall { prefix: Vec<u8>, stall: Duration },
     /// Streams `len` bytes from `chunk` repeated, with Content-Length.
     Stream { chunk: Arc<Vec<u8>>, len: u64 },
+    /// Sends `body[..split]`, pauses for `pause`, then sends the rest.
+    Paused {
+        body: Vec<u8>,
+        split: usize,
+        pause: Duration,
+    },
 }
 
 impl Reply {
@@ -206,6 +212,15 @@ fn serve(
                 .and_then(|()| out.flush());
             thread::sleep(stall);
             r
+        }
+        Reply::Paused { body, split, pause } => {
+            bodies.fetch_add(1, Ordering::SeqCst);
+            let r = out
+                .write_all(&head(200, &[], body.len() as u64))
+                .and_then(|()| out.write_all(&body[..split]))
+                .and_then(|()| out.flush());
+            thread::sleep(pause);
+            r.and_then(|()| out.write_all(&body[split..]))
         }
         Reply::Stream { chunk, len } => {
             bodies.fetch_add(1, Ordering::SeqCst);

@@ -1,8 +1,8 @@
 //! A real S3-compatible server on loopback for tests: moto's `moto_server`
 //! (`pip install 'moto[server]'`; `.ci/run` installs it), one per test.
 //!
-//! When it cannot be started the test says so loudly and is skipped — except
-//! under CI (`CI` set), where that is a failure.
+//! When it cannot be started the test fails, saying how to install it: a missing
+//! tool never lets a test pass silently.
 
 #![allow(dead_code)]
 
@@ -16,33 +16,64 @@ pub struct S3Server {
 }
 
 impl S3Server {
-    /// Starts `moto_server` on a free loopback port, or explains why not.
+    /// Starts `moto_server` on a free loopback port; fails the test, saying how
+    /// to install it, when it cannot. (`Option` for the callers' `let … else`.)
+    ///
+    /// A port found free can be taken by a parallel test before moto binds it;
+    /// so the server counts as up only when its own log says it is listening,
+    /// and another port is tried when it could not bind.
     pub fn start() -> Option<S3Server> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("a free port");
+            if let Some(server) = S3Server::start_on(port) {
+                return Some(server);
+            }
+        }
+        panic!("moto_server could not bind a port in 5 tries");
+    }
+
+    fn start_on(port: u16) -> Option<S3Server> {
+        use std::io::BufRead;
         let spawned = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn();
-        let child = match spawned {
-            Ok(child) => child,
-            Err(e) => {
-                let msg = format!(
-                    "S3 TESTS SKIPPED: cannot start moto_server ({e}); install it with \
-                     `pip install 'moto[server]'`"
-                );
-                assert!(std::env::var_os("CI").is_none(), "{msg}");
-                eprintln!("\n!!!!! {msg}\n");
-                return None;
+        let mut child = spawned.unwrap_or_else(|e| {
+            panic!(
+                "S3 TESTS CANNOT RUN: cannot start moto_server ({e}); install it with \
+                 `pip install 'moto[server]'`"
+            )
+        });
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads moto's log to the end (so its pipe never fills), reporting
+        // whether it is listening.
+        std::thread::spawn(move || {
+            let mut told = false;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if !told && line.contains("Running on") {
+                    told = true;
+                    let _ = tx.send(true);
+                }
             }
-        };
+            if !told {
+                let _ = tx.send(false);
+            }
+        });
         let mut server = S3Server {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
         };
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(true) => {}
+            Ok(false) => return None, // exited: the port was taken
+            Err(_) => panic!("moto_server did not come up on port {port} in 60 s"),
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if Instant::now() > deadline || server.child.try_wait().ok().flatten().is_some() {

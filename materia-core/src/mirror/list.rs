@@ -1,0 +1,188 @@
+//! Listing the bucket without trusting its keys.
+//!
+//! `object_store` parses every listed key into its `Path` and fails the whole
+//! listing on one it refuses (`..`, `.`, an empty segment, a control byte). A
+//! bucket is shared, hostile input: one such object must not stop `restore`,
+//! `mirror --full` or `mirror --verify`. So when `object_store`'s listing fails
+//! on a key, the bucket is listed again here — `ListObjectsV2` with
+//! `encoding-type=url`, signed by `object_store`'s own SigV4 signer — and every
+//! key comes back as text, for the caller to accept or refuse one by one.
+
+use std::time::Duration;
+
+use object_store::aws::{AmazonS3, AwsAuthorizer};
+use object_store::client::HttpRequestBody;
+use object_store::path::Path;
+use serde::Deserialize;
+
+/// One listed object, its key as the bucket has it.
+#[derive(Clone, Debug)]
+pub(crate) struct Listed {
+    /// The key, verbatim (percent-decoded when the server encoded it).
+    pub key: String,
+    /// The key as an `object_store` path, when it is one.
+    pub location: Option<Path>,
+    /// Size in bytes.
+    pub size: u64,
+    /// When it was last written, per the server.
+    pub last_modified: Option<jiff::Timestamp>,
+}
+
+impl Listed {
+    /// The key made safe to print: control and non-ASCII characters escaped.
+    pub fn shown(&self) -> String {
+        shown(&self.key)
+    }
+}
+
+/// `key` with control characters escaped, so a hostile key cannot drive the
+/// terminal it is printed on.
+pub(crate) fn shown(key: &str) -> String {
+    key.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+impl From<object_store::ObjectMeta> for Listed {
+    fn from(meta: object_store::ObjectMeta) -> Self {
+        Listed {
+            key: meta.location.to_string(),
+            last_modified: jiff::Timestamp::new(
+                meta.last_modified.timestamp(),
+                meta.last_modified.timestamp_subsec_nanos() as i32,
+            )
+            .ok(),
+            location: Some(meta.location),
+            size: meta.size,
+        }
+    }
+}
+
+/// Where and how to send a raw listing.
+pub(crate) struct RawLister<'a> {
+    pub s3: &'a AmazonS3,
+    /// `https://host[:port]`, path-style (as `object_store` is configured).
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub allow_http: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListBucketResult {
+    #[serde(default)]
+    contents: Vec<Contents>,
+    #[serde(default)]
+    is_truncated: bool,
+    next_continuation_token: Option<String>,
+    encoding_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Contents {
+    key: String,
+    size: u64,
+    last_modified: Option<String>,
+}
+
+impl RawLister<'_> {
+    /// Every object under `prefix/`, page by page.
+    pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<Listed>, String> {
+        if !self.allow_http && self.endpoint.starts_with("http://") {
+            return Err("refusing to list over plain HTTP (AWS_ALLOW_HTTP is not set)".into());
+        }
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        let credential = self
+            .s3
+            .credentials()
+            .get_credential()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut url = reqwest::Url::parse(&format!(
+                "{}/{}",
+                self.endpoint.trim_end_matches('/'),
+                self.bucket
+            ))
+            .map_err(|e| format!("bad endpoint: {e}"))?;
+            {
+                let mut q = url.query_pairs_mut();
+                q.append_pair("list-type", "2");
+                q.append_pair("encoding-type", "url");
+                if !prefix.is_empty() {
+                    q.append_pair("prefix", &format!("{prefix}/"));
+                }
+                if let Some(t) = &token {
+                    q.append_pair("continuation-token", t);
+                }
+            }
+            let mut request = http::Request::builder()
+                .method("GET")
+                .uri(url.as_str())
+                .body(HttpRequestBody::from(Vec::new()))
+                .map_err(|e| e.to_string())?;
+            AwsAuthorizer::new(&credential, "s3", &self.region)
+                .try_authorize(&mut request, None)
+                .map_err(|e| e.to_string())?;
+            let response = client
+                .get(url.clone())
+                .headers(request.headers().clone())
+                .send()
+                .await
+                .map_err(|e| format!("listing failed: {e}"))?;
+            let status = response.status();
+            let body = response.text().await.map_err(|e| e.to_string())?;
+            if !status.is_success() {
+                let head: String = body.chars().take(200).collect();
+                return Err(format!("listing answered {status}: {head}"));
+            }
+            let page: ListBucketResult =
+                quick_xml::de::from_str(&body).map_err(|e| format!("bad listing: {e}"))?;
+            let encoded = page.encoding_type.as_deref() == Some("url");
+            for c in page.contents {
+                let key = if encoded {
+                    percent_encoding::percent_decode_str(&c.key)
+                        .decode_utf8_lossy()
+                        .into_owned()
+                } else {
+                    c.key
+                };
+                out.push(Listed {
+                    location: Path::parse(&key).ok(),
+                    last_modified: c.last_modified.and_then(|t| t.parse().ok()),
+                    size: c.size,
+                    key,
+                });
+            }
+            match (page.is_truncated, page.next_continuation_token) {
+                (true, Some(next)) => token = Some(next),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn control_bytes_are_escaped_for_the_terminal() {
+        assert_eq!(shown("a\u{1b}[2Jb\n"), "a\\u{1b}[2Jb\\n");
+        assert_eq!(shown("psd/2026/01/x.csv.gzip"), "psd/2026/01/x.csv.gzip");
+    }
+}
