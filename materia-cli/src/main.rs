@@ -242,7 +242,7 @@ struct LandArgs {
     /// Gzip level for plain input, 0-9.
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
     level: u32,
-    /// Compression threads (default: one per core; at most 8 are used).
+    /// Compression threads (default: one per core; at most 4 are used).
     /// Memory stays bounded (at most 8 chunks of 2 MiB in flight).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     threads: Option<u32>,
@@ -260,10 +260,14 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
+            // Each cause once: an error's text often carries its source's.
             let mut msg = format!("materia: error: {err}");
             let mut source = err.source();
             while let Some(s) = source {
-                msg.push_str(&format!(": {s}"));
+                let text = s.to_string();
+                if !msg.contains(&text) {
+                    msg.push_str(&format!(": {text}"));
+                }
                 source = s.source();
             }
             // Never panic on a closed or full stderr: the exit code still tells.
@@ -366,8 +370,8 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             if json {
                 print_json(&report)?;
             } else {
-                for (key, why) in &report.refused {
-                    writeln!(io::stdout(), "REFUSED {key}: {why}")?;
+                for r in &report.refused {
+                    writeln!(io::stdout(), "REFUSED {}: {}", r.object, r.reason)?;
                 }
                 writeln!(
                     io::stdout(),
@@ -520,6 +524,7 @@ fn report_extracted(done: &Extracted, json: bool) -> Result<(), BoxError> {
             "duplicate: {existing} already holds this {of}; nothing landed"
         )?,
         Status::NotPublished => writeln!(out, "not published: {}", done.url)?,
+        other => writeln!(out, "{other:?}: {}", done.url)?,
     }
     Ok(())
 }

@@ -538,6 +538,17 @@ fn under_umask_000_every_file_is_0640_and_every_dir_0750() {
     }
     // ledger, lock, state.json, run.lock, the landed file, lakehouse and its lock
     assert!(seen >= 7, "only {seen} files");
+    for entry in fs::read_dir(landing.join(".materia")).expect("meta dir") {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            materia_core::landing::MetaDir::ENTRIES.contains(&name.as_str()),
+            "undocumented .materia/{name}"
+        );
+    }
     assert_eq!(
         mode(&textfile_dir.join("materia.prom")),
         0o644,

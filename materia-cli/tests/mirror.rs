@@ -95,6 +95,42 @@ fn mirror_verify_and_restore_with_json_and_no_secret_in_errors() {
             .contains("12 object(s) checked, 0 missing, 0 different")
     );
 
+    // Everything the mirror keeps is a documented `.materia/` entry, 0640/0750.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = materia_core::landing::MetaDir::of(&landing);
+        for entry in std::fs::read_dir(meta.path()).expect("meta dir") {
+            let name = entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            assert!(
+                materia_core::landing::MetaDir::ENTRIES.contains(&name.as_str()),
+                "undocumented .materia/{name}"
+            );
+        }
+        let mut stack = vec![meta.mirror()];
+        while let Some(d) = stack.pop() {
+            let mode = |p: &std::path::Path| {
+                std::fs::symlink_metadata(p)
+                    .expect("exists")
+                    .permissions()
+                    .mode()
+                    & 0o777
+            };
+            assert_eq!(mode(&d), 0o750, "{}", d.display());
+            for e in std::fs::read_dir(&d).expect("dir") {
+                let p = e.expect("entry").path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    assert_eq!(mode(&p), 0o640, "{}", p.display());
+                }
+            }
+        }
+    }
+
     let restored = dir.path().join("restored");
     let r = json(
         &materia(&restored, &server.endpoint)

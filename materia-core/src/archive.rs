@@ -28,10 +28,7 @@ pub fn pick_csv_member<R: Read + Seek>(
     archive: &mut zip::ZipArchive<R>,
     wanted: Option<&str>,
 ) -> Result<usize> {
-    let bad = |reason: String| Error::Extract {
-        url: String::new(),
-        reason,
-    };
+    let bad = |reason: String| Error::InvalidInput { reason };
     let mut names = Vec::new();
     for i in 0..archive.len() {
         let member = archive

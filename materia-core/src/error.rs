@@ -85,10 +85,13 @@ pub enum Error {
     /// header, an HTML page, broken zip, over a limit). Nothing was landed.
     #[error("extract {url}: {reason}")]
     Extract {
-        /// The source, with any password removed.
+        /// The source, with its secrets removed (see `extract::redact`).
         url: String,
         /// What went wrong.
         reason: String,
+        /// The HTTP client's error, when the request failed.
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// A transform failed: a model, an audit, or DuckDB. Nothing was published.
@@ -96,6 +99,9 @@ pub enum Error {
     Transform {
         /// What went wrong.
         reason: String,
+        /// DuckDB's error, when DuckDB failed.
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// The lakehouse file could not be opened or read.
@@ -105,6 +111,9 @@ pub enum Error {
         path: PathBuf,
         /// What went wrong.
         reason: String,
+        /// DuckDB's error, when DuckDB failed.
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// Talking to the mirror bucket failed.
@@ -114,6 +123,11 @@ pub enum Error {
         url: String,
         /// What went wrong.
         reason: String,
+        /// What kind of failure it is: an R2 auth failure is not a network blip.
+        kind: RemoteKind,
+        /// The S3 client's error (`object_store::Error`), when it failed.
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// A configuration file or value is not valid.
@@ -136,6 +150,17 @@ pub enum Error {
         hint: String,
     },
 
+    /// A system facility failed outside any file: installing a signal
+    /// handler, starting a thread or a runtime.
+    #[error("{what}: {source}")]
+    System {
+        /// What was being done.
+        what: String,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+
     /// A supervised step failed, ran past its timeout or was interrupted.
     #[error("step {step}: {reason}")]
     Step {
@@ -144,6 +169,41 @@ pub enum Error {
         /// How it ended.
         reason: String,
     },
+}
+
+/// A boxed error kept as a [`std::error::Error::source`], so callers can reach
+/// the library error beneath (DuckDB's, `object_store`'s) by downcasting.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What kind of failure a remote (bucket) operation met: what a caller matches
+/// to decide between fixing credentials, retrying later and giving up.
+///
+/// ```
+/// use materia_core::{Error, RemoteKind};
+/// fn retry_later(e: &Error) -> bool {
+///     matches!(e, Error::Mirror { kind: RemoteKind::Transient | RemoteKind::Timeout, .. })
+/// }
+/// # let _ = retry_later;
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RemoteKind {
+    /// The credentials were refused (401, 403).
+    Auth,
+    /// The bucket or object does not exist.
+    NotFound,
+    /// The object exists already, or a condition on it failed.
+    Conflict,
+    /// The network or the server failed (connect errors, 5xx, 429), after
+    /// retries: trying later may work.
+    Transient,
+    /// A request timed out, after retries.
+    Timeout,
+    /// The configuration is wrong (a URL, a size, a missing setting).
+    Config,
+    /// Anything else (an object refused, a corrupt answer).
+    Other,
 }
 
 /// `Result` with [`Error`] as its default error.

@@ -41,6 +41,8 @@
 
 #[cfg(feature = "archive")]
 pub mod archive;
+#[cfg(feature = "http")]
+mod blocking;
 pub mod csv;
 mod error;
 #[cfg(feature = "http")]
@@ -55,4 +57,4 @@ pub mod supervise;
 #[cfg(feature = "duckdb")]
 pub mod transform;
 
-pub use error::{Error, Result};
+pub use error::{BoxError, Error, RemoteKind, Result};

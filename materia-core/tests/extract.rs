@@ -281,7 +281,9 @@ fn a_500_then_success_is_retried() {
 
 fn expect_extract_error(f: &Fixture, url: &str, says: &str) {
     match f.fetch(url) {
-        Err(Error::Extract { url: named, reason }) => {
+        Err(Error::Extract {
+            url: named, reason, ..
+        }) => {
             assert_eq!(named, url, "the error names the URL");
             assert!(reason.contains(says), "{says:?} not in {reason:?}");
         }
@@ -563,4 +565,38 @@ fn a_huge_total_timeout_means_no_deadline_not_a_panic() {
     };
     let done = extractor.fetch(&f.store, &spec).expect("lands");
     landed_key(&done);
+}
+
+#[cfg(feature = "s3")] // tokio comes with the mirror
+#[test]
+fn from_async_code_the_extractor_works_and_drops_without_a_panic() {
+    let f = fixture();
+    let path = f.outside.join("psd_coffee_csv.zip");
+    fs::write(&path, zip_of(&[("psd_coffee.csv", &csv(40, 9))])).expect("write");
+    let spec = DatasetSpec {
+        url: format!("file://{}", path.display()),
+        ..DatasetSpec::psd()
+    };
+    let made_outside = Extractor::new(limits()).expect("client");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store = std::sync::Arc::new(f.store);
+    rt.block_on(async move {
+        // On an executor thread: created, used and dropped without a panic.
+        let inside = Extractor::new(limits()).expect("client");
+        landed_key(&inside.fetch(&store, &spec).expect("fetched"));
+        drop(inside);
+        drop(made_outside);
+        // The recommended way.
+        let done = tokio::task::spawn_blocking(move || {
+            Extractor::new(limits()).and_then(|e| e.fetch(&store, &spec))
+        })
+        .await
+        .expect("joined")
+        .expect("fetched");
+        assert!(matches!(done.status, Status::Duplicate { .. }), "{done:?}");
+    });
 }

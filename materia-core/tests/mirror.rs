@@ -144,7 +144,7 @@ fn other_content_under_our_key_is_a_conflict_left_alone() {
     server.put_raw(BUCKET, &format!("landing/{key}"), theirs.clone());
     let mirror = Mirror::new(options(&server)).expect("mirror");
     let report = mirror.push(&store, false).expect("push");
-    assert_eq!(report.conflicts, [key.to_string()]);
+    assert_eq!(report.conflicts, std::slice::from_ref(&key));
     assert_eq!(report.uploaded, 0);
     assert_eq!(
         server.get_raw(BUCKET, &format!("landing/{key}")),
@@ -410,8 +410,11 @@ mod hardening {
         let report = mirror.restore(&restored).expect("restore lists past them");
         assert_eq!(report.downloaded, 2, "{report:?}");
         assert_eq!(report.refused.len(), 2, "{report:?}");
-        for (key, _) in &report.refused {
-            assert!(!key.chars().any(char::is_control), "printed raw: {key:?}");
+        for r in &report.refused {
+            assert!(
+                !r.object.chars().any(char::is_control),
+                "printed raw: {r:?}"
+            );
         }
         for key in &keys {
             assert_eq!(
@@ -515,7 +518,7 @@ mod hardening {
         let original = fs::read(store.path_of(&same)).expect("local");
         server.put_raw(BUCKET, &format!("landing/{same}"), original);
         let report = mirror.push(&store, true).expect("full push");
-        assert_eq!(report.conflicts, [key.to_string()], "{report:?}");
+        assert_eq!(report.conflicts, std::slice::from_ref(&key), "{report:?}");
         assert_eq!(report.skipped, 1, "{report:?}");
         let verify = mirror.verify(&store).expect("verify");
         assert_eq!(verify.different, [key.to_string()]);
@@ -651,4 +654,37 @@ mod hardening {
         );
         assert!(restored.path_of(&key).exists());
     }
+}
+
+#[test]
+fn from_async_code_it_works_and_drops_without_a_panic() {
+    // Regression: the private runtime panicked when a Mirror was used or
+    // dropped inside async code.
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    server.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = std::sync::Arc::new(LandingStore::open(dir.path()).expect("open"));
+    land(&store, 1, 1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let opts = options(&server);
+    rt.block_on(async move {
+        // On an executor thread: blocks its caller, works, no panic.
+        let mirror = Mirror::new(opts.clone()).expect("new");
+        assert_eq!(mirror.push(&store, false).expect("pushed").uploaded, 1);
+        drop(mirror);
+        // The recommended way.
+        land(&store, 2, 2);
+        let mirror = std::sync::Arc::new(Mirror::new(opts).expect("new"));
+        let report = tokio::task::spawn_blocking(move || mirror.push(&store, false))
+            .await
+            .expect("joined")
+            .expect("pushed");
+        assert_eq!((report.uploaded, report.skipped), (1, 1));
+    });
 }

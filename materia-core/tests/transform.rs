@@ -375,7 +375,7 @@ fn a_duplicated_row_fails_the_uniqueness_audit_and_publishes_nothing() {
     body.extend_from_slice(&dup);
     f.land(2, &body);
     match transform(&f.store, &f.options) {
-        Err(Error::Transform { reason }) => {
+        Err(Error::Transform { reason, .. }) => {
             assert!(reason.contains("audit failed: psd rows unique"), "{reason}");
             assert!(reason.contains("(1 offending rows)"), "{reason}");
         }

@@ -45,6 +45,7 @@ use crate::landing::{
 /// What an extraction did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Status {
     /// A new release landed.
     Landed {
@@ -86,6 +87,10 @@ pub struct Extracted {
 
 /// Fetches releases and lands them. Holds one HTTP client (connection pool).
 ///
+/// Blocking. From async code, call it inside `tokio::task::spawn_blocking`;
+/// created, called or dropped on an executor thread it still works (the blocking
+/// part moves to a thread of its own: the caller waits, nothing panics).
+///
 /// ```no_run
 /// # fn main() -> materia_core::Result<()> {
 /// use materia_core::extract::{Config, Extractor};
@@ -99,7 +104,8 @@ pub struct Extracted {
 /// # Ok(()) }
 /// ```
 pub struct Extractor {
-    client: reqwest::blocking::Client,
+    /// Always `Some` until dropped (see the `Drop` impl).
+    client: Option<reqwest::blocking::Client>,
     limits: Limits,
     progress: bool,
 }
@@ -107,6 +113,10 @@ pub struct Extractor {
 impl Extractor {
     /// An extractor that fetches within `limits`.
     pub fn new(limits: Limits) -> Result<Extractor> {
+        crate::blocking::off_runtime(|| Extractor::build(limits))
+    }
+
+    fn build(limits: Limits) -> Result<Extractor> {
         let client = reqwest::blocking::Client::builder()
             .user_agent(concat!(
                 "materia/",
@@ -136,7 +146,7 @@ impl Extractor {
                 reason: error_chain(&e),
             })?;
         Ok(Extractor {
-            client,
+            client: Some(client),
             limits,
             progress: false,
         })
@@ -192,10 +202,23 @@ impl Extractor {
         month: Month,
         archive: bool,
     ) -> Result<Extracted> {
+        crate::blocking::off_runtime(|| self.fetch_blocking(store, spec, url, year, month, archive))
+    }
+
+    fn fetch_blocking(
+        &self,
+        store: &LandingStore,
+        spec: &DatasetSpec,
+        url: &str,
+        year: Year,
+        month: Month,
+        archive: bool,
+    ) -> Result<Extracted> {
         let shown = redact(url);
         let fail = |reason: String| Error::Extract {
             url: shown.clone(),
             reason,
+            source: None,
         };
         let parsed = reqwest::Url::parse(url).map_err(|e| fail(format!("not a valid URL: {e}")))?;
         let release = NewRelease::new(spec.name.clone(), year.get().into(), month.get().into())?
@@ -270,14 +293,13 @@ impl Extractor {
         bar.finish_and_clear();
         let bytes_in = body.bytes;
         let outcome = outcome.map_err(|e| match e {
-            Error::Extract { reason, .. } => fail(reason),
-            Error::Input { source } => fail(match refusal(&source) {
-                Some(r) => r.to_string(),
-                None => format!(
+            Error::Input { source } => match refusal(&source) {
+                Some(r) => fail(r.to_string()),
+                None => fail(format!(
                     "reading the download failed after {bytes_in} bytes: {}",
                     io_chain(&source)
-                ),
-            }),
+                )),
+            },
             Error::InvalidInput { reason } => fail(reason),
             other => other,
         })?;
@@ -327,7 +349,10 @@ impl Extractor {
         let mut delay = self.limits.backoff;
         let mut attempt = 0;
         loop {
-            let result = self.client.get(url.clone()).headers(headers.clone()).send();
+            let Some(client) = &self.client else {
+                unreachable!("the client lives as long as the extractor")
+            };
+            let result = client.get(url.clone()).headers(headers.clone()).send();
             let retry_in = match result {
                 Ok(r) if retryable(r.status()) => {
                     let why = format!("the server answered {}", r.status());
@@ -348,10 +373,8 @@ impl Extractor {
                         0 => String::new(),
                         n => format!(" (after {n} retries)"),
                     };
-                    return Err(fail(format!(
-                        "request failed: {}{retried}",
-                        error_chain(&e)
-                    )));
+                    let err = fail(format!("request failed: {}{retried}", error_chain(&e)));
+                    return Err(with_source(err, e));
                 }
             };
             std::thread::sleep(retry_in);
@@ -376,15 +399,14 @@ impl Extractor {
         if head.starts_with(b"PK\x03\x04") {
             let mut spool = store.spool()?;
             io::copy(&mut body, spool.file()).map_err(|source| Error::Input { source })?;
-            let mut archive = zip::ZipArchive::new(spool.file()).map_err(|e| Error::Extract {
-                url: String::new(),
-                reason: format!(
-                    "not a complete zip archive (truncated download or missing central directory): {e}"
-                ),
-            })?;
+            let mut archive =
+                zip::ZipArchive::new(spool.file()).map_err(|e| Error::InvalidInput {
+                    reason: format!(
+                        "not a complete zip archive (truncated download or missing central directory): {e}"
+                    ),
+                })?;
             let index = crate::archive::pick_csv_member(&mut archive, spec.zip_member.as_deref())?;
-            let member = archive.by_index(index).map_err(|e| Error::Extract {
-                url: String::new(),
+            let member = archive.by_index(index).map_err(|e| Error::InvalidInput {
                 reason: format!("cannot read zip member: {e}"),
             })?;
             store.put(release, Limited::new(member, max, "CSV content", None))
@@ -393,6 +415,28 @@ impl Extractor {
             store.put(release, Limited::new(csv, max, "CSV content", None))
         } else {
             store.put(release, Limited::new(body, max, "CSV content", None))
+        }
+    }
+}
+
+/// Keeps `cause` as the source of an [`Error::Extract`].
+fn with_source(mut err: Error, cause: reqwest::Error) -> Error {
+    if let Error::Extract { source, .. } = &mut err {
+        // reqwest's errors print their URL, tokens and all: not this one.
+        *source = Some(Box::new(cause.without_url()));
+    }
+    err
+}
+
+impl Drop for Extractor {
+    fn drop(&mut self) {
+        // The blocking client joins its own runtime's thread when dropped,
+        // which tokio forbids on an executor thread: drop it on a thread of
+        // its own there.
+        if let Some(client) = self.client.take()
+            && crate::blocking::in_runtime()
+        {
+            std::thread::spawn(move || drop(client));
         }
     }
 }
@@ -457,6 +501,11 @@ fn error_chain(e: &reqwest::Error) -> String {
 
 /// An I/O error and its causes on one line; a timeout says so first.
 fn io_chain(e: &io::Error) -> String {
+    // A reqwest error inside prints its URL (and any token in it): use its
+    // chain without the URL instead.
+    if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<reqwest::Error>()) {
+        return error_chain(inner);
+    }
     let mut parts = vec![e.to_string()];
     let mut source = e.get_ref().and_then(|inner| inner.source());
     while let Some(s) = source {

@@ -194,9 +194,9 @@ pub(crate) const CHUNK: usize = 2 << 20;
 /// Chunks in flight at most, whatever the thread count (16 MiB of input).
 const MAX_IN_FLIGHT: usize = 8;
 
-/// Compression threads at most: past 8, gzip at level 6 already outruns an NVMe
-/// write, and each thread adds an encoder and an allocator arena.
-pub(crate) const MAX_THREADS: usize = 8;
+/// Compression threads at most: each adds an encoder and an allocator arena
+/// (a few MiB), and 4 already compress faster than most sources deliver.
+pub(crate) const MAX_THREADS: usize = 4;
 
 fn compress(
     input: &mut dyn Read,

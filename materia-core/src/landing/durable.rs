@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 
 /// Mode of every file the store creates (the umask can only make it stricter).
 pub(crate) const FILE_MODE: u32 = 0o640;
@@ -273,4 +273,96 @@ pub(crate) fn replace_file_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Re
     temp.as_file().sync_all().at(temp.path())?;
     temp.persist(path).map_err(|e| e.error).at(path)?;
     sync_dir(dir)
+}
+
+/// A lock file (`flock`), the one lock type of the crate: the store's writer
+/// lock, the mirror's per-bucket lock, the supervisor's run lock and
+/// transform's lock beside the lakehouse. Created `0640` and durably; taking it
+/// never follows a symlink. A lock that is busy is [`Error::Busy`] naming what
+/// holds it, the file, and what to do.
+pub(crate) struct LockFile {
+    path: PathBuf,
+    file: File,
+    what: String,
+}
+
+/// A [`LockFile`] taken for as long as this value lives.
+pub(crate) struct HeldLock {
+    _lock: LockFile,
+}
+
+/// A [`LockFile`] taken until the guard drops (the file stays open).
+pub(crate) struct LockGuard<'a>(&'a File);
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        // Closing the file releases it too; an unlock error changes nothing.
+        let _ = self.0.unlock();
+    }
+}
+
+impl LockFile {
+    /// Opens (creating) the lock file at `path`; `what` names the holder in a
+    /// busy error, e.g. `another materia run or supervise`.
+    pub(crate) fn open(path: &Path, what: impl Into<String>) -> Result<LockFile> {
+        Ok(LockFile {
+            file: open_lock_file(path)?,
+            path: path.to_path_buf(),
+            what: what.into(),
+        })
+    }
+
+    fn busy(&self, hint: &str) -> Error {
+        Error::Busy {
+            what: self.what.clone(),
+            lock: self.path.clone(),
+            hint: hint.to_owned(),
+        }
+    }
+
+    /// Takes the lock, waiting as long as it takes, until the guard drops.
+    pub(crate) fn acquire(&self) -> Result<LockGuard<'_>> {
+        self.file.lock().at(&self.path)?;
+        Ok(LockGuard(&self.file))
+    }
+
+    /// Takes the lock, waiting as long as it takes.
+    pub(crate) fn hold(self) -> Result<HeldLock> {
+        self.file.lock().at(&self.path)?;
+        Ok(HeldLock { _lock: self })
+    }
+
+    /// Takes the lock now or fails with [`Error::Busy`] carrying `hint`.
+    pub(crate) fn try_hold(self, hint: &str) -> Result<HeldLock> {
+        match self.file.try_lock() {
+            Ok(()) => Ok(HeldLock { _lock: self }),
+            Err(TryLockError::WouldBlock) => Err(self.busy(hint)),
+            Err(TryLockError::Error(e)) => Err(e).at(&self.path),
+        }
+    }
+
+    /// Takes the lock, waiting (and saying so once) until it is free or `stop`
+    /// is set: then `None`.
+    pub(crate) fn hold_until(
+        self,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Result<Option<HeldLock>> {
+        let mut told = false;
+        loop {
+            match self.file.try_lock() {
+                Ok(()) => return Ok(Some(HeldLock { _lock: self })),
+                Err(TryLockError::Error(e)) => return Err(e).at(&self.path),
+                Err(TryLockError::WouldBlock) => {
+                    if !told {
+                        tracing::info!(lock = %self.path.display(), "{} holds the lock; waiting for it", self.what);
+                        told = true;
+                    }
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        return Ok(None);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+            }
+        }
+    }
 }

@@ -14,12 +14,12 @@
 //! Each record is written as `\n{json}\n` in one `O_APPEND` write: a record torn by
 //! a crash is terminated by the next writer's leading newline and skipped when
 //! read, so one torn line never damages another. Writers in several processes are
-//! serialized by `flock` on `{root}/.materia/lock`.
+//! serialized by `flock` on `{root}/.materia/lock` (see [`MetaDir`](super::MetaDir)).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -65,37 +65,6 @@ pub struct Release {
     pub source: Option<String>,
 }
 
-/// The store-wide lock file, `{root}/.materia/lock`.
-pub(crate) struct StoreLock {
-    path: PathBuf,
-    file: File,
-}
-
-/// Holds the store-wide `flock` until dropped.
-pub(crate) struct Locked<'a>(&'a File);
-
-impl Drop for Locked<'_> {
-    fn drop(&mut self) {
-        // Closing the file also releases it; an unlock error changes nothing.
-        let _ = self.0.unlock();
-    }
-}
-
-impl StoreLock {
-    /// Opens (creating) the lock file in `meta_dir`.
-    pub(crate) fn open(meta_dir: &Path) -> Result<StoreLock> {
-        let path = meta_dir.join("lock");
-        let file = super::durable::open_lock_file(&path)?;
-        Ok(StoreLock { path, file })
-    }
-
-    /// Takes the lock (blocking) until the guard drops.
-    pub(crate) fn acquire(&self) -> Result<Locked<'_>> {
-        self.file.lock().at(&self.path)?;
-        Ok(Locked(&self.file))
-    }
-}
-
 /// The open ledger.
 pub(crate) struct Ledger {
     path: PathBuf,
@@ -105,9 +74,8 @@ pub(crate) struct Ledger {
 }
 
 impl Ledger {
-    /// Opens (creating) the ledger in `meta_dir`.
-    pub(crate) fn open(meta_dir: &Path) -> Result<Ledger> {
-        let path = meta_dir.join("ledger.jsonl");
+    /// Opens (creating) the ledger at `path`.
+    pub(crate) fn open(path: PathBuf) -> Result<Ledger> {
         let file = OpenOptions::new()
             .read(true)
             .append(true)

@@ -9,12 +9,15 @@
 //! - [`Release`]: the ledger record kept for every landed file (hashes, sizes,
 //!   release metadata).
 //!
+//! - [`MetaDir`]: `.materia/`, the one owner of Materia's own files (the ledger,
+//!   locks, the spool, the supervisor's state, the mirror's records), each
+//!   listed there with its owner.
+//!
 //! Layout of the root:
 //!
 //! ```text
 //! {root}/
-//!   .materia/ledger.jsonl      one JSON record per landed file (append-only)
-//!   .materia/lock              flock serializing writers across processes
+//!   .materia/                  Materia's own files: see MetaDir
 //!   psd/2026/11/5e2a9f.csv.gzip
 //!   psd/2026/11/.tmp.XXXXXX.partial   a write in progress (or a crashed one)
 //! ```
@@ -23,6 +26,7 @@ mod codec;
 pub(crate) mod durable;
 mod key;
 mod ledger;
+mod meta;
 mod store;
 
 pub use key::{
@@ -30,6 +34,7 @@ pub use key::{
     current_month,
 };
 pub use ledger::Release;
+pub use meta::MetaDir;
 pub use store::{
     BadFile, DatasetStats, DuplicateOf, Entry, LandingStore, NewRelease, PutOutcome, Stats,
     VerifyReport,

@@ -12,19 +12,15 @@ use flate2::read::MultiGzDecoder;
 use serde::Serialize;
 
 use super::codec::{self, Digests};
+use super::durable::LockFile;
 use super::durable::{self, Staged};
 use super::key::{Dataset, Etag, LandingKey, Month, Sha256Digest, Year, current_month};
-use super::ledger::{Ledger, Release, StoreLock};
+use super::ledger::{Ledger, Release};
+use super::meta::MetaDir;
 use crate::error::{Error, IoContext, Result};
-
-/// The hidden directory at the root of the store for its own files.
-const META_DIR: &str = ".materia";
 
 /// Default of [`LandingStore::with_max_content_bytes`]: 16 GiB.
 const DEFAULT_MAX_CONTENT_BYTES: u64 = 16 << 30;
-
-/// Where downloads that need random access (zip) wait to be unpacked.
-const SPOOL_DIR: &str = ".materia/spool";
 
 /// A release about to be landed: where it goes and what is known about it.
 ///
@@ -148,6 +144,7 @@ impl NewRelease {
 /// Why a put landed nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DuplicateOf {
     /// The dataset already holds this etag (in some year/month).
     Etag,
@@ -384,7 +381,7 @@ pub struct LandingStore {
 /// What a writer needs exclusively: the ledger, and the lock that extends that
 /// exclusion to other processes.
 struct Writer {
-    lock: StoreLock,
+    lock: LockFile,
     ledger: Ledger,
 }
 
@@ -400,22 +397,21 @@ impl LandingStore {
     /// writers.
     pub fn open(root: impl AsRef<Path>) -> Result<LandingStore> {
         let root = root.as_ref().to_path_buf();
-        durable::create_root(&root)?;
-        let meta = durable::create_dirs(&root, Path::new(META_DIR))?;
-        let fresh = !meta.join("lock").exists() || !meta.join("ledger.jsonl").exists();
+        let meta = MetaDir::create(&root)?;
+        let fresh = !meta.ledger().exists();
         let mut writer = Writer {
-            lock: StoreLock::open(&meta)?,
-            ledger: Ledger::open(&meta)?,
+            lock: LockFile::open(&meta.store_lock(), "another writer of this landing zone")?,
+            ledger: Ledger::open(meta.ledger())?,
         };
         if fresh {
-            // The ledger and lock were just created: make their names durable.
-            durable::sync_dir(&meta)?;
+            // The ledger was just created: make its name durable.
+            durable::sync_dir(meta.path())?;
         }
         let records = writer.read_new()?;
         let mut scan = scan(&root)?;
         // State files replaced by a crashed writer (state.json, mirror records).
-        scan.temps_removed += durable::remove_stale_temps_in(&meta, durable::TEMP_PREFIX)?;
-        let spool = durable::create_dirs(&root, Path::new(SPOOL_DIR))?;
+        scan.temps_removed += durable::remove_stale_temps_in(meta.path(), durable::TEMP_PREFIX)?;
+        let spool = meta.create_dir("spool")?;
         for item in read_dir(&spool)? {
             if durable::is_temp_name(&item.name) {
                 scan.temps_removed += u64::from(durable::remove_stale_temp(&item.path)?);
@@ -465,11 +461,16 @@ impl LandingStore {
     /// removed when dropped (or by the next `open` after a crash).
     #[cfg(feature = "http")]
     pub(crate) fn spool(&self) -> Result<Staged> {
-        Staged::new(&self.root.join(SPOOL_DIR))
+        Staged::new(&self.meta().spool())
+    }
+
+    /// The store's own folder, `{root}/.materia/`, and every file in it.
+    pub fn meta(&self) -> MetaDir {
+        MetaDir::of(&self.root)
     }
 
     /// Sets how many threads compress plain input (default: one per core; at
-    /// most 8 are used). The output is the same bytes whatever the count, and
+    /// most 4 are used). The output is the same bytes whatever the count, and
     /// memory stays bounded (at most 8 chunks of 2 MiB in flight).
     ///
     /// ```
@@ -950,7 +951,7 @@ fn read_dir(dir: &Path) -> Result<Vec<DirItem>> {
 fn scan(root: &Path) -> Result<Scan> {
     let mut scan = Scan::default();
     for dataset in read_dir(root)? {
-        if dataset.name == META_DIR {
+        if dataset.name == MetaDir::NAME {
             continue;
         }
         if !dataset.is_dir || dataset.name.parse::<Dataset>().is_err() {

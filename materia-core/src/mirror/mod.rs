@@ -51,7 +51,7 @@ use sha2::Digest;
 use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, RemoteKind, Result};
 use crate::landing::durable::Staged;
 use crate::landing::{
     Entry, LandingKey, LandingStore, NewRelease, PutOutcome, Release, Sha256Digest,
@@ -167,7 +167,7 @@ pub struct PushReport {
     /// Bytes uploaded.
     pub bytes: u64,
     /// Objects that exist with other content: left alone.
-    pub conflicts: Vec<String>,
+    pub conflicts: Vec<LandingKey>,
     /// Multipart uploads left by an interrupted run, aborted now.
     pub aborted: u64,
 }
@@ -181,8 +181,22 @@ pub struct RestoreReport {
     pub skipped: u64,
     /// Bytes downloaded.
     pub bytes: u64,
-    /// Objects refused: the key and why (bad name, corrupt content).
-    pub refused: Vec<(String, String)>,
+    /// Objects refused: bad names, corrupt content.
+    pub refused: Vec<Refused>,
+}
+
+/// An object a restore refused, and why.
+///
+/// ```
+/// let r = materia_core::mirror::Refused { object: "landing/psd/x".into(), reason: "not a landing key".into() };
+/// assert_eq!(serde_json::to_value(&r).unwrap()["object"], "landing/psd/x");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Refused {
+    /// The object's key, control characters escaped.
+    pub object: String,
+    /// Why it was refused.
+    pub reason: String,
 }
 
 /// What `verify` found remotely.
@@ -210,6 +224,24 @@ impl RemoteVerifyReport {
 
 /// A bucket prefix the landing zone is mirrored to.
 ///
+/// # From async code
+///
+/// `Mirror` is a blocking API over a private tokio runtime of its own. From
+/// async code, call it inside `tokio::task::spawn_blocking` (it is `Send` and
+/// `Sync`: share it in an `Arc`). Called on an executor thread it still works —
+/// the blocking part moves to a thread of its own, so the caller waits but
+/// nothing panics — and dropping it anywhere is safe.
+///
+/// ```no_run
+/// # async fn serve() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// use std::sync::Arc;
+/// use materia_core::{landing::LandingStore, mirror::{Mirror, MirrorOptions}};
+/// let store = Arc::new(LandingStore::open("/data/materia/landing")?);
+/// let mirror = Arc::new(Mirror::new(MirrorOptions::new("s3://materia-raw/landing"))?);
+/// let report = tokio::task::spawn_blocking(move || mirror.push(&store, false)).await??;
+/// # let _ = report; Ok(()) }
+/// ```
+///
 /// ```no_run
 /// # fn main() -> materia_core::Result<()> {
 /// use materia_core::landing::LandingStore;
@@ -234,13 +266,76 @@ pub struct Mirror {
     /// The memory budget in MiB permits; [`Mirror::reserve`] takes some.
     memory: Semaphore,
     budget_mib: u64,
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until dropped (see the `Drop` impl).
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
-fn remote(url: &str, e: impl std::fmt::Display) -> Error {
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        // Dropping a runtime inside async code panics; shutting it down in the
+        // background never does.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A mirror error that is not the S3 client's: a bad setting, a refusal.
+fn remote(url: &str, kind: RemoteKind, reason: impl std::fmt::Display) -> Error {
     Error::Mirror {
         url: url.to_owned(),
-        reason: e.to_string(),
+        reason: reason.to_string(),
+        kind,
+        source: None,
+    }
+}
+
+/// The S3 client's error after its retries, classified for callers, kept as the
+/// source (`context` says which object or part).
+fn remote_store(url: &str, context: String, e: object_store::Error) -> Error {
+    Error::Mirror {
+        url: url.to_owned(),
+        reason: format!("{context}{e}"),
+        kind: classify(&e),
+        source: Some(Box::new(e)),
+    }
+}
+
+/// What kind of failure an `object_store` error is.
+fn classify(e: &object_store::Error) -> RemoteKind {
+    use object_store::Error as E;
+    match e {
+        E::NotFound { .. } => RemoteKind::NotFound,
+        E::AlreadyExists { .. } | E::Precondition { .. } | E::NotModified { .. } => {
+            RemoteKind::Conflict
+        }
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => RemoteKind::Auth,
+        E::InvalidPath { .. } | E::UnknownConfigurationKey { .. } | E::NotSupported { .. } => {
+            RemoteKind::Config
+        }
+        _ => {
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                if let Some(http) = s.downcast_ref::<object_store::client::HttpError>() {
+                    use object_store::client::HttpErrorKind as K;
+                    return match http.kind() {
+                        K::Timeout => RemoteKind::Timeout,
+                        K::Connect | K::Request | K::Interrupted => RemoteKind::Transient,
+                        _ => RemoteKind::Other,
+                    };
+                }
+                source = s.source();
+            }
+            let text = e.to_string();
+            let server_side = ["status 5", "status: 5", "429", "Too Many Requests"]
+                .iter()
+                .any(|t| text.contains(t));
+            if server_side {
+                RemoteKind::Transient
+            } else {
+                RemoteKind::Other
+            }
+        }
     }
 }
 
@@ -262,15 +357,24 @@ impl Mirror {
     /// ```
     pub fn new(options: MirrorOptions) -> Result<Mirror> {
         let url = options.url.clone();
-        let parsed =
-            reqwest::Url::parse(&url).map_err(|e| remote(&url, format!("not a URL: {e}")))?;
+        let parsed = reqwest::Url::parse(&url)
+            .map_err(|e| remote(&url, RemoteKind::Config, format!("not a URL: {e}")))?;
         if parsed.scheme() != "s3" || parsed.host_str().is_none_or(str::is_empty) {
-            return Err(remote(&url, "expected s3://bucket/prefix"));
+            return Err(remote(
+                &url,
+                RemoteKind::Config,
+                "expected s3://bucket/prefix",
+            ));
         }
         if options.part_size < 5 * MIB {
-            return Err(remote(&url, "part size must be at least 5 MiB"));
+            return Err(remote(
+                &url,
+                RemoteKind::Config,
+                "part size must be at least 5 MiB",
+            ));
         }
-        let prefix = Path::parse(parsed.path().trim_matches('/')).map_err(|e| remote(&url, e))?;
+        let prefix = Path::parse(parsed.path().trim_matches('/'))
+            .map_err(|e| remote(&url, RemoteKind::Config, format!("bad prefix: {e}")))?;
         let retry = RetryConfig {
             max_retries: options.retries,
             retry_timeout: Duration::from_secs(180),
@@ -318,12 +422,20 @@ impl Mirror {
         // The same bucket name on another endpoint is another bucket: the
         // record of what is uploaded is kept per endpoint, bucket and prefix.
         let identity = format!("{} s3://{bucket}/{prefix}", endpoint.trim_end_matches('/'));
-        let s3 = builder.build().map_err(|e| remote(&url, e))?;
+        let s3 = builder
+            .build()
+            .map_err(|e| remote_store(&url, String::new(), e))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
-            .map_err(|e| remote(&url, e))?;
+            .map_err(|e| {
+                remote(
+                    &url,
+                    RemoteKind::Other,
+                    format!("cannot start a runtime: {e}"),
+                )
+            })?;
         let budget_mib = options.memory_budget.max(options.part_size).div_ceil(MIB);
         Ok(Mirror {
             s3: Arc::new(s3),
@@ -336,17 +448,17 @@ impl Mirror {
             memory: Semaphore::new(budget_mib as usize),
             budget_mib,
             options,
-            runtime,
+            runtime: Some(runtime),
         })
     }
 
     fn fail(&self, e: impl std::fmt::Display) -> Error {
-        remote(&self.options.url, e)
+        remote(&self.options.url, RemoteKind::Other, e)
     }
 
-    /// An error about one object, naming it.
-    fn fail_at(&self, location: &Path, e: impl std::fmt::Display) -> Error {
-        self.fail(format!("{location}: {e}"))
+    /// The S3 client's error about one object, naming it.
+    fn fail_at(&self, location: &Path, e: object_store::Error) -> Error {
+        remote_store(&self.options.url, format!("{location}: "), e)
     }
 
     fn object_path(&self, key: &LandingKey) -> Path {
@@ -380,9 +492,18 @@ impl Mirror {
             }
             Err(raw_error) => {
                 tracing::debug!("the raw listing failed too: {raw_error}");
-                Err(self.fail(error))
+                Err(remote_store(&self.options.url, "listing: ".into(), error))
             }
         }
+    }
+
+    /// Runs `future` to completion on the mirror's own runtime (the public
+    /// methods have moved off any other runtime first: see `off_runtime`).
+    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        let Some(runtime) = &self.runtime else {
+            unreachable!("the runtime lives as long as the mirror")
+        };
+        runtime.block_on(future)
     }
 
     /// The `sha256` metadata of an object, when it has one.
@@ -417,6 +538,10 @@ impl Mirror {
     /// [`MirrorOptions::full_every`]. Objects already there are compared by
     /// content (their `sha256` metadata, or byte for byte), never by size alone.
     pub fn push(&self, landing: &LandingStore, full: bool) -> Result<PushReport> {
+        crate::blocking::off_runtime(|| self.push_blocking(landing, full))
+    }
+
+    fn push_blocking(&self, landing: &LandingStore, full: bool) -> Result<PushReport> {
         let record = Record::open(landing.root(), &self.identity)?;
         let full = full || record.full_due(self.options.full_every)?;
         let mut report = PushReport {
@@ -440,8 +565,7 @@ impl Mirror {
             return Ok(report);
         }
         let remote_sizes: HashMap<Path, u64> = if full {
-            self.runtime
-                .block_on(self.list_objects())?
+            self.block_on(self.list_objects())?
                 .into_iter()
                 .filter_map(|o| Some((o.location?, o.size)))
                 .collect()
@@ -458,7 +582,7 @@ impl Mirror {
         let bar = crate::progress::bytes_bar(Some(total), self.options.progress);
         let mut now_confirmed: Vec<(String, String)> = Vec::new();
         let mut first_error = None;
-        self.runtime.block_on(async {
+        self.block_on(async {
             let mut results = futures::stream::iter(jobs.into_iter().map(|(entry, path, size)| {
                 let location = self.object_path(&entry.key);
                 let known = remote_sizes.get(&location).copied();
@@ -480,7 +604,7 @@ impl Mirror {
                 let result = match outcome {
                     Ok(Upload::Conflict) => {
                         tracing::warn!(key = %entry.key, "conflict: the bucket holds other content; left alone");
-                        report.conflicts.push(entry.key.to_string());
+                        report.conflicts.push(entry.key.clone());
                         continue;
                     }
                     Ok(upload) => {
@@ -537,9 +661,7 @@ impl Mirror {
         let mut aborted = 0;
         for p in record.pending()? {
             let location = Path::from(p.location.as_str());
-            let result = self
-                .runtime
-                .block_on(self.s3.abort_multipart(&location, &p.upload_id.clone()));
+            let result = self.block_on(self.s3.abort_multipart(&location, &p.upload_id.clone()));
             match result {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {
                     tracing::info!(object = %p.location, "aborted an interrupted multipart upload");
@@ -655,7 +777,13 @@ impl Mirror {
                         .s3
                         .put_part(location, id_ref, i as usize, PutPayload::from(buf))
                         .await
-                        .map_err(|e| self.fail(format!("{location} part {}: {e}", i + 1)));
+                        .map_err(|e| {
+                            remote_store(
+                                &self.options.url,
+                                format!("{location} part {}: ", i + 1),
+                                e,
+                            )
+                        });
                     drop(memory);
                     part
                 })
@@ -708,8 +836,11 @@ impl Mirror {
 
     /// Lists the bucket and compares every object with its local file.
     pub fn verify(&self, landing: &LandingStore) -> Result<RemoteVerifyReport> {
+        crate::blocking::off_runtime(|| self.verify_blocking(landing))
+    }
+
+    fn verify_blocking(&self, landing: &LandingStore) -> Result<RemoteVerifyReport> {
         let objects: HashSet<Path> = self
-            .runtime
             .block_on(self.list_objects())?
             .into_iter()
             .filter_map(|o| o.location)
@@ -724,7 +855,7 @@ impl Mirror {
                 report.missing.push(entry.key.to_string());
             }
         }
-        let results: Vec<(LandingKey, Result<Upload>)> = self.runtime.block_on(
+        let results: Vec<(LandingKey, Result<Upload>)> = self.block_on(
             futures::stream::iter(present.into_iter().map(|(key, location)| {
                 let path = landing.path_of(&key);
                 async move {
@@ -747,8 +878,12 @@ impl Mirror {
 
     /// Downloads every object under the prefix that is missing locally and lands it.
     pub fn restore(&self, landing: &LandingStore) -> Result<RestoreReport> {
+        crate::blocking::off_runtime(|| self.restore_blocking(landing))
+    }
+
+    fn restore_blocking(&self, landing: &LandingStore) -> Result<RestoreReport> {
         let record = Record::open(landing.root(), &self.identity)?;
-        let objects = self.runtime.block_on(self.list_objects())?;
+        let objects = self.block_on(self.list_objects())?;
         let mut report = RestoreReport::default();
         let mut todo = Vec::new();
         for listed in objects {
@@ -766,14 +901,17 @@ impl Mirror {
                 Ok(key) => todo.push((key, listed)),
                 Err(e) => {
                     tracing::warn!(object = %shown, "refused: {e}");
-                    report.refused.push((shown, e.to_string()));
+                    report.refused.push(Refused {
+                        object: shown,
+                        reason: e.to_string(),
+                    });
                 }
             }
         }
         let total: u64 = todo.iter().map(|(_, o)| o.size).sum();
         let bar = crate::progress::bytes_bar(Some(total), self.options.progress);
         let mut first_error = None;
-        self.runtime.block_on(async {
+        self.block_on(async {
             let mut downloads = futures::stream::iter(todo.into_iter().map(|(key, listed)| {
                 let bar = &bar;
                 async move {
@@ -855,7 +993,10 @@ impl Mirror {
         staged.file().seek(SeekFrom::Start(0)).at(&path)?;
         if let Some(problem) = check_download(key, staged.file()) {
             tracing::warn!(object = %shown, "refused: {problem}");
-            report.refused.push((shown, problem));
+            report.refused.push(Refused {
+                object: shown,
+                reason: problem,
+            });
             return Ok(());
         }
         staged.file().seek(SeekFrom::Start(0)).at(&path)?;
@@ -879,7 +1020,10 @@ impl Mirror {
                 record.confirm(&release.key.to_string(), &release.file_sha256.to_string())?;
             }
             Ok(PutOutcome::Duplicate { .. }) => report.skipped += 1,
-            Err(Error::InvalidInput { reason }) => report.refused.push((shown, reason)),
+            Err(Error::InvalidInput { reason }) => report.refused.push(Refused {
+                object: shown,
+                reason,
+            }),
             Err(e) => return Err(e),
         }
         Ok(())

@@ -15,7 +15,7 @@
 //! and each new name is made durable by fsyncing its directory.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -23,9 +23,9 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, IoContext, Result};
-use crate::landing::Sha256Digest;
-use crate::landing::durable;
+use crate::error::{IoContext, Result};
+use crate::landing::durable::{self, HeldLock, LockFile};
+use crate::landing::{MetaDir, Sha256Digest};
 
 /// One line of the record of confirmed uploads.
 #[derive(Serialize, Deserialize)]
@@ -48,7 +48,7 @@ pub(crate) struct Record {
     dir: PathBuf,
     id: String,
     confirmed: Mutex<Option<File>>,
-    _lock: File,
+    _lock: HeldLock,
 }
 
 impl Record {
@@ -56,22 +56,12 @@ impl Record {
     /// `landing_root`, taking its lock: a second push or restore to the same
     /// bucket is refused, naming the lock file.
     pub(crate) fn open(landing_root: &Path, identity: &str) -> Result<Record> {
-        let dir = durable::create_dirs(landing_root, Path::new(".materia/mirror"))?;
+        let dir = MetaDir::create(landing_root)?.create_dir("mirror")?;
         durable::remove_stale_temps_in(&dir, durable::TEMP_PREFIX)?;
         let id = Sha256Digest::of(identity.as_bytes()).to_string()[..16].to_owned();
-        let lock_path = dir.join(format!("{id}.lock"));
-        let lock = durable::open_lock_file(&lock_path)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(Error::Busy {
-                    what: format!("another mirror or restore of {identity}"),
-                    lock: lock_path,
-                    hint: "try again when it is done".into(),
-                });
-            }
-            Err(TryLockError::Error(e)) => return Err(e).at(&lock_path),
-        }
+        let what = format!("another mirror or restore of {identity}");
+        let lock = LockFile::open(&dir.join(format!("{id}.lock")), what)?
+            .try_hold("try again when it is done")?;
         Ok(Record {
             dir,
             id,

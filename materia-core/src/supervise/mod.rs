@@ -19,7 +19,6 @@ mod child;
 mod schedule;
 
 use std::collections::BTreeMap;
-use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,7 +30,8 @@ use serde::{Deserialize, Serialize};
 pub use schedule::{Schedule, parse_duration};
 
 use crate::error::{Error, IoContext, Result};
-use crate::landing::durable;
+use crate::landing::MetaDir;
+use crate::landing::durable::{self, HeldLock, LockFile};
 
 /// One step of a cycle: `exe args…` with a timeout.
 ///
@@ -172,6 +172,7 @@ pub fn is_passed_to_steps(name: &str) -> bool {
 /// How a step ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Outcome {
     /// Exit status 0.
     Ok,
@@ -255,7 +256,7 @@ impl State {
     /// assert!(p.ends_with(".materia/state.json"));
     /// ```
     pub fn path(landing_dir: impl AsRef<Path>) -> PathBuf {
-        landing_dir.as_ref().join(".materia/state.json")
+        MetaDir::of(landing_dir).state()
     }
 
     /// Reads the state; a missing file is the empty state.
@@ -274,19 +275,17 @@ impl State {
     fn save(&self, landing_dir: &Path) -> Result<()> {
         state_dir(landing_dir)?;
         let path = State::path(landing_dir);
-        let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::Corrupt {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let mut bytes = serde_json::to_vec_pretty(self)
+            .map_err(std::io::Error::other)
+            .at(&path)?;
         bytes.push(b'\n');
         durable::replace_file(&path, &bytes)
     }
 }
 
 /// `{landing_dir}/.materia`, created (with the landing dir) when missing.
-fn state_dir(landing_dir: &Path) -> Result<PathBuf> {
-    durable::create_root(landing_dir)?;
-    durable::create_dirs(landing_dir, Path::new(".materia"))
+fn state_dir(landing_dir: &Path) -> Result<MetaDir> {
+    MetaDir::create(landing_dir)
 }
 
 /// Runs cycles of steps.
@@ -327,10 +326,10 @@ impl Supervisor {
     /// Sets the stop flag on SIGTERM and SIGINT.
     pub fn stop_on_signals(&self) -> Result<()> {
         for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-            signal_hook::flag::register(signal, Arc::clone(&self.stop)).map_err(|e| {
-                Error::Step {
-                    step: "supervise".into(),
-                    reason: format!("cannot install the signal handler: {e}"),
+            signal_hook::flag::register(signal, Arc::clone(&self.stop)).map_err(|source| {
+                Error::System {
+                    what: "installing the SIGTERM/SIGINT handler".into(),
+                    source,
                 }
             })?;
         }
@@ -352,32 +351,14 @@ impl Supervisor {
 
     /// Takes the run lock, waiting for it when `wait_for_lock` is set (until
     /// stopped: then `None`).
-    fn lock(&self) -> Result<Option<File>> {
-        let path = state_dir(&self.options.landing_dir)?.join("run.lock");
-        let file = durable::open_lock_file(&path)?;
-        let mut told = false;
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(Some(file)),
-                Err(TryLockError::Error(e)) => return Err(e).at(&path),
-                Err(TryLockError::WouldBlock) if !self.options.wait_for_lock => {
-                    return Err(Error::Busy {
-                        what: "another materia run or supervise".into(),
-                        lock: path,
-                        hint: "try again when it is done, or pass --wait".into(),
-                    });
-                }
-                Err(TryLockError::WouldBlock) => {
-                    if !told {
-                        tracing::info!(lock = %path.display(), "another cycle is running; waiting for it");
-                        told = true;
-                    }
-                    if self.stopping() {
-                        return Ok(None);
-                    }
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-            }
+    fn lock(&self) -> Result<Option<HeldLock>> {
+        let path = state_dir(&self.options.landing_dir)?.run_lock();
+        let lock = LockFile::open(&path, "another materia run or supervise")?;
+        if self.options.wait_for_lock {
+            lock.hold_until(&self.stop)
+        } else {
+            lock.try_hold("try again when it is done, or pass --wait")
+                .map(Some)
         }
     }
 

@@ -36,7 +36,7 @@ use crate::error::{Error, Result};
 ///     println!("Brazil 2025/26: production {:?}, stocks-to-use {:?}", b.production, b.stocks_to_use);
 /// }
 /// let n: i64 = lake.connection().query_row("SELECT count(*) FROM serving.psd_latest", [], |r| r.get(0))
-///     .map_err(|e| materia_core::Error::Transform { reason: e.to_string() })?;
+///     .map_err(|e| materia_core::Error::Transform { reason: "count".into(), source: Some(e.into()) })?;
 /// // A query cannot write files, read them or change settings:
 /// assert!(lake.connection().execute_batch("COPY (SELECT 1) TO '/tmp/x.csv'").is_err());
 /// # Ok(()) }
@@ -118,11 +118,13 @@ impl Lakehouse {
         let fail = |e: duckdb::Error| Error::Lakehouse {
             path: path.clone(),
             reason: e.to_string(),
+            source: Some(Box::new(e)),
         };
         if !path.exists() {
             return Err(Error::Lakehouse {
                 path,
                 reason: "no such file: run `materia transform` first".into(),
+                source: None,
             });
         }
         let mut config = Config::default()
@@ -158,6 +160,7 @@ impl Lakehouse {
         Error::Lakehouse {
             path: self.path.clone(),
             reason: e.to_string(),
+            source: Some(Box::new(e)),
         }
     }
 

@@ -37,7 +37,7 @@ pub use models::Severity;
 
 use crate::csv::{PSD_COLUMNS, split_header};
 use crate::error::{Error, IoContext, Result};
-use crate::landing::durable;
+use crate::landing::durable::{self, LockFile};
 use crate::landing::{Dataset, Entry, LandingKey, LandingStore};
 
 /// Where and how to build.
@@ -134,6 +134,7 @@ pub struct Step {
 /// How a model was brought up to date.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum StepMode {
     /// An incremental model appended the new releases only.
     Append,
@@ -172,8 +173,8 @@ pub fn transform(store: &LandingStore, options: &TransformOptions) -> Result<Tra
             .at(&dir)?;
     }
     let lock_path = with_suffix(&target, ".lock");
-    let lock = durable::open_lock_file(&lock_path)?;
-    lock.lock().at(&lock_path)?;
+    // One build at a time: a second one waits for the first.
+    let _lock = LockFile::open(&lock_path, "another transform of this lakehouse")?.hold()?;
     remove_stale_builds(&target)?;
 
     let psd: Dataset = PSD.parse()?;
@@ -377,6 +378,7 @@ fn landing_file_problem(store: &LandingStore, entry: &Entry) -> Result<Option<St
 fn duck(context: &str) -> impl Fn(duckdb::Error) -> Error + '_ {
     move |e| Error::Transform {
         reason: format!("{context}: {e}"),
+        source: Some(Box::new(e)),
     }
 }
 
@@ -532,6 +534,7 @@ fn build_into(
                         "audit failed: {} ({rows} offending rows)",
                         audit.description
                     ),
+                    source: None,
                 }));
             }
             tracing::warn!(audit = %audit.description, rows, "audit warning");
@@ -596,6 +599,7 @@ fn publish(build: &Path, target: &Path) -> Result<()> {
                 "the build left a WAL ({}) after CHECKPOINT; not publishing",
                 build_wal.display()
             ),
+            source: None,
         });
     }
     let file = fs::File::open(build).at(build)?;

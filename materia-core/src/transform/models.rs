@@ -103,6 +103,7 @@ impl Model {
 /// Whether an audit failure fails the build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Severity {
     /// Fails the build.
     Error,
@@ -146,6 +147,7 @@ const FILES: &[(&str, &str)] = &[
 fn bad(file: &str, reason: impl std::fmt::Display) -> Error {
     Error::Transform {
         reason: format!("model {file}: {reason}"),
+        source: None,
     }
 }
 
