@@ -3,13 +3,10 @@
 //! Its own test binary, so the peak RSS of this process's waited-for children is
 //! the extractor's alone.
 
-#[path = "../../materia-core/tests/support/http.rs"]
-mod http;
-
 use std::process::Command;
 use std::sync::Arc;
 
-use http::{Reply, Server};
+use materia_testkit::http::{Reply, Server};
 use nix::sys::resource::{UsageWho, getrusage};
 
 #[test]

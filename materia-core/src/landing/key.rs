@@ -81,70 +81,61 @@ impl fmt::Display for Dataset {
     }
 }
 
-/// A release year, 1900–9999 (always four digits in a path).
-///
-/// ```
-/// use materia_core::landing::Year;
-/// assert_eq!(Year::new(2026)?.get(), 2026);
-/// assert!(Year::new(1899).is_err());
-/// # Ok::<(), materia_core::Error>(())
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Year(u16);
+/// A number newtype with a range: `new` checks it, `get` returns the number,
+/// `Display` pads it to its width in a path.
+macro_rules! bounded {
+    ($(#[$doc:meta])* $name:ident($int:ty): $what:literal, $lo:literal..=$hi:literal, width $width:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name($int);
 
-impl Year {
-    /// A year in 1900–9999.
-    pub fn new(year: i64) -> Result<Self, Error> {
-        if (1900..=9999).contains(&year) {
-            Ok(Year(year as u16))
-        } else {
-            Err(invalid("year", &year.to_string(), "must be 1900 to 9999"))
+        impl $name {
+            #[doc = concat!("A ", $what, " in ", $lo, "–", $hi, ".")]
+            pub fn new(value: i64) -> Result<Self, Error> {
+                if ($lo..=$hi).contains(&value) {
+                    Ok($name(value as $int))
+                } else {
+                    let reason = concat!("must be ", $lo, " to ", $hi);
+                    Err(invalid($what, &value.to_string(), reason))
+                }
+            }
+
+            #[doc = concat!("The ", $what, " as a number.")]
+            pub fn get(self) -> $int {
+                self.0
+            }
         }
-    }
 
-    /// The year as a number.
-    pub fn get(self) -> u16 {
-        self.0
-    }
-}
-
-impl fmt::Display for Year {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04}", self.0)
-    }
-}
-
-/// A month, 1–12 (always two digits in a path).
-///
-/// ```
-/// use materia_core::landing::Month;
-/// assert_eq!(Month::new(3)?.to_string(), "03");
-/// assert!(Month::new(13).is_err());
-/// # Ok::<(), materia_core::Error>(())
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Month(u8);
-
-impl Month {
-    /// A month in 1–12.
-    pub fn new(month: i64) -> Result<Self, Error> {
-        if (1..=12).contains(&month) {
-            Ok(Month(month as u8))
-        } else {
-            Err(invalid("month", &month.to_string(), "must be 1 to 12"))
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{:0width$}", self.0, width = $width)
+            }
         }
-    }
-
-    /// The month as a number.
-    pub fn get(self) -> u8 {
-        self.0
-    }
+    };
 }
 
-impl fmt::Display for Month {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:02}", self.0)
-    }
+bounded! {
+    /// A release year, 1900–9999 (always four digits in a path).
+    ///
+    /// ```
+    /// use materia_core::landing::Year;
+    /// assert_eq!(Year::new(2026)?.get(), 2026);
+    /// assert!(Year::new(1899).is_err());
+    /// # Ok::<(), materia_core::Error>(())
+    /// ```
+    Year(u16): "year", 1900..=9999, width 4
+}
+
+bounded! {
+    /// A month, 1–12 (always two digits in a path).
+    ///
+    /// ```
+    /// use materia_core::landing::Month;
+    /// assert_eq!(Month::new(3)?.to_string(), "03");
+    /// assert!(Month::new(13).is_err());
+    /// # Ok::<(), materia_core::Error>(())
+    /// ```
+    Month(u8): "month", 1..=12, width 2
 }
 
 /// The current UTC year and month: where a fetch made now lands by default.

@@ -4,8 +4,6 @@
 //! the rules in order, and then either forwarded on a fresh upstream connection
 //! or answered with a fault. A rule fires `times` times, then is spent.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -238,13 +238,9 @@ fn the_mirror_record_survives_a_power_cut_at_every_sync() {
             "0",
             "--part-size-mib",
             "5",
-        ])
-        .env("MATERIA_MIRROR_URL", format!("s3://{BUCKET}/{prefix}"))
-        .env("AWS_ENDPOINT", &server.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ALLOW_HTTP", "true");
+        ]);
+        let url = format!("s3://{BUCKET}/{prefix}");
+        crate::with_s3(&mut cmd, &url, &server.endpoint, "test-secret");
         cmd
     };
     // Each run pushes to a prefix of its own, so that every cut starts from an

@@ -9,11 +9,7 @@ use std::time::Instant;
 use materia_core::landing::{LandingKey, LandingStore, Sha256Digest};
 use serde_json::Value;
 
-fn materia(landing: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_materia"));
-    cmd.env("LANDING_DIR", landing).env_remove("MATERIA_LOG");
-    cmd
-}
+use crate::materia;
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("materia runs")
@@ -326,8 +322,7 @@ fn sigkill_during_land_never_leaves_a_partial_file() {
     }
 }
 
-#[path = "../../materia-core/tests/support/http.rs"]
-mod http;
+use materia_testkit::http;
 
 #[test]
 fn extract_reports_landed_unchanged_duplicate_and_fails_with_one_line() {

@@ -4,8 +4,6 @@
 //! It binds port 0, serves each connection on its own thread (one request per
 //! connection, `Connection: close`) and stops when dropped.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -4,8 +4,6 @@
 //! When it cannot be started the test fails, saying how to install it: a missing
 //! tool never lets a test pass silently.
 
-#![allow(dead_code)]
-
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

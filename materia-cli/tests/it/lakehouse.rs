@@ -26,11 +26,8 @@ fn env() -> Env {
 
 impl Env {
     fn materia(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_materia"));
-        cmd.env("LANDING_DIR", &self.landing)
-            .env("DUCKDB_PATH", &self.duckdb)
-            .env("MATERIA_DUCKDB_MEMORY", "512MB")
-            .env_remove("MATERIA_LOG");
+        let mut cmd = crate::materia(&self.landing);
+        cmd.env("DUCKDB_PATH", &self.duckdb);
         cmd
     }
 

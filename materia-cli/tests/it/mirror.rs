@@ -10,24 +10,20 @@ use std::time::{Duration, Instant};
 use materia_core::landing::{LandingKey, LandingStore, NewRelease};
 use serde_json::Value;
 
-#[path = "../../materia-core/tests/support/proxy.rs"]
-mod proxy;
-#[path = "../../materia-core/tests/support/s3.rs"]
-mod s3;
+use materia_testkit::proxy;
+use materia_testkit::s3;
 
 const BUCKET: &str = "materia-raw";
 const SECRET: &str = "sup3r-s3cret-never-printed";
 
 fn materia(landing: &Path, endpoint: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_materia"));
-    cmd.env("LANDING_DIR", landing)
-        .env("MATERIA_MIRROR_URL", format!("s3://{BUCKET}/landing"))
-        .env("AWS_ENDPOINT", endpoint)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ALLOW_HTTP", "true")
-        .env_remove("MATERIA_LOG");
+    let mut cmd = crate::materia(landing);
+    crate::with_s3(
+        &mut cmd,
+        &format!("s3://{BUCKET}/landing"),
+        endpoint,
+        SECRET,
+    );
     cmd
 }
 
@@ -94,42 +90,6 @@ fn mirror_verify_and_restore_with_json_and_no_secret_in_errors() {
         String::from_utf8_lossy(&verify.stdout)
             .contains("12 object(s) checked, 0 missing, 0 different")
     );
-
-    // Everything the mirror keeps is a documented `.materia/` entry, 0640/0750.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = materia_core::landing::MetaDir::of(&landing);
-        for entry in std::fs::read_dir(meta.path()).expect("meta dir") {
-            let name = entry
-                .expect("entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned();
-            assert!(
-                materia_core::landing::MetaDir::ENTRIES.contains(&name.as_str()),
-                "undocumented .materia/{name}"
-            );
-        }
-        let mut stack = vec![meta.mirror()];
-        while let Some(d) = stack.pop() {
-            let mode = |p: &std::path::Path| {
-                std::fs::symlink_metadata(p)
-                    .expect("exists")
-                    .permissions()
-                    .mode()
-                    & 0o777
-            };
-            assert_eq!(mode(&d), 0o750, "{}", d.display());
-            for e in std::fs::read_dir(&d).expect("dir") {
-                let p = e.expect("entry").path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    assert_eq!(mode(&p), 0o640, "{}", p.display());
-                }
-            }
-        }
-    }
 
     let restored = dir.path().join("restored");
     let r = json(
@@ -293,4 +253,63 @@ fn a_multipart_upload_killed_mid_way_is_aborted_by_the_next_push() {
         server.get_raw(BUCKET, &format!("landing/{key}")),
         Some(fs::read(store.path_of(&key)).expect("local"))
     );
+}
+
+#[test]
+fn under_umask_000_every_file_under_materia_is_0640_and_documented() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(server) = s3::S3Server::start() else {
+        return;
+    };
+    server.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let landing = dir.path().join("landing");
+    land_many(&landing, 2);
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg("umask 000 && exec \"$0\" mirror --multipart-threshold-mib 0 --part-size-mib 5 --json")
+        .arg(env!("CARGO_BIN_EXE_materia"));
+    crate::with_s3(
+        &mut cmd,
+        &format!("s3://{BUCKET}/landing"),
+        &server.endpoint,
+        SECRET,
+    );
+    let out = cmd.env("LANDING_DIR", &landing).output().expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    let meta = materia_core::landing::MetaDir::of(&landing);
+    for entry in std::fs::read_dir(meta.path()).expect("meta dir") {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            materia_core::landing::MetaDir::ENTRIES.contains(&name.as_str()),
+            "undocumented .materia/{name}"
+        );
+    }
+    let mode = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .expect("exists")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let mut stack = vec![meta.path().to_path_buf()];
+    let mut files = 0;
+    while let Some(d) = stack.pop() {
+        assert_eq!(mode(&d), 0o750, "{}", d.display());
+        for e in std::fs::read_dir(&d).expect("dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files += 1;
+                assert_eq!(mode(&p), 0o640, "{}", p.display());
+            }
+        }
+    }
+    // ledger, lock, the mirror's record, its .full and its lock
+    assert!(files >= 5, "only {files} files");
 }

@@ -10,8 +10,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-#[path = "../../materia-core/tests/support/http.rs"]
-mod http;
+use materia_testkit::http;
 
 struct Env {
     dir: tempfile::TempDir,
@@ -28,13 +27,8 @@ fn env() -> Env {
 
 impl Env {
     fn materia(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_materia"));
-        cmd.env("LANDING_DIR", &self.landing)
-            .env("DUCKDB_PATH", self.dir.path().join("lakehouse.duckdb"))
-            .env("MATERIA_DUCKDB_MEMORY", "512MB")
-            .env_remove("MATERIA_LOG")
-            .env_remove("MATERIA_SCHEDULE")
-            .env_remove("MATERIA_STEPS");
+        let mut cmd = crate::materia(&self.landing);
+        cmd.env("DUCKDB_PATH", self.dir.path().join("lakehouse.duckdb"));
         cmd
     }
 

@@ -1,9 +1,4 @@
 //! Extraction against a real HTTP server on loopback, including a misbehaving one.
-#![cfg(feature = "http")]
-
-mod support {
-    pub mod http;
-}
 
 use std::fs;
 use std::io::{Cursor, Write};
@@ -14,7 +9,7 @@ use std::time::Duration;
 use materia_core::Error;
 use materia_core::extract::{DatasetSpec, Extracted, Extractor, Limits, PSD_COLUMNS, Status};
 use materia_core::landing::{DuplicateOf, LandingStore, Month, Sha256Digest, Year, current_month};
-use support::http::{Reply, Server};
+use materia_testkit::http::{Reply, Server};
 
 fn csv(rows: usize, seed: u64) -> Vec<u8> {
     let mut out = format!("\u{feff}{}\r\n", PSD_COLUMNS.join(",")).into_bytes();

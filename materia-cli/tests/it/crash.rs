@@ -14,15 +14,11 @@ use std::time::{Duration, Instant};
 use materia_core::landing::{LandingStore, Sha256Digest};
 use materia_core::transform::Lakehouse;
 
-#[path = "crash/crashfs.rs"]
 mod crashfs;
-#[path = "../../materia-core/tests/support/http.rs"]
-mod http;
-#[path = "crash/powercut.rs"]
+use materia_testkit::http;
 mod powercut;
 #[cfg(feature = "s3")]
-#[path = "../../materia-core/tests/support/s3.rs"]
-mod s3;
+use materia_testkit::s3;
 
 fn seed(step: &str) -> fastrand::Rng {
     let seed: u64 = std::env::var("MATERIA_KILL_SEED")
@@ -33,13 +29,10 @@ fn seed(step: &str) -> fastrand::Rng {
     fastrand::Rng::with_seed(seed ^ step.len() as u64)
 }
 
+/// `materia` with its output discarded (the harness kills it mid-write).
 fn materia(landing: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_materia"));
-    cmd.env("LANDING_DIR", landing)
-        .env("MATERIA_DUCKDB_MEMORY", "512MB")
-        .env_remove("MATERIA_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut cmd = crate::materia(landing);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
     cmd
 }
 
@@ -211,12 +204,8 @@ mod bucket {
     const BUCKET: &str = "materia-raw";
 
     fn with_s3(cmd: &mut Command, server: &s3::S3Server) {
-        cmd.env("MATERIA_MIRROR_URL", format!("s3://{BUCKET}/landing"))
-            .env("AWS_ENDPOINT", &server.endpoint)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test-secret")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ALLOW_HTTP", "true");
+        let url = format!("s3://{BUCKET}/landing");
+        crate::with_s3(cmd, &url, &server.endpoint, "test-secret");
     }
 
     fn land_small(landing: &Path, from: u64, n: u64) {

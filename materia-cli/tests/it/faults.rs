@@ -24,11 +24,7 @@ fn fiu_run() -> Option<PathBuf> {
     found
 }
 
-fn materia(landing: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_materia"));
-    cmd.env("LANDING_DIR", landing).env_remove("MATERIA_LOG");
-    cmd
-}
+use crate::materia;
 
 /// `materia args…` under `fiu-run -x` with the given `-c` commands.
 fn under_fiu(fiu: &Path, landing: &Path, faults: &[&str], args: &[&str]) -> Output {

@@ -1,18 +1,12 @@
 //! Mirror and restore against a real S3-compatible server on loopback (moto).
-#![cfg(feature = "s3")]
-
-mod support {
-    pub mod proxy;
-    pub mod s3;
-}
 
 use std::fs;
 use std::path::Path;
 
 use materia_core::landing::{LandingStore, NewRelease};
 use materia_core::mirror::{Mirror, MirrorOptions};
-use support::proxy::{Fault, FaultProxy};
-use support::s3::S3Server;
+use materia_testkit::proxy::{Fault, FaultProxy};
+use materia_testkit::s3::S3Server;
 
 const BUCKET: &str = "materia-raw";
 

@@ -304,7 +304,12 @@ fn a_reader_process_keeps_its_snapshot_while_transform_publishes() {
     transform(&f.store, &f.options).expect("first");
 
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", "reader_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "transform::reader_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("MATERIA_READER_PATH", &f.options.duckdb_path)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
