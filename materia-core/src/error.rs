@@ -137,6 +137,9 @@ pub enum Error {
         origin: String,
         /// What is wrong, naming the key.
         reason: String,
+        /// The parser's or the OS's error, when there is one.
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// Another process holds a lock this one needs.

@@ -9,19 +9,20 @@ use materia_core::landing::{LandingStore, NewRelease};
 use materia_core::transform::Lakehouse;
 use serde_json::Value;
 
-struct Env {
-    _dir: tempfile::TempDir,
-    landing: PathBuf,
-    duckdb: PathBuf,
+/// The test kit's temporary landing zone and lakehouse, with what these tests
+/// do with it.
+struct Env(materia_testkit::env::Env);
+
+impl std::ops::Deref for Env {
+    type Target = materia_testkit::env::Env;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 fn env() -> Env {
-    let dir = tempfile::tempdir().expect("tempdir");
-    Env {
-        landing: dir.path().join("landing"),
-        duckdb: dir.path().join("lake/lakehouse.duckdb"),
-        _dir: dir,
-    }
+    Env(materia_testkit::env::Env::new())
 }
 
 impl Env {

@@ -2,7 +2,7 @@
 //! systemd) runs them: real child steps, a stalled HTTP source, signals.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,23 +12,26 @@ use serde_json::Value;
 
 use materia_testkit::http;
 
-struct Env {
-    dir: tempfile::TempDir,
-    landing: PathBuf,
+/// The test kit's temporary landing zone and lakehouse, with what these tests
+/// do with it.
+struct Env(materia_testkit::env::Env);
+
+impl std::ops::Deref for Env {
+    type Target = materia_testkit::env::Env;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 fn env() -> Env {
-    let dir = tempfile::tempdir().expect("tempdir");
-    Env {
-        landing: dir.path().join("landing"),
-        dir,
-    }
+    Env(materia_testkit::env::Env::new())
 }
 
 impl Env {
     fn materia(&self) -> Command {
         let mut cmd = crate::materia(&self.landing);
-        cmd.env("DUCKDB_PATH", self.dir.path().join("lakehouse.duckdb"));
+        cmd.env("DUCKDB_PATH", &self.duckdb);
         cmd
     }
 

@@ -198,6 +198,7 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
             origin: path.display().to_string(),
             reason: e.to_string(),
+            source: Some(Box::new(e)),
         })?;
         Config::from_toml(&text, &path.display().to_string())
     }
@@ -207,8 +208,13 @@ impl Config {
         let err = |reason: String| Error::Config {
             origin: origin.to_owned(),
             reason,
+            source: None,
         };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| Error::Config {
+            origin: origin.to_owned(),
+            reason: e.to_string(),
+            source: Some(Box::new(e)),
+        })?;
         let (r, d) = (raw.limits, Limits::default());
         let secs = Duration::from_secs;
         let mut config = Config {
@@ -244,6 +250,7 @@ impl Config {
     /// The declared dataset `name`.
     pub fn dataset(&self, name: &str) -> Result<&DatasetSpec> {
         self.datasets.get(name).ok_or_else(|| Error::Config {
+            source: None,
             origin: "datasets".into(),
             reason: format!(
                 "no dataset named {name:?}; declared: {}",

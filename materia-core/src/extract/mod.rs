@@ -144,6 +144,7 @@ impl Extractor {
             .map_err(|e| Error::Config {
                 origin: "http client".into(),
                 reason: error_chain(&e),
+                source: Some(Box::new(e)),
             })?;
         Ok(Extractor {
             client: Some(client),
@@ -187,6 +188,7 @@ impl Extractor {
         let url = spec
             .archive_url(year.get(), month.get())
             .ok_or_else(|| Error::Config {
+                source: None,
                 origin: format!("datasets.{}", spec.name),
                 reason: "no archive_url is declared for this dataset".into(),
             })?;

@@ -301,6 +301,14 @@ fn remote_store(url: &str, context: String, e: object_store::Error) -> Error {
     }
 }
 
+/// The HTTP status an error's text reports (`status code: 404`, `status: 503`).
+fn http_status(text: &str) -> Option<u16> {
+    ["status code: ", "status: "].iter().find_map(|marker| {
+        let at = text.find(marker)? + marker.len();
+        text.get(at..at + 3)?.parse().ok()
+    })
+}
+
 /// What kind of failure an `object_store` error is.
 fn classify(e: &object_store::Error) -> RemoteKind {
     use object_store::Error as E;
@@ -326,14 +334,14 @@ fn classify(e: &object_store::Error) -> RemoteKind {
                 }
                 source = s.source();
             }
-            let text = e.to_string();
-            let server_side = ["status 5", "status: 5", "429", "Too Many Requests"]
-                .iter()
-                .any(|t| text.contains(t));
-            if server_side {
-                RemoteKind::Transient
-            } else {
-                RemoteKind::Other
+            // A request error object_store does not map (a listing's): the
+            // HTTP status is only in its text.
+            match http_status(&e.to_string()) {
+                Some(401 | 403) => RemoteKind::Auth,
+                Some(404) => RemoteKind::NotFound,
+                Some(409 | 412) => RemoteKind::Conflict,
+                Some(429 | 500..=599) => RemoteKind::Transient,
+                _ => RemoteKind::Other,
             }
         }
     }

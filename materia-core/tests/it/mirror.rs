@@ -682,3 +682,53 @@ fn from_async_code_it_works_and_drops_without_a_panic() {
         assert_eq!((report.uploaded, report.skipped), (1, 1));
     });
 }
+
+#[test]
+fn errors_say_what_kind_of_failure_and_keep_the_cause() {
+    use materia_core::{Error, RemoteKind};
+    use std::error::Error as _;
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    // No bucket: the server says NoSuchBucket.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LandingStore::open(dir.path()).expect("open");
+    land(&store, 1, 1);
+    let err = Mirror::new(options(&server))
+        .expect("mirror")
+        .push(&store, true)
+        .expect_err("no bucket");
+    assert!(
+        matches!(
+            err,
+            Error::Mirror {
+                kind: RemoteKind::NotFound,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let cause = err.source().expect("a source");
+    assert!(
+        cause.downcast_ref::<object_store::Error>().is_some(),
+        "{cause:?}"
+    );
+    // Nobody listening: a transient failure, after the retries.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let err = Mirror::new(options_at(&format!("http://{closed}")))
+        .expect("mirror")
+        .push(&store, true)
+        .expect_err("nobody there");
+    assert!(
+        matches!(
+            err,
+            Error::Mirror {
+                kind: RemoteKind::Transient,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}

@@ -544,3 +544,22 @@ fn a_release_landing_out_of_order_rebuilds_revisions() {
         revision_rows(&full.duckdb_path)
     );
 }
+
+#[test]
+fn a_lakehouse_error_keeps_duckdbs_error_as_its_source() {
+    use std::error::Error as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("lakehouse.duckdb");
+    fs::write(&path, b"not a database at all, just text").expect("write");
+    let err = materia_core::transform::Lakehouse::open_read_only(&path)
+        .err()
+        .expect("not DuckDB");
+    assert!(matches!(err, Error::Lakehouse { .. }), "{err:?}");
+    let cause = err.source().expect("a source");
+    assert!(
+        cause
+            .downcast_ref::<materia_core::transform::duckdb::Error>()
+            .is_some(),
+        "{cause:?}"
+    );
+}
