@@ -2,46 +2,16 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::Instant;
 
 use materia_core::landing::{LandingStore, NewRelease};
 use materia_core::transform::Lakehouse;
 use serde_json::Value;
 
-/// The test kit's temporary landing zone and lakehouse, with what these tests
-/// do with it.
-struct Env(materia_testkit::env::Env);
-
-impl std::ops::Deref for Env {
-    type Target = materia_testkit::env::Env;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-fn env() -> Env {
-    Env(materia_testkit::env::Env::new())
-}
+use crate::{Env, env};
 
 impl Env {
-    fn materia(&self) -> Command {
-        let mut cmd = crate::materia(&self.landing);
-        cmd.env("DUCKDB_PATH", &self.duckdb);
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.materia().args(args).output().expect("materia runs")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.run(args);
-        assert!(out.status.success(), "{args:?}: {out:?}");
-        serde_json::from_slice(&out.stdout).expect("JSON")
-    }
-
     /// Lands release `k`: about 12k PSD-shaped rows; the years from 2023 on
     /// differ by `k`, like USDA revising its recent estimates.
     fn land(&self, k: u64) {

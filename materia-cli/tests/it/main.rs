@@ -4,7 +4,7 @@
 //! children, which only its own processes may be.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
 mod cli;
 mod crash;
@@ -47,4 +47,42 @@ pub fn with_s3<'a>(
         .env("AWS_SECRET_ACCESS_KEY", secret)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ALLOW_HTTP", "true")
+}
+
+/// The test kit's temporary landing zone and lakehouse, with the `materia`
+/// commands every module runs on it (modules add methods of their own).
+pub struct Env(materia_testkit::env::Env);
+
+impl std::ops::Deref for Env {
+    type Target = materia_testkit::env::Env;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// A fresh [`Env`].
+pub fn env() -> Env {
+    Env(materia_testkit::env::Env::new())
+}
+
+impl Env {
+    /// `materia` over this landing zone and lakehouse.
+    pub fn materia(&self) -> Command {
+        let mut cmd = materia(&self.landing);
+        cmd.env("DUCKDB_PATH", &self.duckdb);
+        cmd
+    }
+
+    /// Runs `materia args…` to the end.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.materia().args(args).output().expect("materia runs")
+    }
+
+    /// Runs `materia args…`, which must succeed, and parses its JSON output.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    }
 }

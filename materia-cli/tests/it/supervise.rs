@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -12,33 +12,9 @@ use serde_json::Value;
 
 use materia_testkit::http;
 
-/// The test kit's temporary landing zone and lakehouse, with what these tests
-/// do with it.
-struct Env(materia_testkit::env::Env);
-
-impl std::ops::Deref for Env {
-    type Target = materia_testkit::env::Env;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-fn env() -> Env {
-    Env(materia_testkit::env::Env::new())
-}
+use crate::{Env, env};
 
 impl Env {
-    fn materia(&self) -> Command {
-        let mut cmd = crate::materia(&self.landing);
-        cmd.env("DUCKDB_PATH", &self.duckdb);
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.materia().args(args).output().expect("materia runs")
-    }
-
     fn spawn(&self, args: &[&str]) -> Child {
         self.materia()
             .args(args)
@@ -49,9 +25,7 @@ impl Env {
     }
 
     fn status(&self) -> Value {
-        let out = self.run(&["status", "--json"]);
-        assert!(out.status.success(), "{out:?}");
-        serde_json::from_slice(&out.stdout).expect("JSON")
+        self.json(&["status", "--json"])
     }
 }
 
