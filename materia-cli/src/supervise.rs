@@ -64,6 +64,10 @@ pub(crate) struct CycleArgs {
     /// Also write the last cycle's figures here, in Prometheus' text format.
     #[arg(long, env = "MATERIA_TEXTFILE")]
     textfile: Option<PathBuf>,
+    /// A dead-man's switch (healthchecks.io style): pinged at /start when a
+    /// cycle starts, at the URL on success, at /{exit code} on failure.
+    #[arg(long, env = "MATERIA_HEALTHCHECK_URL")]
+    healthcheck_url: Option<String>,
 }
 
 /// Settings shared by every command.
@@ -141,6 +145,7 @@ fn options(
         grace,
         wait_for_lock: wait,
         textfile: args.textfile.clone(),
+        healthcheck_url: args.healthcheck_url.clone(),
         ..SupervisorOptions::new(std::env::current_exe()?, landing_dir)
     })
 }

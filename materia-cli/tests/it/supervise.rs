@@ -212,3 +212,18 @@ fn run_then_status_reports_the_published_lakehouse_and_newest_release() {
         "{prom}"
     );
 }
+
+#[test]
+fn run_pings_the_healthcheck_url_at_start_and_with_the_exit_code() {
+    let server = http::Server::start(|_, _| http::Reply::status(200));
+    let e = env();
+    let out = e
+        .materia()
+        .args(["run", "--url", "file:///nonexistent/psd.zip"])
+        .env("MATERIA_HEALTHCHECK_URL", server.url("/ping/xyz"))
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/ping/xyz/start", "/ping/xyz/2"]);
+}

@@ -16,6 +16,8 @@
 //! grace period, the state is written, and [`Supervisor::run_forever`] returns.
 
 mod child;
+#[cfg(feature = "http")]
+mod ping;
 mod schedule;
 
 use std::collections::BTreeMap;
@@ -112,6 +114,10 @@ pub struct SupervisorOptions {
     /// Also write the last cycle's figures here, in Prometheus' text format
     /// (for node_exporter's textfile collector).
     pub textfile: Option<PathBuf>,
+    /// A healthchecks.io-style URL pinged at `/start` when a cycle starts, at
+    /// itself when it succeeds and at `/{exit code}` when it fails (feature
+    /// `http`): the dead-man's switch that notices a job that never ran.
+    pub healthcheck_url: Option<String>,
 }
 
 impl SupervisorOptions {
@@ -131,6 +137,7 @@ impl SupervisorOptions {
             grace: Duration::from_secs(30),
             wait_for_lock: false,
             textfile: None,
+            healthcheck_url: None,
         }
     }
 }
@@ -370,6 +377,12 @@ impl Supervisor {
                 reason: "stopped while waiting for the run lock".into(),
             });
         };
+        #[cfg(feature = "http")]
+        let ping = self.options.healthcheck_url.as_deref().map(ping::Ping::new);
+        #[cfg(feature = "http")]
+        if let Some(p) = &ping {
+            p.send("/start");
+        }
         let landing = &self.options.landing_dir;
         let mut state = self.load_state();
         let started = Instant::now();
@@ -403,6 +416,13 @@ impl Supervisor {
         }
         if let Some(path) = &self.options.textfile {
             write_textfile(path, &prometheus_text(&cycle))?;
+        }
+        #[cfg(feature = "http")]
+        if let Some(p) = &ping {
+            match cycle.exit_code() {
+                0 => p.send(""),
+                code => p.send(&format!("/{code}")),
+            }
         }
         Ok(cycle)
     }

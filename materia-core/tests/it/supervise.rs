@@ -381,3 +381,49 @@ fn only_steps_marked_with_secrets_see_the_bucket_credentials() {
     assert!(extract.contains("MATERIA_MIRROR_URL"), "{extract}");
     assert!(mirror.contains("AWS_SECRET_ACCESS_KEY=s3cr3t"), "{mirror}");
 }
+
+#[test]
+fn the_dead_mans_ping_says_start_then_success_or_the_exit_code() {
+    use materia_testkit::http::{Reply, Server};
+    let server = Server::start(|_, _| Reply::status(200));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cycle = |script: &str| {
+        let mut opts = options(
+            dir.path(),
+            vec![sh("extract", script, Duration::from_secs(10))],
+        );
+        opts.healthcheck_url = Some(server.url("/hc/abc-uuid/"));
+        Supervisor::new(opts).run_cycle().expect("cycle")
+    };
+    cycle("exit 0");
+    cycle("exit 3");
+    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        [
+            "/hc/abc-uuid/start",
+            "/hc/abc-uuid",
+            "/hc/abc-uuid/start",
+            "/hc/abc-uuid/3"
+        ]
+    );
+    // Nobody listening: the cycle neither fails nor waits on it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let mut opts = options(
+        dir.path(),
+        vec![sh("extract", "exit 0", Duration::from_secs(10))],
+    );
+    opts.healthcheck_url = Some(format!("http://{closed}/hc"));
+    let started = Instant::now();
+    let done = Supervisor::new(opts)
+        .run_cycle()
+        .expect("the cycle runs anyway");
+    assert_eq!(done.exit_code(), 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}
