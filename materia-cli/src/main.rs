@@ -153,6 +153,20 @@ enum Command {
         #[arg(long, env = "MATERIA_SCHEDULE", default_value = "06:00")]
         schedule: String,
     },
+    /// Send a test alert to the webhook (MATERIA_ALERT_URL).
+    ///
+    /// Example: materia notify --test --alert-url https://ntfy.sh/my-materia
+    Notify {
+        /// Send a test message (the only kind there is on demand).
+        #[arg(long, required = true)]
+        test: bool,
+        /// The webhook.
+        #[arg(long, env = "MATERIA_ALERT_URL")]
+        alert_url: String,
+        /// json, ntfy or slack (default: from the URL).
+        #[arg(long, env = "MATERIA_ALERT_FORMAT")]
+        alert_format: Option<String>,
+    },
     /// The last run of each step, the landing zone and the lakehouse's age.
     ///
     /// Example: materia status --json
@@ -300,6 +314,14 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
     if let Command::Query { sql, format } = &cli.command {
         return query::run(&cli.duckdb_path, sql, *format);
     }
+    if let Command::Notify {
+        alert_url,
+        alert_format,
+        ..
+    } = &cli.command
+    {
+        return supervise::notify(alert_url, alert_format.as_deref());
+    }
     let store = LandingStore::open(&cli.landing_dir)?;
     let paths = supervise::Paths {
         landing_dir: &cli.landing_dir,
@@ -307,7 +329,7 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         config: cli.config.as_deref(),
     };
     match cli.command {
-        Command::Query { .. } => unreachable!("handled above"),
+        Command::Query { .. } | Command::Notify { .. } => unreachable!("handled above"),
         Command::Transform { json, memory_limit } => {
             let mut options = TransformOptions::new(&cli.duckdb_path);
             options.memory_limit = memory_limit;

@@ -68,6 +68,13 @@ pub(crate) struct CycleArgs {
     /// cycle starts, at the URL on success, at /{exit code} on failure.
     #[arg(long, env = "MATERIA_HEALTHCHECK_URL")]
     healthcheck_url: Option<String>,
+    /// A webhook told when cycles start failing and when they recover (once
+    /// per failure streak).
+    #[arg(long, env = "MATERIA_ALERT_URL")]
+    alert_url: Option<String>,
+    /// The webhook's format: json, ntfy or slack (default: from the URL).
+    #[arg(long, env = "MATERIA_ALERT_FORMAT")]
+    alert_format: Option<String>,
 }
 
 /// Settings shared by every command.
@@ -146,6 +153,8 @@ fn options(
         wait_for_lock: wait,
         textfile: args.textfile.clone(),
         healthcheck_url: args.healthcheck_url.clone(),
+        alert_url: args.alert_url.clone(),
+        alert_format: args.alert_format.as_deref().map(str::parse).transpose()?,
         ..SupervisorOptions::new(std::env::current_exe()?, landing_dir)
     })
 }
@@ -277,6 +286,18 @@ pub(crate) fn status(
                 .unwrap_or_default()
         )?;
     }
+    let alert = &status.state.alert;
+    if alert.streak > 0 || alert.last_sent.is_some() {
+        let sent = alert
+            .last_sent
+            .map(|t| format!(", last alert sent {t}"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "alerts: {} failed cycle(s) in a row{sent}",
+            alert.streak
+        )?;
+    }
     writeln!(
         out,
         "landing: {} file(s), {} bytes",
@@ -305,5 +326,23 @@ pub(crate) fn status(
     for r in status.lakehouse.iter().flat_map(|p| &p.rejected) {
         writeln!(out, "  QUARANTINED {}: {}", r.landing_key, r.reason)?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `materia notify --test`: one test alert to the webhook, now.
+pub(crate) fn notify(url: &str, format: Option<&str>) -> Result<ExitCode, BoxError> {
+    use materia_core::supervise::{Alert, AlertKind, Alerter, host_name};
+    let format = format.map(str::parse).transpose()?;
+    let alert = Alert {
+        kind: AlertKind::Test,
+        step: None,
+        exit_code: None,
+        error: None,
+        streak: 0,
+        host: host_name(),
+        at: Timestamp::now(),
+    };
+    Alerter::new(url, format)?.send(&alert)?;
+    writeln!(io::stdout(), "sent a test alert")?;
     Ok(ExitCode::SUCCESS)
 }

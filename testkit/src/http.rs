@@ -17,6 +17,8 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
+    /// The body, when the request announced one with `Content-Length`.
+    pub body: Vec<u8>,
 }
 
 impl Request {
@@ -163,10 +165,20 @@ fn serve(
             headers.push((k.trim().to_owned(), v.trim().to_owned()));
         }
     }
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length.min(1 << 20)];
+    if reader.read_exact(&mut body).is_err() {
+        body.clear();
+    }
     let request = Request {
         method,
         path,
         headers,
+        body,
     };
     let n = {
         let mut all = requests.lock().expect("not poisoned");

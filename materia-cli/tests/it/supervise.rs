@@ -227,3 +227,32 @@ fn run_pings_the_healthcheck_url_at_start_and_with_the_exit_code() {
     let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
     assert_eq!(paths, ["/ping/xyz/start", "/ping/xyz/2"]);
 }
+
+#[test]
+fn notify_test_sends_one_alert_and_fails_clearly_when_it_cannot() {
+    let server = http::Server::start(|_, _| http::Reply::status(200));
+    let e = env();
+    let out = e
+        .materia()
+        .args(["notify", "--test", "--alert-url"])
+        .arg(server.url("/hook?token=s3cr3t"))
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    let seen = server.requests();
+    assert_eq!(seen.len(), 1);
+    let body: Value = serde_json::from_slice(&seen[0].body).expect("JSON");
+    assert_eq!(body["kind"], "test");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let out = e
+        .materia()
+        .args(["notify", "--test", "--alert-url"])
+        .arg(format!("http://{closed}/hook?token=s3cr3t"))
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("alert") && !err.contains("s3cr3t"), "{err}");
+}

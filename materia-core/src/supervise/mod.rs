@@ -15,6 +15,8 @@
 //! SIGTERM or SIGINT stops the supervisor cleanly: the running step gets its
 //! grace period, the state is written, and [`Supervisor::run_forever`] returns.
 
+#[cfg(feature = "http")]
+mod alert;
 mod child;
 #[cfg(feature = "http")]
 mod ping;
@@ -29,6 +31,8 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "http")]
+pub use alert::{Alert, AlertFormat, AlertKind, Alerter};
 pub use schedule::{Schedule, parse_duration};
 
 use crate::error::{Error, IoContext, Result};
@@ -118,6 +122,12 @@ pub struct SupervisorOptions {
     /// itself when it succeeds and at `/{exit code}` when it fails (feature
     /// `http`): the dead-man's switch that notices a job that never ran.
     pub healthcheck_url: Option<String>,
+    /// A webhook told when cycles start failing and when they recover, once
+    /// per failure streak (feature `http`).
+    pub alert_url: Option<String>,
+    /// The webhook's format (`None`: detected from the URL).
+    #[cfg(feature = "http")]
+    pub alert_format: Option<AlertFormat>,
 }
 
 impl SupervisorOptions {
@@ -138,6 +148,9 @@ impl SupervisorOptions {
             wait_for_lock: false,
             textfile: None,
             healthcheck_url: None,
+            alert_url: None,
+            #[cfg(feature = "http")]
+            alert_format: None,
         }
     }
 }
@@ -253,6 +266,20 @@ pub struct State {
     pub last_cycle: Option<CycleReport>,
     /// The last run of each step, by name.
     pub steps: BTreeMap<String, StepRun>,
+    /// The failure streak and what was sent about it.
+    #[serde(default)]
+    pub alert: AlertState,
+}
+
+/// Where the alerts stand: one alert per failure streak, one on recovery.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertState {
+    /// Cycles failed in a row (0: the last cycle succeeded).
+    pub streak: u32,
+    /// Whether the failure alert of the current streak was sent.
+    pub failure_sent: bool,
+    /// When an alert was last sent.
+    pub last_sent: Option<Timestamp>,
 }
 
 impl State {
@@ -418,6 +445,9 @@ impl Supervisor {
             write_textfile(path, &prometheus_text(&cycle))?;
         }
         #[cfg(feature = "http")]
+        self.alert(&mut state, &cycle);
+        state.save(landing)?;
+        #[cfg(feature = "http")]
         if let Some(p) = &ping {
             match cycle.exit_code() {
                 0 => p.send(""),
@@ -425,6 +455,45 @@ impl Supervisor {
             }
         }
         Ok(cycle)
+    }
+
+    /// Counts the failure streak and sends the one alert it deserves: the
+    /// failure at its start, the recovery at its end. A send that fails is
+    /// logged; the next cycle tries again.
+    #[cfg(feature = "http")]
+    fn alert(&self, state: &mut State, cycle: &CycleReport) {
+        let failed = cycle.exit_code() != 0;
+        let streak = state.alert.streak;
+        state.alert.streak = if failed { streak + 1 } else { 0 };
+        let Some(url) = &self.options.alert_url else {
+            state.alert.failure_sent = failed && state.alert.failure_sent;
+            return;
+        };
+        let failing_step = cycle
+            .steps
+            .iter()
+            .find(|s| s.outcome != Outcome::Ok && s.outcome != Outcome::Skipped);
+        let kind = match (failed, state.alert.failure_sent) {
+            (true, false) => AlertKind::Failure,
+            (false, true) => AlertKind::Recovery,
+            _ => return,
+        };
+        let alert = Alert {
+            kind,
+            step: failing_step.map(|s| s.step.clone()),
+            exit_code: failing_step.and_then(|s| s.exit_code),
+            error: failing_step.and_then(|s| s.error.clone()),
+            streak: if failed { state.alert.streak } else { streak },
+            host: host_name(),
+            at: cycle.started_at,
+        };
+        match Alerter::new(url, self.options.alert_format).and_then(|a| a.send(&alert)) {
+            Ok(()) => {
+                state.alert.failure_sent = failed;
+                state.alert.last_sent = Some(Timestamp::now());
+            }
+            Err(e) => tracing::warn!("the alert could not be sent: {e}"),
+        }
     }
 
     fn run_step(&self, step: &Step, cycle: &CycleReport) -> StepRun {
@@ -555,6 +624,13 @@ impl Supervisor {
         tracing::info!("supervisor stopped");
         Ok(())
     }
+}
+
+/// This machine's name, for alerts.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown host".into())
 }
 
 /// Writes the Prometheus textfile durably, `0644`: node_exporter, another

@@ -427,3 +427,99 @@ fn the_dead_mans_ping_says_start_then_success_or_the_exit_code() {
         started.elapsed()
     );
 }
+
+#[test]
+fn one_alert_per_failure_streak_and_one_on_recovery() {
+    use materia_testkit::http::{Reply, Server};
+    let server = Server::start(|_, _| Reply::status(200));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flag = dir.path().join("failing");
+    fs::write(&flag, "").expect("flag");
+    let script = format!(
+        "if [ -e {} ]; then echo 'upstream answered 503' >&2; exit 7; fi",
+        flag.display()
+    );
+    let cycle = |url: String| {
+        let mut opts = options(
+            dir.path(),
+            vec![sh("extract", &script, Duration::from_secs(10))],
+        );
+        opts.alert_url = Some(url);
+        Supervisor::new(opts).run_cycle().expect("cycle")
+    };
+    for _ in 0..3 {
+        assert_eq!(cycle(server.url("/hook")).exit_code(), 7);
+    }
+    fs::remove_file(&flag).expect("recover");
+    for _ in 0..2 {
+        assert_eq!(cycle(server.url("/hook")).exit_code(), 0);
+    }
+    let sent: Vec<serde_json::Value> = server
+        .requests()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).expect("a JSON alert"))
+        .collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[0]["kind"], "failure");
+    assert_eq!(sent[0]["step"], "extract");
+    assert_eq!(sent[0]["exit_code"], 7);
+    assert_eq!(sent[0]["error"], "upstream answered 503");
+    assert_eq!(sent[1]["kind"], "recovery");
+    assert_eq!(sent[1]["streak"], 3);
+    let state = State::load(dir.path().join("landing")).expect("state");
+    assert_eq!(state.alert.streak, 0);
+
+    // A receiver that is down neither fails nor holds up the cycle; the
+    // failure is alerted once it answers again.
+    fs::write(&flag, "").expect("flag");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let started = Instant::now();
+    assert_eq!(cycle(format!("http://{closed}/hook")).exit_code(), 7);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    cycle(server.url("/hook"));
+    let kinds: Vec<serde_json::Value> = server
+        .requests()
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<serde_json::Value>(&r.body).expect("JSON")["kind"].clone()
+        })
+        .collect();
+    assert_eq!(kinds, ["failure", "recovery", "failure"]);
+}
+
+#[test]
+fn ntfy_and_slack_receivers_get_their_own_formats() {
+    use materia_core::supervise::{Alert, AlertFormat, AlertKind, Alerter};
+    use materia_testkit::http::{Reply, Server};
+    let server = Server::start(|_, _| Reply::status(200));
+    let alert = Alert {
+        kind: AlertKind::Failure,
+        step: Some("transform".into()),
+        exit_code: Some(2),
+        error: Some("audit failed".into()),
+        streak: 1,
+        host: "box".into(),
+        at: jiff::Timestamp::UNIX_EPOCH,
+    };
+    let ntfy = Alerter::new(&server.url("/ntfy"), Some(AlertFormat::Ntfy)).expect("alerter");
+    ntfy.send(&alert).expect("sent");
+    let slack = Alerter::new(&server.url("/slack"), Some(AlertFormat::Slack)).expect("alerter");
+    slack.send(&alert).expect("sent");
+    let seen = server.requests();
+    let text = String::from_utf8_lossy(&seen[0].body).into_owned();
+    assert!(
+        text.contains("transform") && text.contains("audit failed"),
+        "{text}"
+    );
+    assert_eq!(seen[0].header("priority"), Some("high"));
+    assert!(seen[0].header("title").is_some());
+    let slack_body: serde_json::Value = serde_json::from_slice(&seen[1].body).expect("JSON");
+    assert!(
+        slack_body["text"]
+            .as_str()
+            .expect("text")
+            .contains("audit failed")
+    );
+}
