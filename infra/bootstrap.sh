@@ -61,7 +61,7 @@ if [[ ! -e "$ROOT/etc/materia/materia.env" ]]; then
 fi
 
 install -d -m 0755 "$ROOT/etc/systemd/system"
-for unit in materia-supervisor.service materia-backup.service materia-backup.timer; do
+for unit in materia-supervisor.service materia-backup.service materia-backup.timer materia-alert@.service; do
     install -m 0644 "infra/$unit" "$ROOT/etc/systemd/system/$unit"
 done
 echo "installed $("$ROOT/usr/local/bin/materia" --version) and the units"

@@ -153,13 +153,18 @@ enum Command {
         #[arg(long, env = "MATERIA_SCHEDULE", default_value = "06:00")]
         schedule: String,
     },
-    /// Send a test alert to the webhook (MATERIA_ALERT_URL).
+    /// Send an alert to the webhook (MATERIA_ALERT_URL): a test message, or
+    /// that a systemd unit failed (the units' OnFailure= backstop).
     ///
-    /// Example: materia notify --test --alert-url https://ntfy.sh/my-materia
+    /// Example: materia notify --test
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["test", "failed_unit"])))]
     Notify {
-        /// Send a test message (the only kind there is on demand).
-        #[arg(long, required = true)]
+        /// Send a test message.
+        #[arg(long)]
         test: bool,
+        /// Say that this systemd unit failed (materia-alert@.service passes %i).
+        #[arg(long, value_name = "UNIT")]
+        failed_unit: Option<String>,
         /// The webhook.
         #[arg(long, env = "MATERIA_ALERT_URL")]
         alert_url: String,
@@ -317,10 +322,11 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
     if let Command::Notify {
         alert_url,
         alert_format,
+        failed_unit,
         ..
     } = &cli.command
     {
-        return supervise::notify(alert_url, alert_format.as_deref());
+        return supervise::notify(alert_url, alert_format.as_deref(), failed_unit.as_deref());
     }
     let store = LandingStore::open(&cli.landing_dir)?;
     let paths = supervise::Paths {

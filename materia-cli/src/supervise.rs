@@ -329,20 +329,33 @@ pub(crate) fn status(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `materia notify --test`: one test alert to the webhook, now.
-pub(crate) fn notify(url: &str, format: Option<&str>) -> Result<ExitCode, BoxError> {
+/// `materia notify`: a test alert, or that a systemd unit failed, now.
+pub(crate) fn notify(
+    url: &str,
+    format: Option<&str>,
+    failed_unit: Option<&str>,
+) -> Result<ExitCode, BoxError> {
     use materia_core::supervise::{Alert, AlertKind, Alerter, host_name};
     let format = format.map(str::parse).transpose()?;
     let alert = Alert {
-        kind: AlertKind::Test,
-        step: None,
+        kind: if failed_unit.is_some() {
+            AlertKind::Failure
+        } else {
+            AlertKind::Test
+        },
+        step: failed_unit.map(str::to_owned),
         exit_code: None,
-        error: None,
+        error: failed_unit.map(|u| format!("the systemd unit {u} failed: journalctl -u {u}")),
         streak: 0,
         host: host_name(),
         at: Timestamp::now(),
     };
     Alerter::new(url, format)?.send(&alert)?;
-    writeln!(io::stdout(), "sent a test alert")?;
+    let what = if failed_unit.is_some() {
+        "a failure"
+    } else {
+        "a test"
+    };
+    writeln!(io::stdout(), "sent {what} alert")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -188,12 +188,12 @@ fn writes_failing_with_enospc_part_way_never_leave_a_partial_file() {
         let input = dir.path().join(format!("in-{i}.csv"));
         fs::write(&input, csv(1 << 20, 100 + i)).expect("input");
         let etag = format!("e{i}");
-        // About one write in 30 fails with ENOSPC (errno 28): some runs fail
+        // About one write in 10 fails with ENOSPC (errno 28): some runs fail
         // mid-file, some at the ledger, some not at all.
         let out = under_fiu(
             &fiu,
             &landing,
-            &["enable_random name=posix/io/rw/write,probability=0.03,failinfo=28"],
+            &["enable_random name=posix/io/rw/write,probability=0.1,failinfo=28"],
             &[
                 "land",
                 "--dataset",

@@ -243,6 +243,24 @@ fn notify_test_sends_one_alert_and_fails_clearly_when_it_cannot() {
     assert_eq!(seen.len(), 1);
     let body: Value = serde_json::from_slice(&seen[0].body).expect("JSON");
     assert_eq!(body["kind"], "test");
+    // The units' OnFailure= backstop: materia-alert@%n.service.
+    let out = e
+        .materia()
+        .args([
+            "notify",
+            "--failed-unit",
+            "materia-backup.service",
+            "--alert-url",
+        ])
+        .arg(server.url("/hook"))
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    let body: Value = serde_json::from_slice(&server.requests()[1].body).expect("JSON");
+    assert_eq!(
+        (&body["kind"], &body["step"]),
+        (&"failure".into(), &"materia-backup.service".into())
+    );
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port");
