@@ -173,7 +173,7 @@ impl Extractor {
         url: &str,
     ) -> Result<Extracted> {
         let (year, month) = current_month();
-        self.fetch_into(store, spec, url, year, month, false)
+        crate::blocking::off_runtime(|| self.fetch_into(store, spec, url, year, month, false))
     }
 
     /// Fetches the archived release of `year`/`month` into that year/month. A
@@ -192,22 +192,12 @@ impl Extractor {
                 origin: format!("datasets.{}", spec.name),
                 reason: "no archive_url is declared for this dataset".into(),
             })?;
-        self.fetch_into(store, spec, &url, year, month, true)
+        crate::blocking::off_runtime(|| self.fetch_into(store, spec, &url, year, month, true))
     }
 
+    /// Fetches one URL (on a thread of its own when called from async code:
+    /// see `blocking::off_runtime`, applied by the callers).
     fn fetch_into(
-        &self,
-        store: &LandingStore,
-        spec: &DatasetSpec,
-        url: &str,
-        year: Year,
-        month: Month,
-        archive: bool,
-    ) -> Result<Extracted> {
-        crate::blocking::off_runtime(|| self.fetch_blocking(store, spec, url, year, month, archive))
-    }
-
-    fn fetch_blocking(
         &self,
         store: &LandingStore,
         spec: &DatasetSpec,

@@ -122,6 +122,16 @@ impl Alert {
     }
 }
 
+/// The HTTP client for alerts and pings: 10 s a request, no Referer (the URL
+/// may carry a token).
+pub(crate) fn webhook_client() -> reqwest::Result<reqwest::blocking::Client> {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(5))
+        .referer(false)
+        .build()
+}
+
 /// Sends alerts to one webhook.
 pub struct Alerter {
     url: String,
@@ -132,16 +142,11 @@ pub struct Alerter {
 impl Alerter {
     /// An alerter for `url`, in `format` (detected from the URL when `None`).
     pub fn new(url: &str, format: Option<AlertFormat>) -> Result<Alerter> {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(5))
-            .referer(false)
-            .build()
-            .map_err(|e| Error::Config {
-                origin: "alert client".into(),
-                reason: e.to_string(),
-                source: Some(Box::new(e)),
-            })?;
+        let client = webhook_client().map_err(|e| Error::Config {
+            origin: "alert client".into(),
+            reason: e.to_string(),
+            source: Some(Box::new(e)),
+        })?;
         Ok(Alerter {
             url: url.to_owned(),
             format: format.unwrap_or_else(|| AlertFormat::detect(url)),

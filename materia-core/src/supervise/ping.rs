@@ -6,8 +6,6 @@
 //! A ping never fails or holds up a cycle beyond its bound (10 s a try, two
 //! tries); one that cannot be sent is logged, with the URL's secrets redacted.
 
-use std::time::Duration;
-
 /// Where to ping, and the client to do it with.
 pub(crate) struct Ping {
     url: String,
@@ -17,11 +15,7 @@ pub(crate) struct Ping {
 impl Ping {
     /// A pinger for `url` (a client that cannot be built is logged: no pings).
     pub(crate) fn new(url: &str) -> Ping {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(5))
-            .referer(false)
-            .build()
+        let client = super::alert::webhook_client()
             .inspect_err(|e| tracing::warn!("no dead-man's pings: {e}"))
             .ok();
         Ping {
