@@ -15,19 +15,19 @@ pub struct S3Server {
 
 impl S3Server {
     /// Starts `moto_server` on a free loopback port; fails the test, saying how
-    /// to install it, when it cannot. (`Option` for the callers' `let … else`.)
+    /// to install it, when it cannot.
     ///
     /// A port found free can be taken by a parallel test before moto binds it;
     /// so the server counts as up only when its own log says it is listening,
     /// and another port is tried when it could not bind.
-    pub fn start() -> Option<S3Server> {
+    pub fn start() -> S3Server {
         for _ in 0..5 {
             let port = TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
                 .map(|a| a.port())
                 .expect("a free port");
             if let Some(server) = S3Server::start_on(port) {
-                return Some(server);
+                return server;
             }
         }
         panic!("moto_server could not bind a port in 5 tries");

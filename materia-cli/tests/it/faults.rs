@@ -11,17 +11,14 @@ use std::process::{Command, Output};
 use materia_core::landing::LandingStore;
 
 /// `fiu-run`; a test that needs it fails when it is not installed.
-fn fiu_run() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("fiu-run"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        let msg = "FAULT TESTS CANNOT RUN: fiu-run not found; install it with `apt-get install fiu-utils`";
-        panic!("{msg}");
-    }
-    found
+fn fiu_run() -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("fiu-run"))
+                .find(|p| p.is_file())
+        })
+        .expect("FAULT TESTS CANNOT RUN: fiu-run not found; install it with `apt-get install fiu-utils`")
 }
 
 use crate::materia;
@@ -83,9 +80,7 @@ fn csv(bytes: usize, seed: u64) -> Vec<u8> {
 
 #[test]
 fn a_failed_fsync_fails_the_land_and_publishes_nothing() {
-    let Some(fiu) = fiu_run() else {
-        return;
-    };
+    let fiu = fiu_run();
     let dir = tempfile::tempdir().expect("tempdir");
     let landing = dir.path().join("landing");
     LandingStore::open(&landing).expect("the store exists before the faults");
@@ -176,9 +171,7 @@ fn a_failed_fsync_fails_the_land_and_publishes_nothing() {
 
 #[test]
 fn writes_failing_with_enospc_part_way_never_leave_a_partial_file() {
-    let Some(fiu) = fiu_run() else {
-        return;
-    };
+    let fiu = fiu_run();
     let dir = tempfile::tempdir().expect("tempdir");
     let landing = dir.path().join("landing");
     LandingStore::open(&landing).expect("open");

@@ -54,9 +54,7 @@ fn total_bytes(landing: &Path, keys: &[LandingKey]) -> u64 {
 
 #[test]
 fn mirror_verify_and_restore_with_json_and_no_secret_in_errors() {
-    let Some(server) = s3::S3Server::start() else {
-        return;
-    };
+    let server = s3::S3Server::start();
     server.create_bucket(BUCKET);
     let dir = tempfile::tempdir().expect("tempdir");
     let landing = dir.path().join("landing");
@@ -133,9 +131,7 @@ fn mirror_verify_and_restore_with_json_and_no_secret_in_errors() {
 
 #[test]
 fn sigkill_mid_push_then_one_clean_run_leaves_the_bucket_equal_to_the_landing_zone() {
-    let Some(server) = s3::S3Server::start() else {
-        return;
-    };
+    let server = s3::S3Server::start();
     server.create_bucket(BUCKET);
     let dir = tempfile::tempdir().expect("tempdir");
     let landing = dir.path().join("landing");
@@ -192,9 +188,7 @@ fn sigkill_mid_push_then_one_clean_run_leaves_the_bucket_equal_to_the_landing_zo
 
 #[test]
 fn a_multipart_upload_killed_mid_way_is_aborted_by_the_next_push() {
-    let Some(server) = s3::S3Server::start() else {
-        return;
-    };
+    let server = s3::S3Server::start();
     server.create_bucket(BUCKET);
     let dir = tempfile::tempdir().expect("tempdir");
     let landing = dir.path().join("landing");
@@ -258,9 +252,7 @@ fn a_multipart_upload_killed_mid_way_is_aborted_by_the_next_push() {
 #[test]
 fn under_umask_000_every_file_under_materia_is_0640_and_documented() {
     use std::os::unix::fs::PermissionsExt;
-    let Some(server) = s3::S3Server::start() else {
-        return;
-    };
+    let server = s3::S3Server::start();
     server.create_bucket(BUCKET);
     let dir = tempfile::tempdir().expect("tempdir");
     let landing = dir.path().join("landing");

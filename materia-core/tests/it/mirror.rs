@@ -44,9 +44,7 @@ fn land(store: &LandingStore, month: i64, seed: u64) -> materia_core::landing::L
 
 #[test]
 fn push_uploads_what_is_missing_and_a_no_op_makes_no_request() {
-    let Some(mut server) = S3Server::start() else {
-        return;
-    };
+    let mut server = S3Server::start();
     server.create_bucket(BUCKET);
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LandingStore::open(dir.path()).expect("open");
@@ -85,9 +83,7 @@ fn push_uploads_what_is_missing_and_a_no_op_makes_no_request() {
 
 #[test]
 fn full_push_finds_remote_loss_and_restore_rebuilds_the_zone() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     server.create_bucket(BUCKET);
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LandingStore::open(dir.path().join("a")).expect("open");
@@ -127,9 +123,7 @@ fn full_push_finds_remote_loss_and_restore_rebuilds_the_zone() {
 
 #[test]
 fn other_content_under_our_key_is_a_conflict_left_alone() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     server.create_bucket(BUCKET);
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LandingStore::open(dir.path()).expect("open");
@@ -151,9 +145,7 @@ fn other_content_under_our_key_is_a_conflict_left_alone() {
 
 #[test]
 fn restore_refuses_untrusted_keys_and_bad_content() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     server.create_bucket(BUCKET);
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("landing");
@@ -225,9 +217,7 @@ fn land_large(store: &LandingStore, month: i64, mib: usize) -> materia_core::lan
 
 #[test]
 fn large_files_go_up_in_parts_and_come_back_whole() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     server.create_bucket(BUCKET);
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LandingStore::open(dir.path().join("a")).expect("open");
@@ -280,9 +270,7 @@ fn large_files_go_up_in_parts_and_come_back_whole() {
 
 #[test]
 fn transient_faults_are_retried_and_a_lost_response_is_not_a_conflict() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     server.create_bucket(BUCKET);
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LandingStore::open(dir.path()).expect("open");
@@ -316,9 +304,7 @@ fn transient_faults_are_retried_and_a_lost_response_is_not_a_conflict() {
 
 #[test]
 fn a_permanent_failure_names_the_object_and_the_next_push_finishes() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     server.create_bucket(BUCKET);
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LandingStore::open(dir.path()).expect("open");
@@ -383,9 +369,7 @@ mod hardening {
 
     #[test]
     fn one_odd_bucket_key_does_not_stop_restore_verify_or_full_push() {
-        let Some(server) = S3Server::start() else {
-            return;
-        };
+        let server = S3Server::start();
         server.create_bucket(BUCKET);
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LandingStore::open(dir.path().join("a")).expect("open");
@@ -426,9 +410,7 @@ mod hardening {
 
     #[test]
     fn the_record_belongs_to_the_endpoint_not_just_the_bucket_name() {
-        let (Some(a), Some(b)) = (S3Server::start(), S3Server::start()) else {
-            return;
-        };
+        let (a, b) = (S3Server::start(), S3Server::start());
         a.create_bucket(BUCKET);
         b.create_bucket(BUCKET);
         let dir = tempfile::tempdir().expect("tempdir");
@@ -452,9 +434,7 @@ mod hardening {
 
     #[test]
     fn a_push_lists_the_bucket_when_the_last_full_one_is_too_old() {
-        let Some(server) = S3Server::start() else {
-            return;
-        };
+        let server = S3Server::start();
         server.create_bucket(BUCKET);
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LandingStore::open(dir.path()).expect("open");
@@ -493,9 +473,7 @@ mod hardening {
 
     #[test]
     fn a_full_push_compares_content_not_size() {
-        let Some(server) = S3Server::start() else {
-            return;
-        };
+        let server = S3Server::start();
         server.create_bucket(BUCKET);
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LandingStore::open(dir.path()).expect("open");
@@ -520,9 +498,7 @@ mod hardening {
 
     #[test]
     fn restore_keeps_the_order_of_releases_within_a_month() {
-        let Some(server) = S3Server::start() else {
-            return;
-        };
+        let server = S3Server::start();
         server.create_bucket(BUCKET);
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LandingStore::open(dir.path().join("a")).expect("open");
@@ -566,9 +542,7 @@ mod hardening {
 
     #[test]
     fn a_locally_corrupted_file_is_never_uploaded() {
-        let Some(server) = S3Server::start() else {
-            return;
-        };
+        let server = S3Server::start();
         server.create_bucket(BUCKET);
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LandingStore::open(dir.path()).expect("open");
@@ -601,9 +575,7 @@ mod hardening {
 
     #[test]
     fn a_server_etag_of_64_hex_digits_is_not_taken_for_a_content_address() {
-        let Some(server) = S3Server::start() else {
-            return;
-        };
+        let server = S3Server::start();
         server.create_bucket(BUCKET);
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LandingStore::open(dir.path().join("a")).expect("open");
@@ -654,9 +626,7 @@ mod hardening {
 fn from_async_code_it_works_and_drops_without_a_panic() {
     // Regression: the private runtime panicked when a Mirror was used or
     // dropped inside async code.
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     server.create_bucket(BUCKET);
     let dir = tempfile::tempdir().expect("tempdir");
     let store = std::sync::Arc::new(LandingStore::open(dir.path()).expect("open"));
@@ -687,9 +657,7 @@ fn from_async_code_it_works_and_drops_without_a_panic() {
 fn errors_say_what_kind_of_failure_and_keep_the_cause() {
     use materia_core::{Error, RemoteKind};
     use std::error::Error as _;
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     // No bucket: the server says NoSuchBucket.
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LandingStore::open(dir.path()).expect("open");
