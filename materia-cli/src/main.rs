@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+mod ops;
 mod query;
 mod supervise;
 
@@ -78,6 +79,10 @@ enum Command {
         /// Only compare: list the bucket and check every object against its local file.
         #[arg(long)]
         verify: bool,
+        /// With --verify: compare the content of only N objects, going on from
+        /// where the last sampled run stopped (every object over a round of runs).
+        #[arg(long, value_name = "N", requires = "verify")]
+        sample: Option<usize>,
         /// Requests (uploads, multipart parts) in flight at once.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
@@ -106,6 +111,39 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Restore the bucket into a temporary directory, check every file, rebuild
+    /// the lakehouse from it and compare with the published one; exit 1 naming
+    /// each difference. The outcome shows in `materia status`.
+    ///
+    /// Example: materia drill --from s3://materia-raw/landing
+    #[cfg(feature = "s3")]
+    Drill {
+        /// The bucket prefix, s3://bucket/prefix.
+        #[arg(long, env = "MATERIA_MIRROR_URL")]
+        from: String,
+        /// Where the temporary copy goes (room for the landing zone and a
+        /// lakehouse); default: the system's temp directory.
+        #[arg(long, env = "MATERIA_DRILL_DIR")]
+        work_dir: Option<PathBuf>,
+        /// Downloads in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// DuckDB memory_limit for the rebuild.
+        #[arg(long, env = "MATERIA_DUCKDB_MEMORY", default_value = "2GB")]
+        memory_limit: String,
+        /// Print one JSON object (restored, tables, differences, ...).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Whether each dataset's newest release is within its cadence and the
+    /// lakehouse holds what landed; exit 1 naming each stale one.
+    ///
+    /// Example: materia check --json
+    Check {
+        /// Print one JSON object (datasets, lakehouse).
+        #[arg(long)]
+        json: bool,
+    },
     /// Load new landing files into the lakehouse and publish it atomically.
     ///
     /// Example: materia transform --json
@@ -127,7 +165,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// One cycle now: each step (extract, then transform) as a child process with
+    /// One cycle now: each step (extract, transform, check) as a child process with
     /// a timeout; transform is skipped when extract fails. Exits with the first
     /// failed step's code (124: timed out). Refuses while another cycle runs.
     ///
@@ -138,7 +176,7 @@ enum Command {
         /// Wait for a running cycle to finish instead of refusing.
         #[arg(long)]
         wait: bool,
-        /// Print the steps' JSON lines (the extract result, then the transform report).
+        /// Print the steps' JSON lines (the extract result, the transform report, the freshness check).
         #[arg(long)]
         json: bool,
     },
@@ -351,6 +389,29 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         Command::Run { cycle, wait, json } => supervise::run_once(&paths, &cycle, json, wait),
         Command::Supervise { cycle, schedule } => supervise::supervise(&paths, &cycle, &schedule),
         Command::Status { json } => supervise::status(&paths, &store, json),
+        Command::Check { json } => {
+            ops::freshness(&store, cli.config.as_deref(), &cli.duckdb_path, json)
+        }
+        #[cfg(feature = "s3")]
+        Command::Drill {
+            from,
+            work_dir,
+            concurrency,
+            memory_limit,
+            json,
+        } => {
+            let mirror = MirrorOptions {
+                concurrency,
+                progress: io::stderr().is_terminal(),
+                ..MirrorOptions::new(from)
+            };
+            let mut options = materia_core::drill::DrillOptions::new(&cli.duckdb_path);
+            options.memory_limit = memory_limit;
+            if let Some(dir) = work_dir {
+                options.work_dir = dir;
+            }
+            ops::drill(&store, mirror, &options, json)
+        }
         Command::Extract(args) => extract(&store, cli.config.as_deref(), args),
         Command::Land(args) => land(store, cli.config.as_deref(), args),
         #[cfg(feature = "s3")]
@@ -359,6 +420,7 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             full,
             full_every,
             verify,
+            sample,
             concurrency,
             multipart_threshold_mib,
             part_size_mib,
@@ -380,7 +442,7 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
                 ..MirrorOptions::new(to)
             },
             full,
-            verify,
+            verify.then_some(sample),
             json,
         ),
         #[cfg(feature = "s3")]
@@ -639,12 +701,15 @@ fn mirror(
     store: &LandingStore,
     options: MirrorOptions,
     full: bool,
-    verify: bool,
+    verify: Option<Option<usize>>,
     json: bool,
 ) -> Result<ExitCode, BoxError> {
     let mirror = Mirror::new(options)?;
-    if verify {
-        let report = mirror.verify(store)?;
+    if let Some(sample) = verify {
+        let report = match sample {
+            Some(n) => mirror.verify_sample(store, n)?,
+            None => mirror.verify(store)?,
+        };
         if json {
             print_json(&report)?;
         } else {
@@ -661,6 +726,9 @@ fn mirror(
                 report.missing.len(),
                 report.different.len()
             )?;
+            if let Some(at) = report.round_completed_at {
+                writeln!(io::stdout(), "last round over every object completed {at}")?;
+            }
         }
         return Ok(if report.is_ok() {
             ExitCode::SUCCESS

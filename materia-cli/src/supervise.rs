@@ -27,6 +27,8 @@ pub(crate) enum StepName {
     Transform,
     /// `materia mirror` (needs MATERIA_MIRROR_URL).
     Mirror,
+    /// `materia check`: freshness; runs even when extract failed.
+    Check,
 }
 
 impl StepName {
@@ -35,6 +37,7 @@ impl StepName {
             StepName::Extract => "extract",
             StepName::Transform => "transform",
             StepName::Mirror => "mirror",
+            StepName::Check => "check",
         }
     }
 }
@@ -48,7 +51,7 @@ pub(crate) struct CycleArgs {
         value_enum,
         value_delimiter = ',',
         env = "MATERIA_STEPS",
-        default_value = "extract,transform"
+        default_value = "extract,transform,check"
     )]
     steps: Vec<StepName>,
     /// A step's timeout as STEP=DURATION (s, m, h, d), e.g. extract=30m; repeatable.
@@ -209,6 +212,9 @@ struct Status {
     landing: Stats,
     newest: BTreeMap<String, Newest>,
     lakehouse: Option<Published>,
+    /// The last restore drill.
+    #[cfg(feature = "s3")]
+    last_drill: Option<materia_core::drill::LastDrill>,
 }
 
 /// `materia status`: the last run of each step, the landing zone, the lakehouse.
@@ -256,6 +262,8 @@ pub(crate) fn status(
         landing,
         newest,
         lakehouse,
+        #[cfg(feature = "s3")]
+        last_drill: materia_core::drill::LastDrill::load(paths.landing_dir)?,
     };
     if json {
         print_json(&status)?;
@@ -325,6 +333,25 @@ pub(crate) fn status(
     }
     for r in status.lakehouse.iter().flat_map(|p| &p.rejected) {
         writeln!(out, "  QUARANTINED {}: {}", r.landing_key, r.reason)?;
+    }
+    #[cfg(feature = "s3")]
+    match &status.last_drill {
+        Some(d) => {
+            let verdict = if d.ok {
+                "passed".to_owned()
+            } else {
+                format!("FAILED with {} difference(s)", d.differences)
+            };
+            writeln!(
+                out,
+                "last drill: {} {verdict} ({} file(s) restored, {} ms)",
+                d.at, d.restored, d.millis
+            )?;
+            for diff in &d.first {
+                writeln!(out, "  DIFFERENT {diff}")?;
+            }
+        }
+        None => writeln!(out, "last drill: none yet (materia drill)")?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,10 @@
 //!   DuckDB lakehouse, built aside and published atomically; `Lakehouse` reads it.
 //! - `mirror` (feature `s3`, on by default): push the landing zone to an
 //!   S3-compatible bucket (R2) and restore it from there.
+//! - `check` (features `http` and `duckdb`): freshness of each dataset's newest
+//!   release and of the lakehouse (`materia check`).
+//! - `drill` (features `s3` and `duckdb`): restore the bucket into a temporary
+//!   directory, rebuild the lakehouse from it and compare with the published one.
 //! - [`supervise`]: the daily cycle of steps as child processes, with timeouts,
 //!   a run lock and a state file.
 //! - [`Error`]: the one error type, with variants a caller can match.
@@ -43,7 +47,11 @@
 pub mod archive;
 #[cfg(feature = "http")]
 mod blocking;
+#[cfg(all(feature = "http", feature = "duckdb"))]
+pub mod check;
 pub mod csv;
+#[cfg(all(feature = "s3", feature = "duckdb"))]
+pub mod drill;
 mod error;
 #[cfg(feature = "http")]
 pub mod extract;

@@ -12,6 +12,7 @@ mod faults;
 mod lakehouse;
 #[cfg(feature = "s3")]
 mod mirror;
+mod ops;
 mod supervise;
 
 /// The `materia` binary over the landing zone at `landing`, with nothing from
@@ -28,6 +29,9 @@ pub fn materia(landing: &Path) -> Command {
         "MATERIA_CONFIG",
         "MATERIA_MIRROR_URL",
         "DUCKDB_PATH",
+        "MATERIA_DRILL_DIR",
+        "MATERIA_ALERT_URL",
+        "MATERIA_HEALTHCHECK_URL",
     ] {
         cmd.env_remove(name);
     }

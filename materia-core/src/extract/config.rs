@@ -15,10 +15,15 @@
 //! archive_url = "https://apps.fas.usda.gov/psdonline/downloads/archives/{YYYY}/{MM}/psd_alldata_csv.zip"
 //! header = ["Commodity_Code", "Commodity_Description", "..."]
 //! zip_member = "psd_alldata.csv"   # optional: otherwise the one *.csv member
+//! cadence = "monthly"              # optional: monthly, weekly or daily; `materia check`
+//! max_age = "45d"                  # optional: overrides the cadence's allowed age
+//!
+//! [freshness]
+//! lakehouse_grace = "2h"  # a landed file the lakehouse lacks for longer is stale
 //! ```
 //!
-//! Unknown keys are rejected with their name. `psd` (the coffee file) is built in;
-//! a `[datasets.psd]` table replaces it.
+//! Unknown keys are rejected with their name. `psd` (the coffee file, monthly) is
+//! built in; a `[datasets.psd]` table replaces it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -58,6 +63,56 @@ pub struct DatasetSpec {
     pub header: Vec<String>,
     /// The zip member to land; `None` takes the one `*.csv` member.
     pub zip_member: Option<String>,
+    /// How old its newest release may get before `materia check` flags it;
+    /// `None` is never checked. See [`Cadence`].
+    pub max_age: Option<Duration>,
+}
+
+/// How often a dataset publishes, and so how old its newest release may get.
+///
+/// ```
+/// use std::time::Duration;
+/// use materia_core::extract::Cadence;
+/// let monthly: Cadence = "monthly".parse()?;
+/// assert_eq!(monthly.max_age(), Duration::from_secs(45 * 86_400));
+/// assert!("fortnightly".parse::<Cadence>().is_err());
+/// # Ok::<(), String>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cadence {
+    /// About once a month (USDA PSD, after each WASDE): 45 days allowed.
+    Monthly,
+    /// About once a week (CFTC Commitments of Traders): 10 days allowed.
+    Weekly,
+    /// Every day: 2 days allowed.
+    Daily,
+}
+
+impl Cadence {
+    /// The age of the newest release past which the dataset is stale.
+    pub fn max_age(self) -> Duration {
+        let days = match self {
+            Cadence::Monthly => 45,
+            Cadence::Weekly => 10,
+            Cadence::Daily => 2,
+        };
+        Duration::from_secs(days * 86_400)
+    }
+}
+
+impl std::str::FromStr for Cadence {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Cadence, String> {
+        match s {
+            "monthly" => Ok(Cadence::Monthly),
+            "weekly" => Ok(Cadence::Weekly),
+            "daily" => Ok(Cadence::Daily),
+            other => Err(format!(
+                "unknown cadence {other:?}: use monthly, weekly or daily (or max_age)"
+            )),
+        }
+    }
 }
 
 impl DatasetSpec {
@@ -69,6 +124,7 @@ impl DatasetSpec {
             archive_url: Some(PSD_ARCHIVE_URL.into()),
             header: PSD_COLUMNS.iter().map(|c| (*c).to_owned()).collect(),
             zip_member: None,
+            max_age: Some(Cadence::Monthly.max_age()),
         }
     }
 
@@ -149,6 +205,9 @@ pub struct Config {
     pub datasets: BTreeMap<String, DatasetSpec>,
     /// Fetch limits.
     pub limits: Limits,
+    /// A landed file the lakehouse lacks for longer than this makes it stale
+    /// (`materia check`); default 2 hours.
+    pub lakehouse_grace: Duration,
 }
 
 impl Default for Config {
@@ -157,6 +216,7 @@ impl Default for Config {
         Config {
             datasets: BTreeMap::from([(psd.name.to_string(), psd)]),
             limits: Limits::default(),
+            lakehouse_grace: Duration::from_secs(2 * 3600),
         }
     }
 }
@@ -168,6 +228,14 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     datasets: BTreeMap<String, RawDataset>,
+    #[serde(default)]
+    freshness: RawFreshness,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFreshness {
+    lakehouse_grace: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -190,6 +258,8 @@ struct RawDataset {
     #[serde(default)]
     header: Vec<String>,
     zip_member: Option<String>,
+    cadence: Option<String>,
+    max_age: Option<String>,
 }
 
 impl Config {
@@ -215,6 +285,9 @@ impl Config {
             reason: e.to_string(),
             source: Some(Box::new(e)),
         })?;
+        let duration = |key: String, text: &str| {
+            crate::supervise::parse_duration(text).map_err(|e| err(format!("{key}: {e}")))
+        };
         let (r, d) = (raw.limits, Limits::default());
         let secs = Duration::from_secs;
         let mut config = Config {
@@ -229,10 +302,22 @@ impl Config {
             },
             ..Config::default()
         };
+        if let Some(grace) = raw.freshness.lakehouse_grace {
+            config.lakehouse_grace = duration("freshness.lakehouse_grace".into(), &grace)?;
+        }
         for (name, d) in raw.datasets {
             let dataset: Dataset = name
                 .parse()
                 .map_err(|e| err(format!("datasets.{name}: {e}")))?;
+            let cadence = d
+                .cadence
+                .map(|c| c.parse::<Cadence>())
+                .transpose()
+                .map_err(|e| err(format!("datasets.{name}.cadence: {e}")))?;
+            let max_age = match d.max_age {
+                Some(text) => Some(duration(format!("datasets.{name}.max_age"), &text)?),
+                None => cadence.map(Cadence::max_age),
+            };
             config.datasets.insert(
                 name,
                 DatasetSpec {
@@ -241,6 +326,7 @@ impl Config {
                     archive_url: d.archive_url,
                     header: d.header,
                     zip_member: d.zip_member,
+                    max_age,
                 },
             );
         }

@@ -34,7 +34,7 @@ use serde::Serialize;
 
 pub use crate::csv::PSD_COLUMNS;
 use crate::guard::{Limited, refusal};
-pub use config::{Config, DatasetSpec, Limits, PSD_ARCHIVE_URL, PSD_URL};
+pub use config::{Cadence, Config, DatasetSpec, Limits, PSD_ARCHIVE_URL, PSD_URL};
 
 use crate::error::{Error, Result};
 use crate::landing::{

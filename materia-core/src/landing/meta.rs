@@ -9,7 +9,8 @@
 //! | `spool/` | `extract`, `mirror` | downloads waiting to be unpacked or landed: locked temp files only |
 //! | `state.json` | `supervise` | the last cycle and each step's last run, replaced atomically |
 //! | `run.lock` | `supervise` | `flock`: one cycle at a time |
-//! | `mirror/` | `mirror` | per bucket (endpoint, bucket, prefix): `{id}.jsonl` confirmed uploads, `{id}.full` the last full push, `{id}.lock`, `{id}.pending/` multipart uploads in flight |
+//! | `mirror/` | `mirror` | per bucket (endpoint, bucket, prefix): `{id}.jsonl` confirmed uploads, `{id}.full` the last full push, `{id}.verify` where the sampled verify goes on, `{id}.lock`, `{id}.pending/` multipart uploads in flight |
+//! | `drill.json` | `drill` | the last restore drill's outcome, replaced atomically |
 //! | `.tmp.*` | any | a write or replacement in progress (or a crashed one, swept at open) |
 //!
 //! Every file is created `0640` and every folder `0750`, each new name made
@@ -44,13 +45,14 @@ impl MetaDir {
 
     /// Every entry that may appear in the folder (temp files aside), as listed
     /// in the module's table.
-    pub const ENTRIES: [&'static str; 6] = [
+    pub const ENTRIES: [&'static str; 7] = [
         "ledger.jsonl",
         "lock",
         "spool",
         "state.json",
         "run.lock",
         "mirror",
+        "drill.json",
     ];
 
     /// The folder of the landing zone at `landing_root` (nothing is created).
@@ -102,6 +104,11 @@ impl MetaDir {
         self.dir.join("mirror")
     }
 
+    /// The last restore drill's outcome.
+    pub fn drill(&self) -> PathBuf {
+        self.dir.join("drill.json")
+    }
+
     /// A sub-folder (one of [`MetaDir::ENTRIES`]) created when missing.
     pub(crate) fn create_dir(&self, entry: &str) -> Result<PathBuf> {
         debug_assert!(Self::ENTRIES.contains(&entry), "undocumented entry {entry}");
@@ -123,6 +130,7 @@ mod tests {
             meta.state(),
             meta.run_lock(),
             meta.mirror(),
+            meta.drill(),
         ];
         let names: Vec<String> = paths
             .iter()

@@ -57,7 +57,7 @@ use crate::landing::{
     Entry, LandingKey, LandingStore, NewRelease, PutOutcome, Release, Sha256Digest,
 };
 use list::{Listed, RawLister};
-use record::{Pending, Record};
+use record::{Pending, Record, SampleCursor};
 
 /// User metadata on every uploaded object: the file's SHA-256 (so `--full`
 /// compares content without downloading) and its landing time (so a restore
@@ -208,6 +208,9 @@ pub struct RemoteVerifyReport {
     pub missing: Vec<String>,
     /// Objects whose content differs from the local file.
     pub different: Vec<String>,
+    /// With a sample: when a run last completed a round over every object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round_completed_at: Option<jiff::Timestamp>,
 }
 
 impl RemoteVerifyReport {
@@ -844,10 +847,37 @@ impl Mirror {
 
     /// Lists the bucket and compares every object with its local file.
     pub fn verify(&self, landing: &LandingStore) -> Result<RemoteVerifyReport> {
-        crate::blocking::off_runtime(|| self.verify_blocking(landing))
+        crate::blocking::off_runtime(|| self.verify_blocking(landing, None))
     }
 
-    fn verify_blocking(&self, landing: &LandingStore) -> Result<RemoteVerifyReport> {
+    /// Lists the bucket (every landed file must be there) but compares the
+    /// content of only `sample` objects: those after where the last sampled
+    /// run stopped, in key order, wrapping around. Over `ceil(files / sample)`
+    /// runs every object is compared; where it stands is kept in
+    /// `.materia/mirror/{id}.verify`.
+    ///
+    /// ```no_run
+    /// # fn main() -> materia_core::Result<()> {
+    /// use materia_core::{landing::LandingStore, mirror::{Mirror, MirrorOptions}};
+    /// let store = LandingStore::open("/data/materia/landing")?;
+    /// let mirror = Mirror::new(MirrorOptions::new("s3://materia-raw/landing"))?;
+    /// let report = mirror.verify_sample(&store, 20)?;
+    /// assert!(report.checked <= 20);
+    /// # Ok(()) }
+    /// ```
+    pub fn verify_sample(
+        &self,
+        landing: &LandingStore,
+        sample: usize,
+    ) -> Result<RemoteVerifyReport> {
+        crate::blocking::off_runtime(|| self.verify_blocking(landing, Some(sample)))
+    }
+
+    fn verify_blocking(
+        &self,
+        landing: &LandingStore,
+        sample: Option<usize>,
+    ) -> Result<RemoteVerifyReport> {
         let objects: HashSet<Path> = self
             .block_on(self.list_objects())?
             .into_iter()
@@ -862,6 +892,31 @@ impl Mirror {
             } else {
                 report.missing.push(entry.key.to_string());
             }
+        }
+        let mut cursor = None;
+        if let Some(n) = sample {
+            let mut c = SampleCursor::load(landing.root(), &self.identity)?;
+            present.sort_by_key(|(key, _)| key.to_string());
+            let start = c.after.as_ref().map_or(0, |after| {
+                present.partition_point(|(key, _)| key.to_string() <= *after)
+            });
+            // Past the last key: a new round starts at the first.
+            let start = if start >= present.len() { 0 } else { start };
+            let n = n.min(present.len());
+            let mut picked: Vec<(LandingKey, Path)> = present
+                .iter()
+                .cycle()
+                .skip(start)
+                .take(n)
+                .cloned()
+                .collect();
+            if start + n >= present.len() && n > 0 {
+                c.round_completed_at = Some(jiff::Timestamp::now());
+            }
+            c.after = picked.last().map(|(key, _)| key.to_string());
+            report.round_completed_at = c.round_completed_at;
+            std::mem::swap(&mut present, &mut picked);
+            cursor = Some(c);
         }
         let results: Vec<(LandingKey, Result<Upload>)> = self.block_on(
             futures::stream::iter(present.into_iter().map(|(key, location)| {
@@ -881,6 +936,9 @@ impl Mirror {
             }
         }
         report.different.sort();
+        if let Some(c) = cursor {
+            c.save(landing.root(), &self.identity)?;
+        }
         Ok(report)
     }
 

@@ -9,6 +9,8 @@
 //!   before its first part; a push aborts every upload left there by a killed
 //!   run, so none it knows of is orphaned;
 //! - `{id}.full`: when the last full push (one that listed the bucket) ended;
+//! - `{id}.verify`: where `verify --sample` goes on from, and when it last
+//!   completed a round over every object (replaced atomically);
 //! - `{id}.lock`: held (flock) by the running push or restore.
 //!
 //! Every file is created `0640` and every directory `0750` (the store's modes),
@@ -43,6 +45,48 @@ pub(crate) struct Pending {
     pub upload_id: String,
 }
 
+/// The name of a bucket's files: a hash of its endpoint, bucket and prefix.
+fn bucket_id(identity: &str) -> String {
+    Sha256Digest::of(identity.as_bytes()).to_string()[..16].to_owned()
+}
+
+/// Where the sampled verify of one bucket stands.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SampleCursor {
+    /// The last landing key compared; the next run starts after it.
+    pub after: Option<String>,
+    /// When a run last reached the end of the keys (every object compared
+    /// since the round began).
+    pub round_completed_at: Option<jiff::Timestamp>,
+}
+
+impl SampleCursor {
+    fn path(landing_root: &Path, identity: &str) -> Result<PathBuf> {
+        let dir = MetaDir::create(landing_root)?.create_dir("mirror")?;
+        Ok(dir.join(format!("{}.verify", bucket_id(identity))))
+    }
+
+    /// Reads the cursor; missing or unreadable starts from the first key.
+    pub(crate) fn load(landing_root: &Path, identity: &str) -> Result<SampleCursor> {
+        let path = Self::path(landing_root, identity)?;
+        match fs::read(&path) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).unwrap_or_default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SampleCursor::default()),
+            Err(e) => Err(e).at(&path),
+        }
+    }
+
+    /// Replaces the cursor, durably.
+    pub(crate) fn save(&self, landing_root: &Path, identity: &str) -> Result<()> {
+        let path = Self::path(landing_root, identity)?;
+        let mut bytes = serde_json::to_vec(self)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .at(&path)?;
+        bytes.push(b'\n');
+        durable::replace_file(&path, &bytes)
+    }
+}
+
 /// The local state for one bucket URL; holds its lock while alive.
 pub(crate) struct Record {
     dir: PathBuf,
@@ -58,7 +102,7 @@ impl Record {
     pub(crate) fn open(landing_root: &Path, identity: &str) -> Result<Record> {
         let dir = MetaDir::create(landing_root)?.create_dir("mirror")?;
         durable::remove_stale_temps_in(&dir, durable::TEMP_PREFIX)?;
-        let id = Sha256Digest::of(identity.as_bytes()).to_string()[..16].to_owned();
+        let id = bucket_id(identity);
         let what = format!("another mirror or restore of {identity}");
         let lock = LockFile::open(&dir.join(format!("{id}.lock")), what)?
             .try_hold("try again when it is done")?;

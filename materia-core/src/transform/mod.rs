@@ -148,6 +148,18 @@ pub enum StepMode {
 /// The dataset the models read.
 const PSD: &str = "psd";
 
+/// Whether [`transform`] loads `dataset` into the lakehouse (today: `psd`).
+///
+/// ```
+/// use materia_core::transform::loads;
+/// assert!(loads(&"psd".parse()?));
+/// assert!(!loads(&"cftc_cot".parse()?));
+/// # Ok::<(), materia_core::Error>(())
+/// ```
+pub fn loads(dataset: &Dataset) -> bool {
+    dataset.as_str() == PSD
+}
+
 /// Brings `options.duckdb_path` up to date with `store`, loading only the landing
 /// files it does not hold yet.
 ///

@@ -1,0 +1,469 @@
+//! Restore drills: proof that the bucket restores, not only that it is there.
+//!
+//! A drill restores the whole bucket prefix into a temporary landing zone,
+//! checks every restored file against the one landed here (same keys, same
+//! SHA-256), builds a lakehouse from the restored files with the real models,
+//! and compares it with the published one: the same releases, and per table
+//! the same row count and content fingerprint. The temporary directory is
+//! removed; the outcome is kept in `.materia/drill.json` for `materia status`.
+//!
+//! The fingerprint of a table is its row count and the sum of a hash of each
+//! row, so row order does not matter. Columns that say when a build ran
+//! (`loaded_at`, `rejected_at`) are left out, a `release_id` counts as the
+//! landing key it stands for (ids are assigned in load order), and floating
+//! point values count to 12 significant digits (a sum may differ in its last
+//! bit from one build to the next).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use crate::error::{Error, IoContext, Result};
+use crate::landing::durable;
+use crate::landing::{LandingStore, MetaDir, Sha256Digest};
+use crate::mirror::Mirror;
+use crate::transform::{Lakehouse, TransformOptions, transform};
+
+/// Columns that record when a build ran, not what the data says.
+const BUILD_TIME_COLUMNS: [&str; 2] = ["loaded_at", "rejected_at"];
+
+/// Where a drill works and what it compares with.
+///
+/// ```
+/// let options = materia_core::drill::DrillOptions::new("/data/materia/lakehouse.duckdb");
+/// assert_eq!(options.work_dir, std::env::temp_dir());
+/// ```
+#[derive(Clone, Debug)]
+pub struct DrillOptions {
+    /// The published lakehouse (`DUCKDB_PATH`).
+    pub duckdb_path: PathBuf,
+    /// Where the temporary landing zone and lakehouse go (it needs room for a
+    /// copy of the landing zone and a lakehouse).
+    pub work_dir: PathBuf,
+    /// DuckDB's `memory_limit` for the rebuild.
+    pub memory_limit: String,
+}
+
+impl DrillOptions {
+    /// Defaults: work in the system's temp directory.
+    pub fn new(duckdb_path: impl Into<PathBuf>) -> Self {
+        DrillOptions {
+            duckdb_path: duckdb_path.into(),
+            work_dir: std::env::temp_dir(),
+            memory_limit: "2GB".into(),
+        }
+    }
+}
+
+/// One thing the drill found different, named.
+///
+/// ```
+/// let d = materia_core::drill::Difference { subject: "psd/2026/11/x.csv.gzip".into(), reason: "not in the bucket".into() };
+/// assert_eq!(d.to_string(), "psd/2026/11/x.csv.gzip: not in the bucket");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Difference {
+    /// An object, a landing key, a release or a table.
+    pub subject: String,
+    /// What differs.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.subject, self.reason)
+    }
+}
+
+/// One table of the rebuilt lakehouse against the published one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TableCheck {
+    /// `schema.table`.
+    pub table: String,
+    /// Rows in the rebuilt lakehouse.
+    pub rows: u64,
+    /// Its fingerprint there.
+    pub fingerprint: String,
+    /// Whether the published table has the same rows and fingerprint.
+    pub same: bool,
+}
+
+/// What a drill did and found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DrillReport {
+    /// When it started.
+    pub started_at: Timestamp,
+    /// Objects restored from the bucket.
+    pub restored: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Releases in the rebuilt lakehouse.
+    pub releases: u64,
+    /// Each table compared.
+    pub tables: Vec<TableCheck>,
+    /// Everything that differs; empty: the backup restores to the same lakehouse.
+    pub differences: Vec<Difference>,
+    /// Wall time, in milliseconds.
+    pub millis: u64,
+}
+
+impl DrillReport {
+    /// Whether nothing differs.
+    pub fn is_ok(&self) -> bool {
+        self.differences.is_empty()
+    }
+}
+
+/// The last drill, as `.materia/drill.json` keeps it.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// assert!(materia_core::drill::LastDrill::load(dir.path())?.is_none());
+/// # Ok::<(), materia_core::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastDrill {
+    /// When it started.
+    pub at: Timestamp,
+    /// Whether nothing differed.
+    pub ok: bool,
+    /// Objects restored.
+    pub restored: u64,
+    /// How many differences.
+    pub differences: u64,
+    /// The first few, to say what went wrong.
+    pub first: Vec<Difference>,
+    /// Wall time, in milliseconds.
+    pub millis: u64,
+}
+
+impl LastDrill {
+    /// Reads the record of the landing zone at `landing_root`; `None` before
+    /// the first drill.
+    pub fn load(landing_root: impl AsRef<Path>) -> Result<Option<LastDrill>> {
+        let path = MetaDir::of(landing_root).drill();
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::Corrupt {
+                    path,
+                    reason: format!("not a drill record: {e}"),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).at(&path),
+        }
+    }
+
+    fn save(&self, landing: &LandingStore) -> Result<()> {
+        let path = landing.meta().drill();
+        let mut bytes = serde_json::to_vec_pretty(self)
+            .map_err(std::io::Error::other)
+            .at(&path)?;
+        bytes.push(b'\n');
+        durable::replace_file(&path, &bytes)
+    }
+}
+
+/// Restores `mirror`'s bucket into a temporary directory, checks it against
+/// `landing`, rebuilds the lakehouse from it and compares that with the
+/// published one. Differences are in the report (an error is a drill that
+/// could not run); the outcome is recorded for `materia status`.
+///
+/// ```no_run
+/// # fn main() -> materia_core::Result<()> {
+/// use materia_core::drill::{DrillOptions, drill};
+/// use materia_core::landing::LandingStore;
+/// use materia_core::mirror::{Mirror, MirrorOptions};
+/// let store = LandingStore::open("/data/materia/landing")?;
+/// let mirror = Mirror::new(MirrorOptions::new("s3://materia-raw/landing"))?;
+/// let report = drill(&mirror, &store, &DrillOptions::new("/data/materia/lakehouse.duckdb"))?;
+/// for d in &report.differences {
+///     eprintln!("DIFFERENT {d}");
+/// }
+/// # Ok(()) }
+/// ```
+pub fn drill(
+    mirror: &Mirror,
+    landing: &LandingStore,
+    options: &DrillOptions,
+) -> Result<DrillReport> {
+    let started = Instant::now();
+    let started_at = Timestamp::now();
+    let work = tempfile::Builder::new()
+        .prefix("materia-drill-")
+        .tempdir_in(&options.work_dir)
+        .at(&options.work_dir)?;
+    let restored_store = LandingStore::open(work.path().join("landing"))?;
+    let restore = mirror.restore(&restored_store)?;
+    let mut differences: Vec<Difference> = restore
+        .refused
+        .iter()
+        .map(|r| Difference {
+            subject: r.object.clone(),
+            reason: format!("refused by restore: {}", r.reason),
+        })
+        .collect();
+    differences.extend(compare_files(landing, &restored_store)?);
+
+    let rebuilt = work.path().join("lakehouse.duckdb");
+    let mut transform_options = TransformOptions::new(&rebuilt);
+    transform_options.memory_limit = options.memory_limit.clone();
+    let built = transform(&restored_store, &transform_options)?;
+    let (tables, lake_differences) = compare_lakehouses(&options.duckdb_path, &rebuilt)?;
+    differences.extend(lake_differences);
+
+    let report = DrillReport {
+        started_at,
+        restored: restore.downloaded,
+        bytes: restore.bytes,
+        releases: built.releases_total,
+        tables,
+        differences,
+        millis: started.elapsed().as_millis() as u64,
+    };
+    LastDrill {
+        at: started_at,
+        ok: report.is_ok(),
+        restored: report.restored,
+        differences: report.differences.len() as u64,
+        first: report.differences.iter().take(5).cloned().collect(),
+        millis: report.millis,
+    }
+    .save(landing)?;
+    Ok(report)
+}
+
+/// Every landed file must come back under its key with the same bytes, and
+/// nothing else may.
+fn compare_files(landing: &LandingStore, restored: &LandingStore) -> Result<Vec<Difference>> {
+    let here: BTreeMap<String, Sha256Digest> = landing
+        .list()
+        .into_iter()
+        .map(|e| Ok((e.key.to_string(), file_sha256(landing, &e)?)))
+        .collect::<Result<_>>()?;
+    let back: BTreeMap<String, Sha256Digest> = restored
+        .list()
+        .into_iter()
+        .map(|e| Ok((e.key.to_string(), file_sha256(restored, &e)?)))
+        .collect::<Result<_>>()?;
+    let mut differences = Vec::new();
+    for (key, sha) in &here {
+        let reason = match back.get(key) {
+            None => "landed here, not restored from the bucket".to_owned(),
+            Some(other) if other != sha => {
+                format!("the bucket's copy has SHA-256 {other}, the landed file {sha}")
+            }
+            Some(_) => continue,
+        };
+        differences.push(Difference {
+            subject: key.clone(),
+            reason,
+        });
+    }
+    for key in back.keys().filter(|k| !here.contains_key(*k)) {
+        differences.push(Difference {
+            subject: key.clone(),
+            reason: "in the bucket, not landed here".into(),
+        });
+    }
+    for bad in restored.verify()?.bad {
+        differences.push(Difference {
+            subject: bad
+                .key
+                .map_or_else(|| bad.path.display().to_string(), |k| k.to_string()),
+            reason: format!("restored copy fails verify: {}", bad.problem),
+        });
+    }
+    Ok(differences)
+}
+
+/// The recorded SHA-256 of a landed file, or (a file put in place by hand) its
+/// bytes' SHA-256.
+fn file_sha256(store: &LandingStore, entry: &crate::landing::Entry) -> Result<Sha256Digest> {
+    if let Some(release) = &entry.release {
+        return Ok(release.file_sha256);
+    }
+    let mut reader = store.get(&entry.key)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let path = store.path_of(&entry.key);
+    loop {
+        let n = reader.read(&mut buf).at(&path)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(Sha256Digest::from_hasher(hasher))
+}
+
+/// The rebuilt lakehouse's releases and tables against the published one's.
+fn compare_lakehouses(
+    published: &Path,
+    rebuilt: &Path,
+) -> Result<(Vec<TableCheck>, Vec<Difference>)> {
+    let mut differences = Vec::new();
+    if !published.exists() {
+        differences.push(Difference {
+            subject: published.display().to_string(),
+            reason: "no published lakehouse to compare with".into(),
+        });
+        return Ok((Vec::new(), differences));
+    }
+    let theirs = Lakehouse::open_read_only(published)?;
+    let ours = Lakehouse::open_read_only(rebuilt)?;
+    let (their_keys, our_keys) = (theirs.loaded_keys()?, ours.loaded_keys()?);
+    for key in their_keys.difference(&our_keys) {
+        differences.push(Difference {
+            subject: format!("release {key}"),
+            reason: "in the published lakehouse, not in the one rebuilt from the bucket".into(),
+        });
+    }
+    for key in our_keys.difference(&their_keys) {
+        differences.push(Difference {
+            subject: format!("release {key}"),
+            reason: "rebuilt from the bucket, not in the published lakehouse".into(),
+        });
+    }
+    let their_tables = fingerprints(&theirs)?;
+    let our_tables = fingerprints(&ours)?;
+    let names: BTreeSet<&String> = their_tables.keys().chain(our_tables.keys()).collect();
+    let mut tables = Vec::new();
+    for name in names {
+        match (our_tables.get(name), their_tables.get(name)) {
+            (Some(ours), Some(theirs)) => {
+                let same = ours == theirs;
+                if !same {
+                    differences.push(Difference {
+                        subject: format!("table {name}"),
+                        reason: format!(
+                            "published: {} rows, fingerprint {}; rebuilt: {} rows, fingerprint {}",
+                            theirs.0, theirs.1, ours.0, ours.1
+                        ),
+                    });
+                }
+                tables.push(TableCheck {
+                    table: name.clone(),
+                    rows: ours.0,
+                    fingerprint: ours.1.clone(),
+                    same,
+                });
+            }
+            (None, _) => differences.push(Difference {
+                subject: format!("table {name}"),
+                reason: "in the published lakehouse only".into(),
+            }),
+            (_, None) => differences.push(Difference {
+                subject: format!("table {name}"),
+                reason: "in the rebuilt lakehouse only".into(),
+            }),
+        }
+    }
+    Ok((tables, differences))
+}
+
+/// Row count and fingerprint of every table in `raw` and `serving`.
+fn fingerprints(lake: &Lakehouse) -> Result<BTreeMap<String, (u64, String)>> {
+    let conn = lake.connection();
+    let fail = |e: duckdb::Error| Error::Lakehouse {
+        path: lake.path().to_path_buf(),
+        reason: e.to_string(),
+        source: Some(Box::new(e)),
+    };
+    let mut stmt = conn
+        .prepare(
+            "SELECT table_schema, table_name, column_name, data_type \
+             FROM information_schema.columns \
+             WHERE table_schema IN ('raw', 'serving') \
+             ORDER BY table_schema, table_name, ordinal_position",
+        )
+        .map_err(fail)?;
+    let mut columns: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })
+        .map_err(fail)?;
+    for row in rows {
+        let (schema, table, column, data_type) = row.map_err(fail)?;
+        columns
+            .entry((schema, table))
+            .or_default()
+            .push((column, data_type));
+    }
+    let mut out = BTreeMap::new();
+    for ((schema, table), cols) in columns {
+        let sql = fingerprint_sql(&schema, &table, &cols);
+        let (rows, sum): (i64, String) = conn
+            .query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(fail)?;
+        out.insert(format!("{schema}.{table}"), (rows as u64, sum));
+    }
+    Ok(out)
+}
+
+/// `SELECT count(*), sum(hash(row))` over a table's data columns.
+fn fingerprint_sql(schema: &str, table: &str, columns: &[(String, String)]) -> String {
+    let mut join = "";
+    let mut exprs = Vec::new();
+    for (column, data_type) in columns {
+        if BUILD_TIME_COLUMNS.contains(&column.as_str()) {
+            continue;
+        }
+        if column == "release_id" {
+            join = " LEFT JOIN raw.releases AS _r ON _r.release_id = t.release_id";
+            exprs.push("_r.landing_key".to_owned());
+        } else if matches!(data_type.as_str(), "DOUBLE" | "FLOAT" | "REAL") {
+            exprs.push(format!("format('{{:.12g}}', t.{})", quote(column)));
+        } else {
+            exprs.push(format!("t.{}", quote(column)));
+        }
+    }
+    if exprs.is_empty() {
+        exprs.push("0".into());
+    }
+    format!(
+        "SELECT count(*), coalesce(sum(hash({})::HUGEINT), 0)::VARCHAR FROM {}.{} AS t{join}",
+        exprs.join(", "),
+        quote(schema),
+        quote(table)
+    )
+}
+
+/// A DuckDB identifier, quoted.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_skips_build_times_and_maps_release_ids() {
+        let cols = [
+            ("release_id", "INTEGER"),
+            ("value", "DOUBLE"),
+            ("loaded_at", "TIMESTAMP WITH TIME ZONE"),
+            ("odd\"name", "VARCHAR"),
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()));
+        let sql = fingerprint_sql("raw", "psd", &cols);
+        assert_eq!(
+            sql,
+            "SELECT count(*), coalesce(sum(hash(_r.landing_key, format('{:.12g}', t.\"value\"), \
+             t.\"odd\"\"name\")::HUGEINT), 0)::VARCHAR FROM \"raw\".\"psd\" AS t \
+             LEFT JOIN raw.releases AS _r ON _r.release_id = t.release_id"
+        );
+    }
+}
