@@ -12,14 +12,14 @@
 #
 # Parts:
 # - land: gzip -6, pigz -6 vs `materia land --level 6` on a SIZE_MB CSV;
-# - transform: DuckDB itself running the same SQL (the models in
-#   materia-core/models concatenated into one script, in the runner's order) over
-#   the same RELEASES generated releases (~50k rows each), vs `materia transform`:
-#   a full build, then one more release. DuckDB runs twice: the PyPI `duckdb`
-#   package pinned to the engine materia bundles, and `duckdb-cli` (the newest
-#   on PyPI). SQLMesh (PyPI `sqlmesh`, on DuckDB) runs the same models as FULL
-#   models (`benches/sqlmesh-project.sh`): `sqlmesh plan`, then a restatement
-#   for the new release.
+# - transform: `materia transform` over RELEASES generated releases (~50k rows
+#   each) — a full build, then one more release — against DuckDB alone loading
+#   the same files into one table with the same typed CSV reading (the least
+#   any build does), twice: the PyPI `duckdb` package pinned to the engine
+#   materia bundles, and `duckdb-cli` (the newest on PyPI); and against the
+#   SQLMesh project materia replaces (PyPI `sqlmesh`, on DuckDB; FULL models,
+#   every row of every release: `benches/sqlmesh-project.sh`): `sqlmesh plan`,
+#   then a restatement for the new release.
 # - mirror: `rclone sync` (Debian; the command the old timer ran, with 8
 #   transfers like materia's 8 requests) vs `materia mirror`, to the same moto
 #   S3 server on loopback: an initial push of PUSH_FILES landed files into an
@@ -107,7 +107,7 @@ if [[ " $PARTS " == *" transform "* ]]; then
   "$bin/materia" --landing-dir "$land" --duckdb-path "$work/probe.duckdb" transform >/dev/null
   q() { "$bin/materia" --duckdb-path "$work/probe.duckdb" query --format csv "$1" | tail -1; }
   engine=$(q "SELECT library_version FROM pragma_version()")
-  rows=$(q "SELECT count(*) FROM raw.psd")
+  rows=$(q "SELECT sum(rows) FROM raw.releases")
   rm -f "$work/probe.duckdb"
   python3 -m venv "$work/venv"
   "$work/venv/bin/pip" install -q "duckdb==${engine#v}" duckdb-cli
@@ -118,53 +118,48 @@ if [[ " $PARTS " == *" transform "* ]]; then
   benches/sqlmesh-project.sh "$land" "$work/smproj"
   sqlmesh="$work/smvenv/bin/sqlmesh"
 
-  # The same SQL: the models in the runner's order, over the same files.
-  m=materia-core/models
-  script="$work/full.sql"
+  # The yardstick: DuckDB alone loading the same files into one table, with
+  # the same typed CSV reading (what any build must at least do).
   files=$(find "$land/psd" -name '*.csv.gzip' | sort | sed "s/.*/'&'/" | paste -sd, -)
+  script="$work/load.sql"
   {
     echo "SET memory_limit = '4GB';"
-    cat "$m/00_schema.sql"
-    echo "CREATE TEMP TABLE _new_files AS SELECT file AS path, (row_number() OVER (ORDER BY file))::INTEGER AS release_id FROM glob('$land/psd/*/*/*.csv.gzip');"
-    echo "BEGIN TRANSACTION;"
-    echo "INSERT INTO raw.releases SELECT release_id, 'psd', regexp_extract(path, '([^/]+)\\.csv\\.gzip\$', 1), substr(path, $((${#land} + 2))), regexp_extract(path, '/psd/([0-9]+)/', 1)::SMALLINT, regexp_extract(path, '/psd/[0-9]+/([0-9]+)/', 1)::SMALLINT, NULL, NULL, 0, now() FROM _new_files;"
-    sed "s|{{new_files}}|[$files]|" "$m/10_raw_psd.sql"
-    cat "$m/20_releases_ordered.sql" "$m/30_psd_latest.sql" "$m/40_coffee_balance.sql"
-    awk '/^-- section: rebuild$/ {p = 1; next} /^-- section:/ {p = 0} p' "$m/50_psd_revisions.sql" |
-      sed 's/{{first_new_release}}/1/g'
-    echo "COMMIT;"
-    # Each audit is one SELECT count(*) statement.
-    awk '/^-- audit:/ {if (s != "") print s ";"; s = ""; next} /^--/ || /^$/ {next}
-         {sub(/;$/, ""); s = s " " $0} END {if (s != "") print s ";"}' "$m/90_audits.sql"
+    echo "CREATE TABLE psd AS SELECT * FROM read_csv([$files], compression = 'gzip', header = true,"
+    echo "  auto_detect = false, delim = ',', quote = '\"', escape = '\"', nullstr = '', columns = {"
+    echo "  'Commodity_Code': 'VARCHAR', 'Commodity_Description': 'VARCHAR', 'Country_Code': 'VARCHAR',"
+    echo "  'Country_Name': 'VARCHAR', 'Market_Year': 'INTEGER', 'Calendar_Year': 'INTEGER',"
+    echo "  'Month': 'VARCHAR', 'Attribute_ID': 'VARCHAR', 'Attribute_Description': 'VARCHAR',"
+    echo "  'Unit_ID': 'VARCHAR', 'Unit_Description': 'VARCHAR', 'Value': 'DOUBLE'});"
     echo "CHECKPOINT;"
   } >"$script"
 
   results=()
   results+=("$(measure "materia transform (full)" "$bin/materia" --landing-dir "$land" \
     --duckdb-path "$work/m-{i}.duckdb" transform)")
-  results+=("$(measure "duckdb ${engine} (Python), same SQL" "$work/venv/bin/python" -c \
+  results+=("$(measure "duckdb ${engine} (Python), load only" "$work/venv/bin/python" -c \
     "import duckdb, sys; c = duckdb.connect(sys.argv[1]); c.execute(open(sys.argv[2]).read()); c.close()" \
     "$work/p-{i}.duckdb" "$script")")
-  results+=("$(measure "duckdb-cli ${cli_version}, same SQL" "$work/venv/bin/duckdb" \
+  results+=("$(measure "duckdb-cli ${cli_version}, load only" "$work/venv/bin/duckdb" \
     -f "$script" "$work/c-{i}.duckdb")")
   results+=("$(measure "sqlmesh ${sm_version} plan (FULL models)" sh -c "cp -r '$work/smproj' '$work/sm-{i}' \
     && cd '$work/sm-{i}' && '$sqlmesh' plan --auto-apply --no-prompts")")
   table "transform: full build, $RELEASES releases, $rows rows" "krows/s" "$((rows / 1000))" 0 "${results[@]}"
 
   # One more release: materia's incremental build on a copy of a full build
-  # (it copies the published file aside, loads one release, rebuilds serving,
-  # runs the audits and publishes).
+  # (the published file and its history): it loads one release into the
+  # history, writes the serving tables anew, runs the audits and publishes.
   k=$((RELEASES + 1))
   "$bin/psd-gen" --bytes $((5 << 20)) --seed "$k" >"$work/next.csv"
   "$bin/materia" --landing-dir "$land" land --dataset psd --etag "$(printf 'r%04d' "$k")" --level 1 \
     --year $((2000 + k / 12)) --month $((1 + k % 12)) "$work/next.csv" >/dev/null
   per_release=$((rows / RELEASES))
   inc=("$(measure "materia transform (+1 release)" sh -c "cp '$work/m-1.duckdb' '$work/inc-{i}.duckdb' \
+    && cp '$work/m-1.duckdb.history' '$work/inc-{i}.duckdb.history' \
     && '$bin/materia' --landing-dir '$land' --duckdb-path '$work/inc-{i}.duckdb' transform")")
   inc+=("$(measure "sqlmesh ${sm_version} restatement (+1)" sh -c "rm -rf '$work/smi-{i}' \
     && cp -r '$work/sm-1' '$work/smi-{i}' && cd '$work/smi-{i}' \
     && '$sqlmesh' plan --restate-model raw.psd --restate-model raw.releases --auto-apply --no-prompts")")
-  table "transform: one more release on $RELEASES (materia's includes copying the published file)" "krows/s" \
+  table "transform: one more release on $RELEASES (materia's time includes copying its files)" "krows/s" \
     "$((per_release / 1000))" 0 "${inc[@]}"
   rm -rf "$work"/m-* "$work"/p-* "$work"/c-* "$work"/inc-* "$work"/sm-* "$work"/smi-* "$work/next.csv"
 fi

@@ -1,10 +1,10 @@
 -- model: serving.psd_latest
 -- kind: table
--- depends: serving.releases
--- The rows of the newest PSD release only.
+-- depends: serving.psd_history
+-- The newest release's values: every current, not deleted version.
 CREATE OR REPLACE TABLE serving.psd_latest AS
-SELECT p.* EXCLUDE (release_id), r.etag AS release_etag,
-       r.year AS release_year, r.month AS release_month
-FROM raw.psd AS p
-JOIN serving.releases AS r USING (release_id)
-WHERE r.dataset = 'psd' AND r.is_latest;
+SELECT h.* EXCLUDE (deleted, release_ord, until_ord, release_etag, release_year, release_month),
+       r.etag AS release_etag, r.year AS release_year, r.month AS release_month
+FROM serving.psd_history AS h
+JOIN serving.releases AS r ON r.dataset = 'psd' AND r.is_latest
+WHERE h.until_ord IS NULL AND NOT h.deleted;

@@ -37,6 +37,13 @@ impl Env {
             .expect("query")
     }
 
+    /// The history's WAL: it exists while a release is being loaded.
+    fn history_wal(&self) -> PathBuf {
+        let mut name = self.duckdb.as_os_str().to_owned();
+        name.push(".history.wal");
+        PathBuf::from(name)
+    }
+
     fn build_files(&self) -> Vec<PathBuf> {
         let dir = self.duckdb.parent().expect("dir");
         fs::read_dir(dir)
@@ -158,7 +165,9 @@ fn sigkill_mid_transform_leaves_the_published_lakehouse_intact() {
             .spawn()
             .expect("spawn");
         std::thread::sleep(full.mul_f64(rng.f64() * 1.2));
-        if !e.build_files().is_empty() {
+        // Mid-build: loading into the history (its WAL exists) or writing the
+        // next published file.
+        if !e.build_files().is_empty() || e.history_wal().exists() {
             mid_build += 1;
         }
         child.kill().expect("SIGKILL");
@@ -187,6 +196,10 @@ fn sigkill_mid_transform_leaves_the_published_lakehouse_intact() {
     let report = e.json(&["transform", "--json"]);
     assert_eq!(e.releases_published(), (next - 1) as i64, "{report}");
     assert_eq!(e.build_files(), Vec::<PathBuf>::new());
+    assert!(
+        !e.history_wal().exists(),
+        "a finished build checkpoints its history"
+    );
 }
 
 /// Regression tests for the hardening review (issue 12), one per defect.
@@ -285,6 +298,22 @@ mod hardening {
                 "{row}"
             );
             assert_eq!(row["l"], format!("[{i}, {}]", i + 1), "{row}");
+        }
+        // TIMESTAMPTZ comes from DuckDB in a named zone ("UTC"): the ledger's
+        // landing times render, in every format.
+        for format in ["json", "table", "csv"] {
+            let out = e.run(&[
+                "query",
+                "SELECT landed_at FROM serving.releases",
+                "--format",
+                format,
+            ]);
+            assert!(out.status.success(), "{format}: {out:?}");
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains(":00+00:00") || text.contains("+00:00"),
+                "{text}"
+            );
         }
         // Duplicate names stay distinct in JSON.
         let dup = e.json(&["query", "SELECT 1 AS a, 2 AS a", "--format", "json"]);

@@ -240,7 +240,7 @@ mod bucket {
         assert_eq!(report["differences"].as_array().map(Vec::len), Some(0));
         let tables = report["tables"].as_array().expect("tables");
         for name in [
-            "raw.psd",
+            "serving.psd_history",
             "raw.releases",
             "serving.psd_latest",
             "serving.psd_revisions",
@@ -263,7 +263,10 @@ mod bucket {
         let text = String::from_utf8_lossy(&out.stdout);
         let named = format!("DIFFERENT {}: the bucket's copy has SHA-256", keys[1]);
         assert!(text.contains(&named), "{text}");
-        assert!(text.contains("DIFFERENT table raw.psd"), "{text}");
+        assert!(
+            text.contains("DIFFERENT table serving.psd_history"),
+            "{text}"
+        );
         assert!(!text.contains(&format!("DIFFERENT {}:", keys[0])), "{text}");
         assert!(drill_leftovers(&e).is_empty());
         let status = e.run(&["status"]);

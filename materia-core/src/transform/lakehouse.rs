@@ -91,10 +91,13 @@ pub struct Revision {
     pub release_year: i32,
     /// See `release_year`.
     pub release_month: i32,
-    /// The value in that release.
+    /// The value from that release on (`None`: empty in the file, or deleted).
     pub value: Option<f64>,
-    /// Change from the previous release carrying the series (`None` for the first).
+    /// Change from the value before (`None` for the first, after an empty
+    /// value, and for a deletion).
     pub change: Option<f64>,
+    /// The release no longer has the series (it may come back later).
+    pub deleted: bool,
 }
 
 impl Lakehouse {
@@ -172,6 +175,22 @@ impl Lakehouse {
                 [schema, table],
                 |r| r.get(0),
             )
+            .map_err(|e| self.fail(e))
+    }
+
+    /// The schema version, history id and generation this file was built from
+    /// (`materia.build`); `None` for a file that predates them.
+    pub(crate) fn build_info(&self) -> Result<Option<(i64, String, i64)>> {
+        if !self.has_table("materia", "build")? {
+            return Ok(None);
+        }
+        self.conn
+            .query_row(
+                "SELECT schema_version, history_id, generation FROM materia.build",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
             .map_err(|e| self.fail(e))
     }
 
@@ -257,8 +276,42 @@ impl Lakehouse {
             .map_err(|e| self.fail(e))
     }
 
+    /// What the newest release landed under `year`/`month` said one value of
+    /// green coffee was (`serving.psd_as_of`): `None` when that release did not
+    /// have the series (or there is no such release), `Some(None)` when it had
+    /// it empty.
+    ///
+    /// ```no_run
+    /// # fn main() -> materia_core::Result<()> {
+    /// let lake = materia_core::transform::Lakehouse::open_read_only("/data/materia/lakehouse.duckdb")?;
+    /// // Brazil's 2024/25 production, as the May 2025 release had it.
+    /// let then = lake.value_as_of(2025, 5, "BR", 2024, "028")?;
+    /// # let _ = then; Ok(()) }
+    /// ```
+    pub fn value_as_of(
+        &self,
+        year: i32,
+        month: i32,
+        country_code: &str,
+        market_year: i32,
+        attribute_id: &str,
+    ) -> Result<Option<Option<f64>>> {
+        self.conn
+            .query_row(
+                "SELECT value FROM serving.psd_as_of(?, ?) \
+                 WHERE commodity_code = '0711100' AND country_code = ? AND market_year = ? \
+                 AND attribute_id = ?",
+                duckdb::params![year, month, country_code, market_year, attribute_id],
+                |r| r.get::<_, Option<f64>>(0),
+            )
+            .optional()
+            .map_err(|e| self.fail(e))
+    }
+
     /// How the estimate of one series (country × market year × attribute, for
-    /// green coffee) was revised, release by release, oldest first.
+    /// green coffee) was revised, oldest first: one entry per release in which
+    /// it first appeared, changed or disappeared (releases that left it as it
+    /// was have none).
     pub fn revisions(
         &self,
         country_code: &str,
@@ -268,8 +321,8 @@ impl Lakehouse {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT release_ord, release_etag, release_year, release_month, value, change \
-                 FROM serving.psd_revisions \
+                "SELECT release_ord, release_etag, release_year, release_month, value, change, \
+                 deleted FROM serving.psd_revisions \
                  WHERE commodity_code = '0711100' AND country_code = ? AND market_year = ? \
                  AND attribute_id = ? ORDER BY release_ord",
             )
@@ -284,6 +337,7 @@ impl Lakehouse {
                     release_month: r.get(3)?,
                     value: r.get(4)?,
                     change: r.get(5)?,
+                    deleted: r.get(6)?,
                 })
             },
         )

@@ -1,27 +1,41 @@
 //! Transform: the landing zone into one DuckDB lakehouse that readers never wait for.
 //!
-//! A build:
-//! 1. takes `{DUCKDB_PATH}.lock` (one transform at a time) and removes build files
-//!    left by a killed transform;
-//! 2. asks the published lakehouse (read-only) which landing files it holds
-//!    (`raw.releases`, the ledger of loads); with nothing new it stops there;
-//! 3. checks each new landing file end to end (gzip, recorded hashes, CSV header):
-//!    a bad file fails the build, naming it — never skipped;
-//! 4. copies the published file aside (`.{name}.build-*` in the same directory)
-//!    and, in one transaction, appends only the new releases to `raw.*`
-//!    (DuckDB's own CSV reader, explicit types) and rebuilds the `serving.*`
-//!    tables from the models in `materia-core/models/`;
-//! 5. commits and runs the audits on the build: an `error` audit fails the build
-//!    and the build file is discarded;
-//! 6. `CHECKPOINT`s and closes (no WAL left), fsyncs, renames over
-//!    `DUCKDB_PATH`, fsyncs the directory.
+//! Two files, both beside `DUCKDB_PATH`:
 //!
-//! The published file is never opened for writing, so the web app's read-only
-//! handle never conflicts; a reader that has it open keeps its snapshot, new opens
-//! see the new build. A failure or a kill at any point leaves it as it was.
+//! - the **history**, `{DUCKDB_PATH}.history` (`history.rs`): private to
+//!   transform, written in place. Each release's values are stored once per
+//!   change — a row when a value first appears, changes or disappears, with the
+//!   releases it holds for — so a day's load costs that release, not the
+//!   history, and the file grows with the changes, not with the releases.
+//! - the **published lakehouse**, `DUCKDB_PATH`: what readers open. Built from
+//!   the history by the `table` models into a fresh file beside it
+//!   (`.{name}.build-*`), audited, `CHECKPOINT`ed (no WAL left), fsynced,
+//!   renamed over `DUCKDB_PATH`, the directory fsynced. It is never opened for
+//!   writing, so the web app's read-only handle never conflicts: a reader that
+//!   has it open keeps its snapshot, new opens see the new build.
+//!
+//! A build takes `{DUCKDB_PATH}.lock` (one transform at a time), removes what a
+//! killed build left, and loads each new landing file — checked end to end
+//! first (gzip, recorded hashes, CSV header) — in a history transaction of its
+//! own; a file that cannot be loaded (bad gzip or header, rows DuckDB cannot
+//! read, a key twice or empty) is quarantined in `raw.rejected` with its reason
+//! and skipped by every later build. Then, when the history moved on from what
+//! is published (`materia.build`: schema version and generation), it publishes.
+//!
+//! Crash reasoning: a kill or power cut during a load rolls that release back
+//! (DuckDB's WAL; the commit is durable); during the publish it leaves a build
+//! file that the next build removes, and the published file as it was. A
+//! history committed but not yet published is published by the next build,
+//! even with nothing new. The published file is always a complete build, old
+//! or new. The history is a cache of the landing zone: missing, unreadable, of
+//! another schema version, or with a release landed out of publication order
+//! (an archive backfill), it is rebuilt from the landing files — so a
+//! lakehouse from an older release of Materia upgrades itself.
 
+mod history;
 mod lakehouse;
 mod models;
+mod serving;
 
 use std::collections::HashSet;
 use std::fs;
@@ -35,10 +49,12 @@ pub use duckdb;
 pub use lakehouse::{Balance, Lakehouse, Revision};
 pub use models::Severity;
 
+use history::{History, Loaded};
+
 use crate::csv::{PSD_COLUMNS, split_header};
 use crate::error::{Error, IoContext, Result};
 use crate::landing::durable::{self, LockFile};
-use crate::landing::{Dataset, Entry, LandingKey, LandingStore};
+use crate::landing::{Dataset, Entry, LandingStore};
 
 /// Where and how to build.
 ///
@@ -83,8 +99,11 @@ pub struct AuditFinding {
 pub struct TransformReport {
     /// New landing files loaded by this build.
     pub releases_loaded: u64,
-    /// Rows appended to `raw.psd`.
+    /// Rows read from the new releases.
     pub rows_loaded: u64,
+    /// Rows written to the change history (values that appeared, changed or
+    /// disappeared).
+    pub changes: u64,
     /// Releases in the lakehouse after the build.
     pub releases_total: u64,
     /// The published lakehouse; `None` when there was nothing new to publish.
@@ -189,170 +208,179 @@ pub fn transform(store: &LandingStore, options: &TransformOptions) -> Result<Tra
     let _lock = LockFile::open(&lock_path, "another transform of this lakehouse")?.hold()?;
     remove_stale_builds(&target)?;
 
-    let psd: Dataset = PSD.parse()?;
-    let (loaded, rejected_before) = loaded_keys(&target)?;
-    let mut new: Vec<Entry> = store
-        .list()
-        .into_iter()
-        .filter(|e| e.key.dataset == psd)
-        .filter(|e| {
-            let key = e.key.to_string();
-            !loaded.contains(&key) && !rejected_before.contains(&key)
-        })
-        .collect();
-    new.sort_by_key(|e| {
-        (
-            e.key.year,
-            e.key.month,
-            e.release.as_ref().map(|r| r.landed_at),
-        )
-    });
-    if new.is_empty() && target.exists() {
-        tracing::info!(lakehouse = %target.display(), "nothing new to load");
-        return Ok(TransformReport {
-            releases_loaded: 0,
-            rows_loaded: 0,
-            releases_total: loaded.len() as u64,
-            published: None,
-            rejected: Vec::new(),
-            warnings: Vec::new(),
-            steps: Vec::new(),
-            millis: started.elapsed().as_millis() as u64,
-        });
-    }
-    let checking = Instant::now();
-    let mut rejected = Vec::new();
-    let mut good = Vec::new();
-    for entry in new {
-        match landing_file_problem(store, &entry)? {
-            Some(reason) => rejected.push(reject(entry, reason)),
-            None => good.push(entry),
-        }
-    }
-    tracing::debug!(
-        files = good.len() + rejected.len(),
-        millis = checking.elapsed().as_millis() as u64,
-        "landing files checked"
-    );
-
-    let build = build_path(&target);
-    let report = loop {
-        match build_into(store, options, &target, &build, &good, &rejected) {
-            Ok(report) => break report,
-            Err(failure) => {
-                remove_build(&build);
-                let Failure::Load(error) = failure else {
-                    return Err(failure.into_error());
-                };
-                // One file DuckDB cannot read fails the load of all of them:
-                // find it (them), quarantine it, and build the rest.
-                let culprits = probe_each(store, &good)?;
-                if culprits.is_empty() {
-                    return Err(error);
-                }
-                good.retain(|e| !culprits.iter().any(|(key, _)| key == &e.key));
-                for (key, reason) in culprits {
-                    rejected.push(Rejected {
-                        landing_key: key.to_string(),
-                        reason,
-                    });
-                }
-            }
-        }
+    let models = models::ordered()?;
+    let spill = with_suffix(&build_path(&target), ".spill");
+    let conn = engine(options, &spill)?;
+    let mut report = TransformReport {
+        releases_loaded: 0,
+        rows_loaded: 0,
+        changes: 0,
+        releases_total: 0,
+        published: None,
+        rejected: Vec::new(),
+        warnings: Vec::new(),
+        steps: Vec::new(),
+        millis: 0,
     };
+    let outcome = build(store, &conn, &models, &target, &mut report);
+    drop(conn);
+    if let Err(e) = remove_path(&spill) {
+        tracing::warn!("{e}");
+    }
+    let publish_now = outcome?;
     for r in &report.rejected {
         tracing::error!(file = %r.landing_key, "quarantined: {}", r.reason);
     }
-    publish(&build, &target)?;
-    tracing::info!(
-        lakehouse = %target.display(),
-        releases = report.releases_loaded,
-        rows = report.rows_loaded,
-        "published"
-    );
-    Ok(TransformReport {
-        published: Some(target),
-        millis: started.elapsed().as_millis() as u64,
-        ..report
-    })
+    if let Some(build) = publish_now {
+        publish(&build, &target)?;
+        tracing::info!(
+            lakehouse = %target.display(),
+            releases = report.releases_loaded,
+            rows = report.rows_loaded,
+            changes = report.changes,
+            "published"
+        );
+        report.published = Some(target);
+    } else {
+        tracing::info!(lakehouse = %target.display(), "nothing new to load");
+    }
+    report.millis = started.elapsed().as_millis() as u64;
+    Ok(report)
 }
 
-fn reject(entry: Entry, reason: String) -> Rejected {
-    Rejected {
-        landing_key: entry.key.to_string(),
-        reason,
+/// DuckDB for a build: in memory (the files are attached), with the memory
+/// limit and threads asked for, spilling to `spill` (a build file: a killed
+/// build's is removed by the next).
+fn engine(options: &TransformOptions, spill: &Path) -> Result<Connection> {
+    let config = Config::default()
+        .max_memory(&options.memory_limit)
+        .and_then(|c| c.threads(options.threads as i64))
+        .map_err(duck("configuring DuckDB"))?;
+    let conn = Connection::open_in_memory_with_flags(config).map_err(duck("opening DuckDB"))?;
+    conn.execute_batch(&format!(
+        "SET temp_directory = {}",
+        sql_string(&spill.to_string_lossy())
+    ))
+    .map_err(duck("temp_directory"))?;
+    Ok(conn)
+}
+
+/// Loads the new landing files into the history and, when the history moved on
+/// from the published file, builds the next one: returns its path.
+fn build(
+    store: &LandingStore,
+    conn: &Connection,
+    models: &[models::Model],
+    target: &Path,
+    report: &mut TransformReport,
+) -> Result<Option<PathBuf>> {
+    let history_path = history::path_of(target);
+    let mut resets = 0;
+    let history = loop {
+        let Some(history) = History::attach(conn, &history_path, models)? else {
+            resets += 1;
+            continue;
+        };
+        let known: HashSet<String> = history.known_keys()?.into_iter().collect();
+        let mut new: Vec<Entry> = store
+            .list()
+            .into_iter()
+            .filter(|e| loads(&e.key.dataset))
+            .filter(|e| !known.contains(&e.key.to_string()))
+            .collect();
+        new.sort_by_key(|e| {
+            (
+                e.key.year,
+                e.key.month,
+                e.release.as_ref().map(|r| r.landed_at),
+            )
+        });
+        if let Some(first) = new.first()
+            && resets == 0
+            && !history.appends(first)?
+        {
+            tracing::info!(release = %first.key, "a release landed out of publication order: rebuilding the history");
+            conn.execute_batch("USE memory; DETACH history")
+                .map_err(duck("detaching the history"))?;
+            history::remove_history(&history_path)?;
+            resets += 1;
+            continue;
+        }
+        for entry in new {
+            if let Some(reason) = landing_file_problem(store, &entry)? {
+                let rejected = Rejected {
+                    landing_key: entry.key.to_string(),
+                    reason,
+                };
+                history.reject(&rejected)?;
+                report.rejected.push(rejected);
+                continue;
+            }
+            match history.load(store, &entry, &mut report.steps)? {
+                Loaded::Rows { rows, changes } => {
+                    report.releases_loaded += 1;
+                    report.rows_loaded += rows;
+                    report.changes += changes;
+                }
+                Loaded::Rejected(rejected) => report.rejected.push(rejected),
+            }
+        }
+        break history;
+    };
+    report.releases_total = history.releases()?;
+    let info = history.build_info()?;
+    conn.execute_batch("CHECKPOINT history")
+        .map_err(duck("CHECKPOINT history"))?;
+    if published_build(target).as_ref() == Some(&info) {
+        return Ok(None);
+    }
+    let build = build_path(target);
+    match serving::build(conn, models, &build, &mut report.steps) {
+        Ok(warnings) => {
+            report.warnings = warnings;
+            Ok(Some(build))
+        }
+        Err(e) => {
+            remove_build(&build);
+            Err(e)
+        }
     }
 }
 
-/// Removes a failed build's file, WAL and spill directory.
+/// The schema version, history id and generation the published file was
+/// built from; `None` when there is none, or it predates them, or cannot be read.
+fn published_build(target: &Path) -> Option<history::BuildInfo> {
+    if !target.exists() {
+        return None;
+    }
+    match Lakehouse::open_read_only(target).and_then(|lake| lake.build_info()) {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::warn!("the published lakehouse will be replaced: {e}");
+            None
+        }
+    }
+}
+
+/// Removes a failed build's file and WAL.
 fn remove_build(build: &Path) {
-    for leftover in [
-        build.to_path_buf(),
-        with_suffix(build, ".wal"),
-        with_suffix(build, ".tmp"),
-    ] {
+    for leftover in [build.to_path_buf(), with_suffix(build, ".wal")] {
         if let Err(e) = remove_path(&leftover) {
             tracing::warn!("{e}");
         }
     }
 }
 
-/// How a build failed: loading the new files (one of them may be unreadable),
-/// or anything else.
-enum Failure {
-    Load(Error),
-    Other(Error),
-}
-
-impl Failure {
-    fn into_error(self) -> Error {
-        match self {
-            Failure::Load(e) | Failure::Other(e) => e,
-        }
+/// Makes a file DuckDB created (with the umask's mode, 0644 under 022) the
+/// store's 0640, keeping anything stricter the umask asked for.
+fn restrict_mode(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(path).at(path)?.permissions().mode();
+    let restricted = mode & durable::FILE_MODE;
+    if restricted != mode & 0o7777 {
+        fs::set_permissions(path, fs::Permissions::from_mode(restricted)).at(path)?;
     }
-}
-
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        Failure::Other(e)
-    }
-}
-
-/// Loads each file alone into a scratch in-memory database with the real load
-/// models, and returns those DuckDB refuses as data (not for memory or I/O
-/// reasons), with DuckDB's words.
-fn probe_each(store: &LandingStore, files: &[Entry]) -> Result<Vec<(LandingKey, String)>> {
-    let models = models::ordered()?;
-    let mut culprits = Vec::new();
-    for entry in files {
-        let conn = Connection::open_in_memory().map_err(duck("probe"))?;
-        for m in models.iter().filter(|m| m.kind == models::Kind::Setup) {
-            conn.execute_batch(m.sql).map_err(duck(&m.name))?;
-        }
-        conn.execute_batch("CREATE TEMP TABLE _new_files (path VARCHAR, release_id INTEGER)")
-            .map_err(duck("_new_files"))?;
-        let path = store.path_of(&entry.key).to_string_lossy().into_owned();
-        conn.execute("INSERT INTO _new_files VALUES (?, 1)", [&path])
-            .map_err(duck("_new_files"))?;
-        for m in models
-            .iter()
-            .filter(|m| m.kind == models::Kind::Incremental && m.sql.contains("{{new_files}}"))
-        {
-            let sql = m
-                .sections()?
-                .append
-                .replace("{{new_files}}", &format!("[{}]", sql_string(&path)))
-                .replace("{{first_new_release}}", "1");
-            if let Err(e) = conn.execute_batch(&sql) {
-                let text = e.to_string();
-                if is_data_error(&text) {
-                    culprits.push((entry.key.clone(), format!("DuckDB cannot load it: {text}")));
-                    break;
-                }
-            }
-        }
-    }
-    Ok(culprits)
+    Ok(())
 }
 
 /// Whether a DuckDB error is about the data read (so retrying cannot help),
@@ -394,212 +422,9 @@ fn duck(context: &str) -> impl Fn(duckdb::Error) -> Error + '_ {
     }
 }
 
-fn build_into(
-    store: &LandingStore,
-    options: &TransformOptions,
-    target: &Path,
-    build: &Path,
-    new: &[Entry],
-    rejected: &[Rejected],
-) -> Result<TransformReport, Failure> {
-    if target.exists() {
-        fs::copy(target, build).at(build)?;
-    }
-    let config = Config::default()
-        .max_memory(&options.memory_limit)
-        .and_then(|c| c.threads(options.threads as i64))
-        .map_err(duck("configuring DuckDB"))?;
-    let conn = Connection::open_with_flags(build, config).map_err(duck("opening the build"))?;
-    let models = models::ordered()?;
-    let mut warnings = Vec::new();
-    let mut steps = Vec::new();
-    let (mut rows_loaded, releases_total);
-    conn.execute_batch("BEGIN TRANSACTION")
-        .map_err(duck("BEGIN"))?;
-    {
-        for m in models.iter().filter(|m| m.kind == models::Kind::Setup) {
-            conn.execute_batch(m.sql).map_err(duck(&m.name))?;
-        }
-        conn.execute_batch("CREATE TEMP TABLE _new_files (path VARCHAR, release_id INTEGER)")
-            .map_err(duck("_new_files"))?;
-        let first_id: i64 = conn
-            .query_row(
-                "SELECT coalesce(max(release_id), 0) + 1 FROM raw.releases",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(duck("raw.releases"))?;
-        for (i, entry) in new.iter().enumerate() {
-            let id = first_id + i as i64;
-            let path = store.path_of(&entry.key);
-            let r = entry.release.as_ref();
-            conn.execute(
-                "INSERT INTO raw.releases VALUES (?, ?, ?, ?, ?, ?, ?::TIMESTAMPTZ, ?, 0, now())",
-                duckdb::params![
-                    id,
-                    entry.key.dataset.as_str(),
-                    entry.key.etag.as_str(),
-                    entry.key.to_string(),
-                    entry.key.year.get(),
-                    entry.key.month.get(),
-                    r.map(|r| r.landed_at.to_string()),
-                    r.map(|r| r.content_sha256.to_string()),
-                ],
-            )
-            .map_err(duck("raw.releases"))?;
-            conn.execute(
-                "INSERT INTO _new_files VALUES (?, ?)",
-                duckdb::params![path.to_string_lossy(), id],
-            )
-            .map_err(duck("_new_files"))?;
-        }
-        for r in rejected {
-            conn.execute(
-                "INSERT INTO raw.rejected VALUES (?, ?, now())",
-                duckdb::params![r.landing_key, r.reason],
-            )
-            .map_err(duck("raw.rejected"))?;
-        }
-        let files: Vec<String> = new
-            .iter()
-            .map(|e| sql_string(&store.path_of(&e.key).to_string_lossy()))
-            .collect();
-        let file_list = format!("[{}]", files.join(", "));
-        rows_loaded = 0;
-        for m in &models {
-            let step = Instant::now();
-            let mode = match m.kind {
-                models::Kind::Setup | models::Kind::Audit => None,
-                // Never call read_csv with an empty list.
-                models::Kind::Incremental if new.is_empty() => None,
-                models::Kind::Incremental => {
-                    let fill = |sql: &str| {
-                        sql.replace("{{new_files}}", &file_list)
-                            .replace("{{first_new_release}}", &first_id.to_string())
-                    };
-                    let sections = m.sections()?;
-                    let rebuild = match sections.rebuild_if {
-                        Some(query) => conn
-                            .query_row(&fill(query), [], |r| r.get::<_, bool>(0))
-                            .map_err(duck(&m.name))?,
-                        None => false,
-                    };
-                    let sql = match sections.rebuild {
-                        Some(full) if rebuild => full,
-                        _ => sections.append,
-                    };
-                    let before = count(&conn, "SELECT count(*) FROM raw.psd")?;
-                    let ran = conn.execute_batch(&fill(sql)).map_err(duck(&m.name));
-                    if sql.contains("{{new_files}}") {
-                        ran.map_err(Failure::Load)?;
-                    } else {
-                        ran?;
-                    }
-                    rows_loaded += count(&conn, "SELECT count(*) FROM raw.psd")? - before;
-                    Some(if rebuild {
-                        StepMode::Rebuild
-                    } else {
-                        StepMode::Append
-                    })
-                }
-                models::Kind::Table => {
-                    conn.execute_batch(m.sql).map_err(duck(&m.name))?;
-                    Some(StepMode::Table)
-                }
-            };
-            // Audits run after COMMIT (below): checking committed data is far
-            // faster than transaction-local data, and the build file is private.
-            if let Some(mode) = mode {
-                let millis = step.elapsed().as_millis() as u64;
-                tracing::debug!(model = %m.name, ?mode, millis, "model done");
-                steps.push(Step {
-                    model: m.name.clone(),
-                    mode,
-                    millis,
-                });
-            }
-        }
-        conn.execute_batch(
-            "UPDATE raw.releases SET rows = c.n FROM \
-             (SELECT release_id, count(*) AS n FROM raw.psd \
-              WHERE release_id IN (SELECT release_id FROM _new_files) GROUP BY release_id) AS c \
-             WHERE raw.releases.release_id = c.release_id",
-        )
-        .map_err(duck("raw.releases rows"))?;
-        releases_total = count(&conn, "SELECT count(*) FROM raw.releases")?;
-    }
-    let step = Instant::now();
-    conn.execute_batch("COMMIT").map_err(duck("COMMIT"))?;
-    tracing::debug!(millis = step.elapsed().as_millis() as u64, "commit");
-    // Audits run on the committed build. A failing `error` audit fails the
-    // build; the caller discards the build file, so nothing is published.
-    let step = Instant::now();
-    for m in models.iter().filter(|m| m.kind == models::Kind::Audit) {
-        for audit in models::audits(m)? {
-            let rows = count(&conn, &audit.sql)?;
-            if rows == 0 {
-                continue;
-            }
-            if audit.severity == Severity::Error {
-                return Err(Failure::Other(Error::Transform {
-                    reason: format!(
-                        "audit failed: {} ({rows} offending rows)",
-                        audit.description
-                    ),
-                    source: None,
-                }));
-            }
-            tracing::warn!(audit = %audit.description, rows, "audit warning");
-            warnings.push(AuditFinding {
-                severity: audit.severity,
-                audit: audit.description,
-                rows,
-            });
-        }
-    }
-    tracing::debug!(millis = step.elapsed().as_millis() as u64, "audits");
-    let step = Instant::now();
-    conn.execute_batch("CHECKPOINT")
-        .map_err(duck("CHECKPOINT"))?;
-    tracing::debug!(millis = step.elapsed().as_millis() as u64, "checkpoint");
-    conn.close()
-        .map_err(|(_, e)| duck("closing the build")(e))?;
-    Ok(TransformReport {
-        releases_loaded: new.len() as u64,
-        rows_loaded,
-        releases_total,
-        published: None,
-        rejected: rejected.to_vec(),
-        warnings,
-        steps,
-        millis: 0,
-    })
-}
-
-fn count(conn: &Connection, sql: &str) -> Result<u64> {
-    conn.query_row(sql, [], |r| r.get::<_, i64>(0))
-        .map(|n| n as u64)
-        .map_err(duck(sql.trim()))
-}
-
 /// A SQL string literal.
 fn sql_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
-}
-
-/// The landing keys the published lakehouse holds, and those it rejected
-/// (both empty when there is none).
-fn loaded_keys(target: &Path) -> Result<(HashSet<String>, HashSet<String>)> {
-    if !target.exists() {
-        return Ok(Default::default());
-    }
-    let lake = Lakehouse::open_read_only(target)?;
-    let rejected = lake
-        .rejected()?
-        .into_iter()
-        .map(|r| r.landing_key)
-        .collect();
-    Ok((lake.loaded_keys()?, rejected))
 }
 
 /// Moves the finished build over the published file, durably.
@@ -614,15 +439,8 @@ fn publish(build: &Path, target: &Path) -> Result<()> {
             source: None,
         });
     }
+    restrict_mode(build)?;
     let file = fs::File::open(build).at(build)?;
-    // DuckDB creates files with the umask's mode (0644 under 022): make it the
-    // store's 0640, keeping anything stricter the umask asked for.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = file.metadata().at(build)?.permissions().mode() & durable::FILE_MODE;
-        file.set_permissions(fs::Permissions::from_mode(mode))
-            .at(build)?;
-    }
     file.sync_all().at(build)?;
     // A WAL beside the target belongs to no build of ours (we never open the
     // published file for writing); DuckDB would try to replay it into the new

@@ -6,20 +6,19 @@
 //!
 //! ```sql
 //! -- model: serving.psd_latest
-//! -- kind: table            (setup | incremental | table | audit)
+//! -- kind: table            (setup | load | table | audit)
 //! -- depends: serving.releases
 //! ```
 //!
-//! `setup` runs first, `incremental` only when there are new files (its SQL gets
-//! the new file list at `{{new_files}}` and the first new release id at
-//! `{{first_new_release}}`), `table` models are rebuilt every build, `audit`
-//! files hold statements (each after `-- audit: error|warn TEXT`) that count
-//! offending rows. Models run in dependency order (ties by name).
-//!
-//! An incremental model may split its SQL into three sections, each after a
-//! `-- section: NAME` line: `rebuild-if` (a query returning one boolean),
-//! `rebuild` (run when it is true) and `append` (run otherwise). Without
-//! sections the whole file is the append.
+//! `setup` models run first, on the history database (`history.rs`); a `load`
+//! model runs once per new release on the history, in three sections (each after
+//! a `-- section: NAME` line): `stage` reads the file at `{{file}}` into the temp
+//! table `_stage`, `check` returns one row of counts (any non-zero count
+//! quarantines the release), `apply` writes its changes (its publication order
+//! is `{{ord}}`). `table` models build the published file from scratch every
+//! build (the history is attached as `history`), and `audit` files hold
+//! statements (each after `-- audit: error|warn TEXT`) that count offending rows
+//! of it. Models run in dependency order (ties by name).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,7 +28,7 @@ use crate::error::{Error, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     Setup,
-    Incremental,
+    Load,
     Table,
     Audit,
 }
@@ -43,21 +42,20 @@ pub(crate) struct Model {
     pub sql: &'static str,
 }
 
-/// The parts of an incremental model.
+/// The parts of a `load` model, each after a `-- section: NAME` line.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Sections<'a> {
-    /// A query answering whether to rebuild instead of appending.
-    pub rebuild_if: Option<&'a str>,
-    /// The full rebuild.
-    pub rebuild: Option<&'a str>,
-    /// The append of the new releases.
-    pub append: &'a str,
+pub(crate) struct LoadSections<'a> {
+    /// Reads the release (`{{file}}`) into the temp table `_stage`.
+    pub stage: &'a str,
+    /// One row of counts; any non-zero count quarantines the release.
+    pub check: &'a str,
+    /// Applies the staged release (`{{ord}}`) to the history.
+    pub apply: &'a str,
 }
 
 impl Model {
-    /// Splits an incremental model into its sections; a model without
-    /// `-- section:` lines is all append.
-    pub fn sections(&self) -> Result<Sections<'static>> {
+    /// Splits a `load` model into its sections.
+    pub fn load_sections(&self) -> Result<LoadSections<'static>> {
         let sql: &'static str = self.sql;
         let mut parts: BTreeMap<&str, &'static str> = BTreeMap::new();
         let mut current: Option<(&str, usize)> = None;
@@ -75,23 +73,18 @@ impl Model {
             }
             offset += line.len();
         }
-        let Some((last, start)) = current else {
-            return Ok(Sections {
-                rebuild_if: None,
-                rebuild: None,
-                append: sql,
-            });
-        };
-        parts.insert(last, &sql[start..]);
-        let take = |parts: &mut BTreeMap<&str, &'static str>, name: &str| {
+        if let Some((last, start)) = current {
+            parts.insert(last, &sql[start..]);
+        }
+        let mut take = |name: &str| {
             parts
                 .remove(name)
                 .ok_or_else(|| bad(&self.name, format!("no `-- section: {name}`")))
         };
-        let sections = Sections {
-            rebuild_if: Some(take(&mut parts, "rebuild-if")?),
-            rebuild: Some(take(&mut parts, "rebuild")?),
-            append: take(&mut parts, "append")?,
+        let sections = LoadSections {
+            stage: take("stage")?,
+            check: take("check")?,
+            apply: take("apply")?,
         };
         if let Some(unknown) = parts.keys().next() {
             return Err(bad(&self.name, format!("unknown section {unknown}")));
@@ -122,12 +115,16 @@ pub(crate) struct Audit {
 const FILES: &[(&str, &str)] = &[
     ("00_schema.sql", include_str!("../../models/00_schema.sql")),
     (
-        "10_raw_psd.sql",
-        include_str!("../../models/10_raw_psd.sql"),
+        "10_psd_changes.sql",
+        include_str!("../../models/10_psd_changes.sql"),
     ),
     (
-        "20_releases_ordered.sql",
-        include_str!("../../models/20_releases_ordered.sql"),
+        "20_releases.sql",
+        include_str!("../../models/20_releases.sql"),
+    ),
+    (
+        "25_psd_history.sql",
+        include_str!("../../models/25_psd_history.sql"),
     ),
     (
         "30_psd_latest.sql",
@@ -160,7 +157,7 @@ fn parse(file: &str, sql: &'static str) -> Result<Model> {
     let name = header("model").ok_or_else(|| bad(file, "no `-- model:` header"))?;
     let kind = match header("kind") {
         Some("setup") => Kind::Setup,
-        Some("incremental") => Kind::Incremental,
+        Some("load") => Kind::Load,
         Some("table") => Kind::Table,
         Some("audit") => Kind::Audit,
         other => return Err(bad(file, format!("unknown kind {other:?}"))),
@@ -279,8 +276,9 @@ mod tests {
             .collect();
         let pos = |n: &str| names.iter().position(|m| m == n).expect(n);
         assert_eq!(pos("schema"), 0);
-        assert!(pos("raw.psd") < pos("serving.releases"));
-        assert!(pos("serving.releases") < pos("serving.psd_latest"));
+        assert!(pos("raw.psd_changes") < pos("serving.psd_history"));
+        assert!(pos("serving.releases") < pos("serving.psd_history"));
+        assert!(pos("serving.psd_history") < pos("serving.psd_latest"));
         assert!(pos("serving.psd_latest") < pos("serving.coffee_balance"));
         assert!(pos("serving.coffee_balance") < pos("audits"));
         assert!(pos("serving.psd_revisions") < pos("audits"));
@@ -298,26 +296,25 @@ mod tests {
     }
 
     #[test]
-    fn incremental_sections_split_and_are_checked() {
-        let mut m = model("m", Kind::Incremental, &[]);
-        m.sql = "-- model: m\nINSERT 1;\n";
-        let plain = m.sections().expect("no sections");
-        assert_eq!((plain.rebuild_if, plain.append), (None, m.sql));
-        m.sql = "-- model: m\n-- section: rebuild-if\nSELECT true;\n-- section: rebuild\nCREATE;\n-- section: append\nINSERT;\n";
-        let s = m.sections().expect("sections");
-        assert_eq!(s.rebuild_if, Some("SELECT true;\n"));
-        assert_eq!(s.rebuild, Some("CREATE;\n"));
-        assert_eq!(s.append, "INSERT;\n");
-        m.sql = "-- section: rebuild-if\nSELECT true;\n-- section: append\nINSERT;\n";
-        let missing = m.sections().expect_err("no rebuild");
-        assert!(missing.to_string().contains("rebuild"), "{missing}");
-        m.sql = "-- section: rebuild-if\nx\n-- section: rebuild\ny\n-- section: append\nz\n-- section: oops\n";
-        let unknown = m.sections().expect_err("unknown");
+    fn load_sections_split_and_are_checked() {
+        let mut m = model("m", Kind::Load, &[]);
+        m.sql = "-- model: m\n-- section: stage\nCREATE;\n-- section: check\nSELECT 0, 0;\n-- section: apply\nINSERT;\n";
+        let s = m.load_sections().expect("sections");
+        assert_eq!(
+            (s.stage, s.check, s.apply),
+            ("CREATE;\n", "SELECT 0, 0;\n", "INSERT;\n")
+        );
+        m.sql = "-- section: stage\nx\n-- section: apply\nz\n";
+        let missing = m.load_sections().expect_err("no check");
+        assert!(missing.to_string().contains("check"), "{missing}");
+        m.sql =
+            "-- section: stage\nx\n-- section: check\ny\n-- section: apply\nz\n-- section: oops\n";
+        let unknown = m.load_sections().expect_err("unknown");
         assert!(unknown.to_string().contains("oops"), "{unknown}");
         let shipped = ordered().expect("valid");
-        for m in shipped.iter().filter(|m| m.kind == Kind::Incremental) {
-            m.sections()
-                .expect("shipped incremental models have valid sections");
+        for m in shipped.iter().filter(|m| m.kind == Kind::Load) {
+            m.load_sections()
+                .expect("shipped load models have valid sections");
         }
     }
 

@@ -152,10 +152,23 @@ fn three_releases_with_revisions() {
     let changes: Vec<Option<f64>> = revisions.iter().map(|r| r.change).collect();
     assert_eq!(values, [Some(5200.0), Some(5300.0), Some(5400.0)]);
     assert_eq!(changes, [None, Some(100.0), Some(100.0)]);
+    // A value no release changed has one entry: when it appeared.
     let unrevised = lake.revisions("VM", 2025, "028").expect("revisions");
     assert_eq!(
-        unrevised.iter().map(|r| r.change).collect::<Vec<_>>(),
-        [None, Some(0.0), Some(0.0)]
+        unrevised
+            .iter()
+            .map(|r| (r.release_ord, r.change))
+            .collect::<Vec<_>>(),
+        [(1, None)]
+    );
+    // What each release said.
+    for k in 1..=3 {
+        let said = lake.value_as_of(2026, k, "BR", 2025, "028").expect("as of");
+        assert_eq!(said, Some(Some(5100.0 + 100.0 * f64::from(k))));
+    }
+    assert_eq!(
+        lake.value_as_of(2026, 9, "BR", 2025, "028").expect("as of"),
+        None
     );
 
     let br = lake.balance("BR", 2025).expect("query").expect("a row");
@@ -214,9 +227,12 @@ fn incremental_builds_load_only_what_is_new() {
         (1, ROWS_PER_RELEASE)
     );
     assert_eq!(fourth.releases_total, 4);
+    // Brazil's 2025 production moved, and with it arabica, robusta, supply,
+    // ending stocks and distribution: 6 changes stored, not 132 rows.
+    assert_eq!(fourth.changes, 6);
     assert_eq!(
-        f.count("SELECT count(*) FROM raw.psd") as u64,
-        4 * ROWS_PER_RELEASE
+        f.count("SELECT count(*) FROM serving.psd_history") as u64,
+        ROWS_PER_RELEASE + 3 * 6
     );
     let br = f.lake().balance("BR", 2025).expect("q").expect("row");
     assert_eq!(br.production, Some(5500.0));
@@ -270,7 +286,12 @@ fn a_bad_landing_file_is_quarantined_and_never_wedges_later_builds() {
     let dir = f.options.duckdb_path.parent().expect("dir");
     assert_eq!(
         files_in(dir),
-        ["lakehouse.duckdb", "lakehouse.duckdb.lock", "landing"]
+        [
+            "lakehouse.duckdb",
+            "lakehouse.duckdb.history",
+            "lakehouse.duckdb.lock",
+            "landing"
+        ]
     );
 }
 
@@ -366,11 +387,10 @@ fn an_empty_landing_zone_publishes_an_empty_lakehouse() {
 }
 
 #[test]
-fn a_duplicated_row_fails_the_uniqueness_audit_and_publishes_nothing() {
+fn a_release_with_a_key_twice_is_quarantined_and_the_rest_publishes() {
     let f = fixture();
     f.land(1, &release_csv(1));
     transform(&f.store, &f.options).expect("first");
-    let before = fs::read(&f.options.duckdb_path).expect("published");
     let mut body = release_csv(2);
     let last_line = body[..body.len() - 2]
         .iter()
@@ -378,20 +398,23 @@ fn a_duplicated_row_fails_the_uniqueness_audit_and_publishes_nothing() {
         .map_or(0, |i| i + 1);
     let dup = body[last_line..].to_vec();
     body.extend_from_slice(&dup);
-    f.land(2, &body);
-    match transform(&f.store, &f.options) {
-        Err(Error::Transform { reason, .. }) => {
-            assert!(reason.contains("audit failed: psd rows unique"), "{reason}");
-            assert!(reason.contains("(1 offending rows)"), "{reason}");
-        }
-        other => panic!("expected the audit to fail the build, got {other:?}"),
-    }
-    assert!(fs::read(&f.options.duckdb_path).expect("published") == before);
-    let dir = f.options.duckdb_path.parent().expect("dir");
-    assert_eq!(
-        files_in(dir),
-        ["lakehouse.duckdb", "lakehouse.duckdb.lock", "landing"]
+    let twice = f.land(2, &body);
+    f.land(3, &release_csv(3));
+    let report = transform(&f.store, &f.options).expect("the rest publishes");
+    assert_eq!(report.releases_loaded, 1);
+    assert_eq!(report.rejected.len(), 1, "{report:?}");
+    assert_eq!(report.rejected[0].landing_key, twice.to_string());
+    assert!(
+        report.rejected[0]
+            .reason
+            .contains("1 key(s) appear more than once"),
+        "{report:?}"
     );
+    assert_eq!(f.count("SELECT count(*) FROM raw.releases"), 2);
+    let lake = f.lake();
+    assert_eq!(lake.rejected().expect("listed").len(), 1);
+    let br = lake.balance("BR", 2025).expect("q").expect("row");
+    assert_eq!(br.production, Some(5400.0), "release 3 is the latest");
 }
 
 /// `release_csv(k)` with Brazil's 2025 production dropped (`Drop`) or empty
@@ -419,25 +442,24 @@ fn edited_release(k: u32, edit: Edit) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// Every row of `serving.psd_revisions` and `raw.psd_series_last`, rendered and sorted.
+/// Every row of the published history, revisions and latest values, rendered
+/// and sorted.
 fn revision_rows(path: &Path) -> Vec<String> {
     let lake = Lakehouse::open_read_only(path).expect("published");
     let conn = lake.connection();
     let mut rows = Vec::new();
-    for sql in [
-        "SELECT concat_ws('|', commodity_code, country_code, market_year, attribute_id, \
-         attribute_description, release_ord, release_etag, release_year, release_month, \
-         coalesce(value::VARCHAR, 'null'), coalesce(change::VARCHAR, 'null')) \
-         FROM serving.psd_revisions",
-        "SELECT concat_ws('|', 'last', commodity_code, country_code, market_year, attribute_id, \
-         release_ord, coalesce(value::VARCHAR, 'null')) FROM raw.psd_series_last",
+    for table in [
+        "serving.psd_history",
+        "serving.psd_revisions",
+        "serving.psd_latest",
     ] {
-        let mut stmt = conn.prepare(sql).expect(sql);
+        let sql = format!("SELECT '{table}' || (t::VARCHAR) FROM {table} AS t");
+        let mut stmt = conn.prepare(&sql).expect("prepare");
         let got = stmt
             .query_map([], |r| r.get::<_, String>(0))
-            .expect(sql)
+            .expect("query")
             .collect::<Result<Vec<_>, _>>()
-            .expect(sql);
+            .expect("rows");
         rows.extend(got);
     }
     rows.sort();
@@ -469,45 +491,52 @@ fn revisions_appended_release_by_release_equal_a_full_rebuild() {
     f.land(1, &bodies[0]);
     f.land(2, &bodies[1]);
     let first = transform(&f.store, &f.options).expect("first");
-    assert_eq!(mode_of(&first, "serving.psd_revisions"), StepMode::Rebuild);
+    assert_eq!(mode_of(&first, "raw.psd_changes"), StepMode::Rebuild);
     for k in [3u32, 4] {
         f.land(k, &bodies[k as usize - 1]);
         let report = transform(&f.store, &f.options).expect("append");
-        assert_eq!(mode_of(&report, "serving.psd_revisions"), StepMode::Append);
+        assert_eq!(mode_of(&report, "raw.psd_changes"), StepMode::Append);
     }
     f.land(5, &bodies[4]);
     f.land(6, &bodies[5]);
     let both = transform(&f.store, &f.options).expect("append two");
-    assert_eq!(mode_of(&both, "serving.psd_revisions"), StepMode::Append);
+    assert_eq!(mode_of(&both, "raw.psd_changes"), StepMode::Append);
     assert_eq!(mode_of(&both, "serving.psd_latest"), StepMode::Table);
 
     // The same landing zone built in one go.
     let mut full = f.options.clone();
     full.duckdb_path = f.options.duckdb_path.with_file_name("full.duckdb");
     let once = transform(&f.store, &full).expect("full");
-    assert_eq!(mode_of(&once, "serving.psd_revisions"), StepMode::Rebuild);
+    assert_eq!(mode_of(&once, "raw.psd_changes"), StepMode::Rebuild);
     let appended = revision_rows(&f.options.duckdb_path);
     assert_eq!(appended, revision_rows(&full.duckdb_path));
-    assert_eq!(
-        appended.len() as u64,
-        6 * ROWS_PER_RELEASE - 1 + ROWS_PER_RELEASE
-    );
 
-    // The paused series: absent from release 3, NULL in 4, back in 5; each change
-    // is against the previous release that carried it.
+    // The paused series: absent from release 3 (a deletion), NULL in 4, back in
+    // 5; each change is against the value before.
     let lake = f.lake();
     let history = lake.revisions("BR", 2025, "028").expect("revisions");
-    let seen: Vec<(Option<f64>, Option<f64>)> =
-        history.iter().map(|r| (r.value, r.change)).collect();
+    let seen: Vec<(i64, Option<f64>, Option<f64>, bool)> = history
+        .iter()
+        .map(|r| (r.release_ord, r.value, r.change, r.deleted))
+        .collect();
     assert_eq!(
         seen,
         [
-            (Some(5200.0), None),
-            (Some(5300.0), Some(100.0)),
-            (None, None),
-            (Some(5600.0), None),
-            (Some(5700.0), Some(100.0)),
+            (1, Some(5200.0), None, false),
+            (2, Some(5300.0), Some(100.0), false),
+            (3, None, None, true),
+            (4, None, None, false),
+            (5, Some(5600.0), None, false),
+            (6, Some(5700.0), Some(100.0), false),
         ]
+    );
+    assert_eq!(
+        lake.value_as_of(2026, 3, "BR", 2025, "028").expect("q"),
+        None
+    );
+    assert_eq!(
+        lake.value_as_of(2026, 4, "BR", 2025, "028").expect("q"),
+        Some(None)
     );
 }
 
@@ -522,10 +551,7 @@ fn a_release_landing_out_of_order_rebuilds_revisions() {
         f.land(k, &release_csv(k));
     }
     let backfill = transform(&f.store, &f.options).expect("backfill");
-    assert_eq!(
-        mode_of(&backfill, "serving.psd_revisions"),
-        StepMode::Rebuild
-    );
+    assert_eq!(mode_of(&backfill, "raw.psd_changes"), StepMode::Rebuild);
     let lake = f.lake();
     let changes: Vec<Option<f64>> = lake
         .revisions("BR", 2025, "028")
@@ -562,4 +588,227 @@ fn a_lakehouse_error_keeps_duckdbs_error_as_its_source() {
             .is_some(),
         "{cause:?}"
     );
+}
+
+/// `release_csv(k)` with Vietnam's attribute 088 described differently: a
+/// change of a column other than the value.
+fn renamed_release(k: u32) -> Vec<u8> {
+    String::from_utf8(release_csv(k))
+        .expect("utf-8")
+        .replace(
+            ",VM,Vietnam,2024,2024,00,088,Exports,",
+            ",VM,Vietnam,2024,2024,00,088,Exports (revised),",
+        )
+        .into_bytes()
+}
+
+/// The columns of a PSD row.
+const COLUMNS: &str = "commodity_code, commodity_description, country_code, country_name, \
+    market_year, calendar_year, month, attribute_id, attribute_description, unit_id, \
+    unit_description, value";
+
+/// Counts the rows of `a` not in `b` and of `b` not in `a` (multisets).
+fn differing(conn: &materia_core::transform::duckdb::Connection, a: &str, b: &str) -> (i64, i64) {
+    let n = |x: &str, y: &str| -> i64 {
+        let sql = format!("SELECT count(*) FROM (({x}) EXCEPT ALL ({y}))");
+        conn.query_row(&sql, [], |r| r.get(0)).expect(&sql)
+    };
+    (n(a, b), n(b, a))
+}
+
+/// The change history against the tables as the models before it built them —
+/// every row of every release in `raw.psd`, `psd_latest` the newest release,
+/// `psd_revisions` every row with its change — computed here from the same
+/// landing files with that SQL: row for row, including a value that
+/// disappears and comes back, a NULL, a renamed attribute and a release that
+/// lands out of order.
+#[test]
+fn the_change_history_equals_the_full_tables_row_for_row() {
+    let f = fixture();
+    let bodies: Vec<(u32, Vec<u8>)> = vec![
+        (1, release_csv(1)),
+        (2, release_csv(2)),
+        (3, edited_release(3, Edit::Drop)),
+        (4, edited_release(4, Edit::Null)),
+        (5, renamed_release(5)),
+        (6, release_csv(6)),
+    ];
+    // Release 1 lands last, as an archive backfill would.
+    for (k, body) in bodies.iter().skip(1) {
+        f.land(*k, body);
+        transform(&f.store, &f.options).expect("daily");
+    }
+    f.land(1, &bodies[0].1);
+    let backfill = transform(&f.store, &f.options).expect("backfill");
+    assert_eq!(mode_of(&backfill, "raw.psd_changes"), StepMode::Rebuild);
+
+    // The reference: the old models' SQL over the same files.
+    let conn = materia_core::transform::duckdb::Connection::open_in_memory().expect("duckdb");
+    let mut entries = f.store.list();
+    entries.sort_by_key(|e| (e.key.year, e.key.month));
+    let files: Vec<String> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            format!(
+                "('{}', {}, {}, '{}')",
+                f.store.path_of(&e.key).display(),
+                i + 1,
+                e.key.month.get(),
+                e.key.etag.as_str()
+            )
+        })
+        .collect();
+    let paths: Vec<String> = entries
+        .iter()
+        .map(|e| format!("'{}'", f.store.path_of(&e.key).display()))
+        .collect();
+    conn.execute_batch(&format!(
+        "CREATE TABLE files (path VARCHAR, ord INTEGER, month INTEGER, etag VARCHAR);
+         INSERT INTO files VALUES {};
+         CREATE TABLE ref AS
+         SELECT f.ord, f.month AS release_month, f.etag AS release_etag,
+                c.Commodity_Code AS commodity_code, c.Commodity_Description AS commodity_description,
+                c.Country_Code AS country_code, c.Country_Name AS country_name,
+                c.Market_Year AS market_year, c.Calendar_Year AS calendar_year, c.Month AS month,
+                c.Attribute_ID AS attribute_id, c.Attribute_Description AS attribute_description,
+                c.Unit_ID AS unit_id, c.Unit_Description AS unit_description, c.Value AS value
+         FROM read_csv([{}],
+                 compression = 'gzip', header = true, auto_detect = false,
+                 delim = ',', quote = '\"', escape = '\"', nullstr = '', filename = true,
+                 columns = {{
+                     'Commodity_Code': 'VARCHAR', 'Commodity_Description': 'VARCHAR',
+                     'Country_Code': 'VARCHAR', 'Country_Name': 'VARCHAR',
+                     'Market_Year': 'INTEGER', 'Calendar_Year': 'INTEGER', 'Month': 'VARCHAR',
+                     'Attribute_ID': 'VARCHAR', 'Attribute_Description': 'VARCHAR',
+                     'Unit_ID': 'VARCHAR', 'Unit_Description': 'VARCHAR', 'Value': 'DOUBLE'
+                 }}) AS c
+         JOIN files AS f ON f.path = c.filename;
+         ATTACH '{}' AS lake (READ_ONLY);
+         USE lake;",
+        files.join(", "),
+        paths.join(", "),
+        f.options.duckdb_path.display()
+    ))
+    .expect("reference tables");
+    let releases = entries.len();
+    assert_eq!(releases, 6);
+    assert_eq!(
+        conn.query_row("SELECT count(*) FROM memory.ref", [], |r| r
+            .get::<_, i64>(0))
+            .expect("count") as u64,
+        6 * ROWS_PER_RELEASE - 1
+    );
+
+    // Every release, as the history says it was.
+    for ord in 1..=releases {
+        let month = entries[ord - 1].key.month.get();
+        let diff = differing(
+            &conn,
+            &format!("SELECT {COLUMNS} FROM memory.ref WHERE ord = {ord}"),
+            &format!("SELECT {COLUMNS} FROM serving.psd_as_of(2026, {month})"),
+        );
+        assert_eq!(diff, (0, 0), "release {ord}");
+    }
+    // The latest values: the newest release's rows.
+    let diff = differing(
+        &conn,
+        &format!(
+            "SELECT {COLUMNS}, release_etag, release_month FROM memory.ref WHERE ord = {releases}"
+        ),
+        &format!("SELECT {COLUMNS}, release_etag, release_month FROM serving.psd_latest"),
+    );
+    assert_eq!(diff, (0, 0), "psd_latest");
+    // The revisions: the old table's rows where something changed — the key
+    // first appears, comes back after a gap, or any column differs from the
+    // release before — with the old change (against the last value carried).
+    let key = "commodity_code, country_code, market_year, attribute_id";
+    let old_revisions = format!(
+        "SELECT {key}, attribute_description, ord AS release_ord, release_etag, release_month,
+                value, change FROM (
+            SELECT *, value - lag(value) OVER w AS change, lag(ord) OVER w AS prev_ord,
+                   lag(struct_pack(commodity_description, country_name, calendar_year, month,
+                       attribute_description, unit_id, unit_description, value)) OVER w AS prev
+            FROM memory.ref
+            WINDOW w AS (PARTITION BY {key} ORDER BY ord))
+        WHERE prev_ord IS NULL OR prev_ord <> ord - 1
+           OR prev IS DISTINCT FROM struct_pack(commodity_description, country_name,
+                  calendar_year, month, attribute_description, unit_id, unit_description, value)"
+    );
+    let diff = differing(
+        &conn,
+        &old_revisions,
+        &format!(
+            "SELECT {key}, attribute_description, release_ord, release_etag, release_month,
+                    value, change FROM serving.psd_revisions WHERE NOT deleted"
+        ),
+    );
+    assert_eq!(diff, (0, 0), "psd_revisions");
+    // Deletions: a key in one release and not in the next.
+    let diff = differing(
+        &conn,
+        &format!(
+            "SELECT {key}, a.ord + 1 FROM memory.ref AS a
+             WHERE a.ord < {releases} AND NOT EXISTS (
+                 SELECT 1 FROM memory.ref AS b WHERE b.ord = a.ord + 1
+                 AND b.commodity_code = a.commodity_code AND b.country_code = a.country_code
+                 AND b.market_year = a.market_year AND b.attribute_id = a.attribute_id)"
+        ),
+        &format!("SELECT {key}, release_ord FROM serving.psd_revisions WHERE deleted"),
+    );
+    assert_eq!(diff, (0, 0), "deletions");
+    let stored: i64 = conn
+        .query_row("SELECT count(*) FROM serving.psd_history", [], |r| r.get(0))
+        .expect("count");
+    assert!(
+        (stored as u64) < 2 * ROWS_PER_RELEASE,
+        "{stored} rows stored for 6 releases of {ROWS_PER_RELEASE}"
+    );
+}
+
+/// A lakehouse from an older Materia (or a history of another schema version,
+/// or one DuckDB cannot open) is rebuilt from the landing zone by the next
+/// transform, with no manual step.
+#[test]
+fn older_or_unreadable_lakehouses_rebuild_themselves() {
+    use materia_core::transform::duckdb::Connection;
+    let f = fixture();
+    for k in 1..=2 {
+        f.land(k, &release_csv(k));
+    }
+    transform(&f.store, &f.options).expect("first");
+    let mut history = f.options.duckdb_path.as_os_str().to_owned();
+    history.push(".history");
+    let history = PathBuf::from(history);
+    let expected = revision_rows(&f.options.duckdb_path);
+
+    // A history of an older schema version.
+    Connection::open(&history)
+        .expect("open the history")
+        .execute_batch("UPDATE materia.build SET schema_version = 1")
+        .expect("age it");
+    let report = transform(&f.store, &f.options).expect("upgrade");
+    assert_eq!(mode_of(&report, "raw.psd_changes"), StepMode::Rebuild);
+    assert!(report.published.is_some());
+    assert_eq!(revision_rows(&f.options.duckdb_path), expected);
+
+    // A published file from before the history (no `materia.build`), no history.
+    fs::remove_file(&history).expect("no history");
+    Connection::open(&f.options.duckdb_path)
+        .expect("open the published file")
+        .execute_batch("DROP SCHEMA materia CASCADE")
+        .expect("make it old");
+    let report = transform(&f.store, &f.options).expect("upgrade");
+    assert_eq!(report.releases_loaded, 2);
+    assert!(report.published.is_some());
+    assert_eq!(revision_rows(&f.options.duckdb_path), expected);
+
+    // A history DuckDB cannot open.
+    fs::write(&history, b"not a database").expect("clobber");
+    let report = transform(&f.store, &f.options).expect("rebuilds");
+    assert_eq!(report.releases_loaded, 2);
+    assert_eq!(revision_rows(&f.options.duckdb_path), expected);
+    // And then it is current: nothing to do.
+    let again = transform(&f.store, &f.options).expect("current");
+    assert!(again.published.is_none() && again.releases_loaded == 0);
 }

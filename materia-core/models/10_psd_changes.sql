@@ -1,0 +1,83 @@
+-- model: raw.psd_changes
+-- kind: load
+-- depends: schema
+-- Loads one release (`{{file}}`, publication order `{{ord}}`) into the change
+-- history, in three sections run by the transform: `stage` reads the file with
+-- DuckDB's CSV reader and explicit types (codes stay text with their zeros; `NA`
+-- is a country, not a null: only empty fields are null); `check` counts rows
+-- that make the release unusable (a key twice, a key column empty) — the release
+-- is quarantined if any; `apply` closes the versions that changed or
+-- disappeared and writes the new ones.
+-- section: stage
+CREATE OR REPLACE TEMP TABLE _stage AS
+SELECT c.Commodity_Code AS commodity_code, c.Commodity_Description AS commodity_description,
+       c.Country_Code AS country_code, c.Country_Name AS country_name,
+       c.Market_Year AS market_year, c.Calendar_Year AS calendar_year, c.Month AS month,
+       c.Attribute_ID AS attribute_id, c.Attribute_Description AS attribute_description,
+       c.Unit_ID AS unit_id, c.Unit_Description AS unit_description, c.Value AS value
+FROM read_csv({{file}},
+        compression = 'gzip', header = true, auto_detect = false,
+        delim = ',', quote = '"', escape = '"', nullstr = '',
+        columns = {
+            'Commodity_Code': 'VARCHAR', 'Commodity_Description': 'VARCHAR',
+            'Country_Code': 'VARCHAR', 'Country_Name': 'VARCHAR',
+            'Market_Year': 'INTEGER', 'Calendar_Year': 'INTEGER', 'Month': 'VARCHAR',
+            'Attribute_ID': 'VARCHAR', 'Attribute_Description': 'VARCHAR',
+            'Unit_ID': 'VARCHAR', 'Unit_Description': 'VARCHAR', 'Value': 'DOUBLE'
+        }) AS c;
+-- section: check
+-- Sort-based: a hash aggregate over ~50k distinct groups is slow in DuckDB 2.0
+-- (11 s for 2.1M rows, against 0.9 s here). Adjacent equal key hashes are
+-- candidates; duplicates are confirmed on the full key.
+WITH keyed AS (
+    SELECT hash(commodity_code, country_code, market_year, attribute_id) AS h,
+           commodity_code, country_code, market_year, attribute_id
+    FROM _stage),
+candidates AS (
+    SELECT h FROM (SELECT h, lag(h) OVER (ORDER BY h) AS prev FROM keyed) WHERE h = prev)
+SELECT (SELECT count(*) FROM (
+            SELECT 1 FROM keyed WHERE h IN (SELECT h FROM candidates)
+            GROUP BY commodity_code, country_code, market_year, attribute_id
+            HAVING count(*) > 1)) AS duplicate_keys,
+       (SELECT count(*) FROM _stage
+        WHERE commodity_code IS NULL OR country_code IS NULL
+           OR market_year IS NULL OR attribute_id IS NULL) AS empty_keys;
+-- section: apply
+CREATE OR REPLACE TEMP TABLE _current AS
+SELECT * EXCLUDE (from_ord, to_ord) FROM raw.psd_changes WHERE to_ord IS NULL;
+-- New versions: a key not current, current as deleted, or with any column changed.
+CREATE OR REPLACE TEMP TABLE _new AS
+SELECT s.*
+FROM _stage AS s
+LEFT JOIN _current AS c
+  ON c.commodity_code = s.commodity_code AND c.country_code = s.country_code
+ AND c.market_year = s.market_year AND c.attribute_id = s.attribute_id
+WHERE c.commodity_code IS NULL OR c.deleted
+   OR c.commodity_description IS DISTINCT FROM s.commodity_description
+   OR c.country_name IS DISTINCT FROM s.country_name
+   OR c.calendar_year IS DISTINCT FROM s.calendar_year
+   OR c.month IS DISTINCT FROM s.month
+   OR c.attribute_description IS DISTINCT FROM s.attribute_description
+   OR c.unit_id IS DISTINCT FROM s.unit_id
+   OR c.unit_description IS DISTINCT FROM s.unit_description
+   OR c.value IS DISTINCT FROM s.value;
+-- Gone: current keys the release no longer has (a deletion is a revision too).
+CREATE OR REPLACE TEMP TABLE _gone AS
+SELECT c.* EXCLUDE (deleted)
+FROM _current AS c
+ANTI JOIN _stage AS s
+  ON c.commodity_code = s.commodity_code AND c.country_code = s.country_code
+ AND c.market_year = s.market_year AND c.attribute_id = s.attribute_id
+WHERE NOT c.deleted;
+UPDATE raw.psd_changes AS p SET to_ord = {{ord}}
+FROM (SELECT commodity_code, country_code, market_year, attribute_id FROM _new
+      UNION ALL
+      SELECT commodity_code, country_code, market_year, attribute_id FROM _gone) AS x
+WHERE p.to_ord IS NULL
+  AND p.commodity_code = x.commodity_code AND p.country_code = x.country_code
+  AND p.market_year = x.market_year AND p.attribute_id = x.attribute_id;
+INSERT INTO raw.psd_changes
+SELECT *, false AS deleted, {{ord}} AS from_ord, NULL AS to_ord FROM _new;
+INSERT INTO raw.psd_changes
+SELECT * REPLACE (NULL::DOUBLE AS value), true AS deleted, {{ord}} AS from_ord, NULL AS to_ord
+FROM _gone;

@@ -1,0 +1,311 @@
+//! The private history database, `{DUCKDB_PATH}.history`: every loaded
+//! release's values stored once per change, written in place.
+//!
+//! Only `transform` opens it, under the transform lock, so no reader ever waits
+//! for it and it never waits for a reader. Each release is loaded in a DuckDB
+//! transaction of its own (DuckDB's WAL makes the commit durable; a kill or a
+//! power cut before it leaves the history as it was before that release, a
+//! kill after it keeps the release). The published file is derived from it,
+//! so a crash between a commit and the publish only means the next transform
+//! publishes (see `materia.build.generation`).
+//!
+//! The history is a cache of the landing zone, the source of truth: when it is
+//! missing, unreadable, of another schema version, or a release lands out of
+//! publication order (an archive backfill), it is deleted and rebuilt from the
+//! landing files.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use duckdb::Connection;
+
+use super::models::{Kind, Model};
+use super::{Rejected, Step, StepMode, duck, is_data_error, sql_string, with_suffix};
+use crate::error::Result;
+use crate::landing::{Entry, LandingStore};
+
+/// The layout of the history and of the published file. A history or a
+/// published file of another version is rebuilt from the landing zone.
+pub(crate) const SCHEMA_VERSION: i64 = 2;
+
+/// Schema version, history id and generation (`materia.build`).
+pub(crate) type BuildInfo = (i64, String, i64);
+
+/// The history file of the lakehouse at `target`.
+pub(crate) fn path_of(target: &Path) -> PathBuf {
+    with_suffix(target, ".history")
+}
+
+/// What one release's load did.
+pub(crate) enum Loaded {
+    /// Its rows are in the history.
+    Rows { rows: u64, changes: u64 },
+    /// It cannot be loaded; it is recorded in `raw.rejected`.
+    Rejected(Rejected),
+}
+
+/// The history, attached as `history` to `conn`.
+pub(crate) struct History<'a> {
+    conn: &'a Connection,
+    models: &'a [Model],
+}
+
+impl<'a> History<'a> {
+    /// Attaches the history at `path` to `conn` (creating it), runs the setup
+    /// models and returns it, or `None` when it must be rebuilt (another schema
+    /// version, or DuckDB cannot open it) — then it is detached and deleted.
+    pub(crate) fn attach(
+        conn: &'a Connection,
+        path: &Path,
+        models: &'a [Model],
+    ) -> Result<Option<History<'a>>> {
+        let attach = format!(
+            "ATTACH {} AS history; USE history",
+            sql_string(&path.to_string_lossy())
+        );
+        if let Err(e) = conn.execute_batch(&attach) {
+            if !path.exists() {
+                return Err(duck("attaching the history")(e));
+            }
+            tracing::warn!(history = %path.display(), "rebuilding the history: DuckDB cannot open it: {e}");
+            remove_history(path)?;
+            return Ok(None);
+        }
+        super::restrict_mode(path)?;
+        let history = History { conn, models };
+        for m in models.iter().filter(|m| m.kind == Kind::Setup) {
+            conn.execute_batch(m.sql).map_err(duck(&m.name))?;
+        }
+        let version: Option<i64> = conn
+            .query_row("SELECT max(schema_version) FROM materia.build", [], |r| {
+                r.get(0)
+            })
+            .map_err(duck("materia.build"))?;
+        match version {
+            None => {
+                conn.execute(
+                    "INSERT INTO materia.build VALUES (?, gen_random_uuid()::VARCHAR, 0)",
+                    [SCHEMA_VERSION],
+                )
+                .map_err(duck("materia.build"))?;
+                Ok(Some(history))
+            }
+            Some(SCHEMA_VERSION) => Ok(Some(history)),
+            Some(other) => {
+                tracing::info!(
+                    history = %path.display(),
+                    "rebuilding the history: schema version {other}, this release writes {SCHEMA_VERSION}"
+                );
+                conn.execute_batch("USE memory; DETACH history")
+                    .map_err(duck("detaching the history"))?;
+                remove_history(path)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The schema version, this history's id and its generation (bumped by
+    /// every commit that changes it).
+    pub(crate) fn build_info(&self) -> Result<BuildInfo> {
+        self.conn
+            .query_row(
+                "SELECT schema_version, history_id, generation FROM materia.build",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(duck("materia.build"))
+    }
+
+    /// Releases loaded, of every dataset.
+    pub(crate) fn releases(&self) -> Result<u64> {
+        count(self.conn, "SELECT count(*) FROM raw.releases")
+    }
+
+    /// The landing keys loaded, and those rejected.
+    pub(crate) fn known_keys(&self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT landing_key FROM raw.releases UNION ALL SELECT landing_key FROM raw.rejected",
+            )
+            .map_err(duck("raw.releases"))?;
+        stmt.query_map([], |r| r.get::<_, String>(0))
+            .map_err(duck("raw.releases"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(duck("raw.releases"))
+    }
+
+    /// Whether `entry` sorts after every release of its dataset already loaded
+    /// (publication order: year, month, landing time), so it can be appended.
+    pub(crate) fn appends(&self, entry: &Entry) -> Result<bool> {
+        use duckdb::OptionalExt;
+        let newest: Option<(i64, i64, Option<i64>)> = self
+            .conn
+            .query_row(
+                "SELECT year, month, epoch_us(landed_at) FROM raw.releases \
+                 WHERE dataset = ? ORDER BY ord DESC LIMIT 1",
+                [entry.key.dataset.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(duck("raw.releases"))?;
+        let this = (
+            i64::from(entry.key.year.get()),
+            i64::from(entry.key.month.get()),
+            entry.release.as_ref().map(|r| r.landed_at.as_microsecond()),
+        );
+        Ok(newest.is_none_or(|newest| this >= newest))
+    }
+
+    /// Records a file that cannot be loaded, in a commit of its own.
+    pub(crate) fn reject(&self, rejected: &Rejected) -> Result<()> {
+        self.conn
+            .execute_batch("BEGIN TRANSACTION")
+            .map_err(duck("BEGIN"))?;
+        self.conn
+            .execute(
+                "INSERT INTO raw.rejected VALUES (?, ?, now())",
+                duckdb::params![rejected.landing_key, rejected.reason],
+            )
+            .map_err(duck("raw.rejected"))?;
+        self.commit()
+    }
+
+    fn commit(&self) -> Result<()> {
+        self.conn
+            .execute_batch("UPDATE materia.build SET generation = generation + 1; COMMIT")
+            .map_err(duck("COMMIT"))
+    }
+
+    /// Loads one landing file as the next release of its dataset, in one
+    /// transaction: staged, checked (quarantined when DuckDB cannot read it or
+    /// a key repeats or is empty), then its changes applied.
+    pub(crate) fn load(
+        &self,
+        store: &LandingStore,
+        entry: &Entry,
+        steps: &mut Vec<Step>,
+    ) -> Result<Loaded> {
+        let started = Instant::now();
+        let path = store.path_of(&entry.key);
+        let key = entry.key.to_string();
+        let (release_id, ord): (i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT coalesce(max(release_id), 0) + 1, \
+                        coalesce(max(ord) FILTER (dataset = ?), 0) + 1 FROM raw.releases",
+                [entry.key.dataset.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(duck("raw.releases"))?;
+        let fill = |sql: &str| {
+            sql.replace("{{file}}", &sql_string(&path.to_string_lossy()))
+                .replace("{{ord}}", &ord.to_string())
+        };
+        let load_models: Vec<&Model> = self
+            .models
+            .iter()
+            .filter(|m| m.kind == Kind::Load)
+            .collect();
+        self.conn
+            .execute_batch("BEGIN TRANSACTION")
+            .map_err(duck("BEGIN"))?;
+        let mut rows = 0;
+        let mut changes = 0;
+        for m in &load_models {
+            let sections = m.load_sections()?;
+            if let Err(e) = self.conn.execute_batch(&fill(sections.stage)) {
+                self.rollback();
+                let text = e.to_string();
+                if is_data_error(&text) {
+                    return self.quarantine(&key, format!("DuckDB cannot load it: {text}"));
+                }
+                return Err(duck(&m.name)(e));
+            }
+            let (duplicates, empty): (i64, i64) = self
+                .conn
+                .query_row(&fill(sections.check), [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(duck(&m.name))?;
+            if duplicates > 0 || empty > 0 {
+                self.rollback();
+                return self.quarantine(
+                    &key,
+                    format!(
+                        "{duplicates} key(s) appear more than once and {empty} row(s) have an empty key column"
+                    ),
+                );
+            }
+            rows += count(self.conn, "SELECT count(*) FROM _stage")?;
+            let before = count(self.conn, "SELECT count(*) FROM raw.psd_changes")?;
+            self.conn
+                .execute_batch(&fill(sections.apply))
+                .map_err(duck(&m.name))?;
+            changes += count(self.conn, "SELECT count(*) FROM raw.psd_changes")? - before;
+        }
+        let r = entry.release.as_ref();
+        self.conn
+            .execute(
+                "INSERT INTO raw.releases VALUES (?, ?, ?, ?, ?, ?, ?::TIMESTAMPTZ, ?, ?, ?, ?, now())",
+                duckdb::params![
+                    release_id,
+                    entry.key.dataset.as_str(),
+                    entry.key.etag.as_str(),
+                    key,
+                    entry.key.year.get(),
+                    entry.key.month.get(),
+                    r.map(|r| r.landed_at.to_string()),
+                    r.map(|r| r.content_sha256.to_string()),
+                    ord,
+                    rows as i64,
+                    changes as i64,
+                ],
+            )
+            .map_err(duck("raw.releases"))?;
+        self.conn
+            .execute_batch("DROP TABLE IF EXISTS _stage; DROP TABLE IF EXISTS _current; DROP TABLE IF EXISTS _new; DROP TABLE IF EXISTS _gone")
+            .map_err(duck("dropping the staging tables"))?;
+        self.commit()?;
+        for m in &load_models {
+            steps.push(Step {
+                model: m.name.clone(),
+                mode: if ord == 1 {
+                    StepMode::Rebuild
+                } else {
+                    StepMode::Append
+                },
+                millis: started.elapsed().as_millis() as u64,
+            });
+        }
+        tracing::debug!(release = %key, rows, changes, millis = started.elapsed().as_millis() as u64, "release loaded");
+        Ok(Loaded::Rows { rows, changes })
+    }
+
+    fn quarantine(&self, key: &str, reason: String) -> Result<Loaded> {
+        let rejected = Rejected {
+            landing_key: key.to_owned(),
+            reason,
+        };
+        self.reject(&rejected)?;
+        Ok(Loaded::Rejected(rejected))
+    }
+
+    fn rollback(&self) {
+        if let Err(e) = self.conn.execute_batch("ROLLBACK") {
+            tracing::warn!("rollback: {e}");
+        }
+    }
+}
+
+fn count(conn: &Connection, sql: &str) -> Result<u64> {
+    conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+        .map(|n| n as u64)
+        .map_err(duck(sql))
+}
+
+/// Deletes the history and its WAL (it is rebuilt from the landing zone).
+pub(crate) fn remove_history(path: &Path) -> Result<()> {
+    for file in [path.to_path_buf(), with_suffix(path, ".wal")] {
+        super::remove_path(&file)?;
+    }
+    Ok(())
+}
