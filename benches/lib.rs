@@ -79,6 +79,15 @@ impl SplitMix {
     }
 }
 
+/// The `i`-th commodity: the named ones, then synthetic codes, so a release of
+/// any size (the all-commodities file has 2.2M rows) has every key once.
+fn commodity(i: u64) -> (String, String) {
+    match COMMODITIES.get(i as usize) {
+        Some((code, name)) => ((*code).to_owned(), (*name).to_owned()),
+        None => (format!("{:07}", 9_000_000 + i), format!("Commodity {i}")),
+    }
+}
+
 const COMMODITIES: &[(&str, &str)] = &[
     ("0711100", "\"Coffee, Green\""),
     ("0440000", "Corn"),
@@ -89,8 +98,9 @@ const COMMODITIES: &[(&str, &str)] = &[
 ];
 
 /// A PSD-shaped CSV of at least `spec.min_bytes` bytes. Rows walk commodities ×
-/// market years × countries × attributes like the real file, so (commodity,
-/// country, market year, attribute) is unique for up to 66k rows. Values depend
+/// market years × countries × attributes like the real file (the named
+/// commodities first, then synthetic ones), so (commodity, country, market year,
+/// attribute) is unique at any size. Values depend
 /// on the row; market years from 2023 on (and the first row) also depend on the
 /// seed, so releases with different seeds look like USDA revising its recent
 /// estimates, and always differ.
@@ -104,8 +114,7 @@ pub fn psd_csv(spec: &PsdSpec) -> Vec<u8> {
         let (attr, attr_name) = ATTRIBUTES[(row % na) as usize];
         let (code, country) = COUNTRIES[(row / na % nc) as usize];
         let year = 1960 + row / (na * nc) % ny;
-        let (commodity, commodity_name) =
-            COMMODITIES[(row / (na * nc * ny) % COMMODITIES.len() as u64) as usize];
+        let (commodity, commodity_name) = commodity(row / (na * nc * ny));
         let mut value = SplitMix(row).next() % 80_000;
         if year >= 2023 {
             value += SplitMix(row ^ spec.seed.rotate_left(17)).next() % 500;

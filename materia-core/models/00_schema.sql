@@ -5,8 +5,10 @@
 -- (dlt's `_dlt_loads`), in publication order (`ord`, per dataset);
 -- `raw.psd_changes` holds each value once per change: a row is written when a
 -- key (commodity, country, market year, attribute) first appears, when any of
--- its columns changes, and when it disappears (`deleted`), and holds for the
--- releases `from_ord` <= ord < `to_ord` (`to_ord` NULL: still current).
+-- its columns changes, and when it disappears (`deleted`), from release
+-- `from_ord` on. Append-only: `raw.psd_closed` records the release `to_ord`
+-- from which a version no longer holds, and `raw.psd_current` is the current
+-- version of every key (rewritten each release: it is one release's size).
 CREATE SCHEMA IF NOT EXISTS raw;
 CREATE SCHEMA IF NOT EXISTS materia;
 -- `materia.build`: the layout's version, this history's random id (a rebuilt
@@ -53,6 +55,14 @@ CREATE TABLE IF NOT EXISTS raw.psd_changes (
     unit_description      VARCHAR,
     value                 DOUBLE,
     deleted               BOOLEAN NOT NULL,
+    from_ord              INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS raw.psd_current AS SELECT * FROM raw.psd_changes LIMIT 0;
+CREATE TABLE IF NOT EXISTS raw.psd_closed (
+    commodity_code        VARCHAR NOT NULL,
+    country_code          VARCHAR NOT NULL,
+    market_year           INTEGER NOT NULL,
+    attribute_id          VARCHAR NOT NULL,
     from_ord              INTEGER NOT NULL,
-    to_ord                INTEGER
+    to_ord                INTEGER NOT NULL
 );

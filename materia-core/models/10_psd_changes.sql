@@ -2,12 +2,12 @@
 -- kind: load
 -- depends: schema
 -- Loads one release (`{{file}}`, publication order `{{ord}}`) into the change
--- history, in three sections run by the transform: `stage` reads the file with
+-- history, in four sections run by the transform: `stage` reads the file with
 -- DuckDB's CSV reader and explicit types (codes stay text with their zeros; `NA`
 -- is a country, not a null: only empty fields are null); `check` counts rows
 -- that make the release unusable (a key twice, a key column empty) — the release
--- is quarantined if any; `apply` closes the versions that changed or
--- disappeared and writes the new ones.
+-- is quarantined if any; `apply` writes the versions that appeared, changed or
+-- disappeared and ends the ones they replace; `changes` counts what it wrote.
 -- section: stage
 CREATE OR REPLACE TEMP TABLE _stage AS
 SELECT c.Commodity_Code AS commodity_code, c.Commodity_Description AS commodity_description,
@@ -43,13 +43,14 @@ SELECT (SELECT count(*) FROM (
         WHERE commodity_code IS NULL OR country_code IS NULL
            OR market_year IS NULL OR attribute_id IS NULL) AS empty_keys;
 -- section: apply
-CREATE OR REPLACE TEMP TABLE _current AS
-SELECT * EXCLUDE (from_ord, to_ord) FROM raw.psd_changes WHERE to_ord IS NULL;
+-- Append-only (no UPDATE): the new versions and deletions go to
+-- `raw.psd_changes`, the versions they end to `raw.psd_closed`, and
+-- `raw.psd_current` is replaced by the current version of every key.
 -- New versions: a key not current, current as deleted, or with any column changed.
 CREATE OR REPLACE TEMP TABLE _new AS
 SELECT s.*
 FROM _stage AS s
-LEFT JOIN _current AS c
+LEFT JOIN raw.psd_current AS c
   ON c.commodity_code = s.commodity_code AND c.country_code = s.country_code
  AND c.market_year = s.market_year AND c.attribute_id = s.attribute_id
 WHERE c.commodity_code IS NULL OR c.deleted
@@ -63,21 +64,33 @@ WHERE c.commodity_code IS NULL OR c.deleted
    OR c.value IS DISTINCT FROM s.value;
 -- Gone: current keys the release no longer has (a deletion is a revision too).
 CREATE OR REPLACE TEMP TABLE _gone AS
-SELECT c.* EXCLUDE (deleted)
-FROM _current AS c
+SELECT c.* EXCLUDE (deleted, from_ord)
+FROM raw.psd_current AS c
 ANTI JOIN _stage AS s
   ON c.commodity_code = s.commodity_code AND c.country_code = s.country_code
  AND c.market_year = s.market_year AND c.attribute_id = s.attribute_id
 WHERE NOT c.deleted;
-UPDATE raw.psd_changes AS p SET to_ord = {{ord}}
-FROM (SELECT commodity_code, country_code, market_year, attribute_id FROM _new
-      UNION ALL
-      SELECT commodity_code, country_code, market_year, attribute_id FROM _gone) AS x
-WHERE p.to_ord IS NULL
-  AND p.commodity_code = x.commodity_code AND p.country_code = x.country_code
-  AND p.market_year = x.market_year AND p.attribute_id = x.attribute_id;
+CREATE OR REPLACE TEMP TABLE _ended AS
+SELECT commodity_code, country_code, market_year, attribute_id FROM _new
+UNION ALL
+SELECT commodity_code, country_code, market_year, attribute_id FROM _gone;
+INSERT INTO raw.psd_closed
+SELECT c.commodity_code, c.country_code, c.market_year, c.attribute_id, c.from_ord, {{ord}}
+FROM raw.psd_current AS c
+SEMI JOIN _ended AS e
+  ON c.commodity_code = e.commodity_code AND c.country_code = e.country_code
+ AND c.market_year = e.market_year AND c.attribute_id = e.attribute_id;
 INSERT INTO raw.psd_changes
-SELECT *, false AS deleted, {{ord}} AS from_ord, NULL AS to_ord FROM _new;
+SELECT *, false AS deleted, {{ord}} AS from_ord FROM _new;
 INSERT INTO raw.psd_changes
-SELECT * REPLACE (NULL::DOUBLE AS value), true AS deleted, {{ord}} AS from_ord, NULL AS to_ord
-FROM _gone;
+SELECT * REPLACE (NULL::DOUBLE AS value), true AS deleted, {{ord}} AS from_ord FROM _gone;
+CREATE OR REPLACE TABLE raw.psd_current AS
+SELECT c.*
+FROM raw.psd_current AS c
+ANTI JOIN _ended AS e
+  ON c.commodity_code = e.commodity_code AND c.country_code = e.country_code
+ AND c.market_year = e.market_year AND c.attribute_id = e.attribute_id
+UNION ALL
+SELECT * FROM raw.psd_changes WHERE from_ord = {{ord}};
+-- section: changes
+SELECT (SELECT count(*) FROM _new) + (SELECT count(*) FROM _gone);

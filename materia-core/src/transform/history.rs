@@ -26,7 +26,7 @@ use crate::landing::{Entry, LandingStore};
 
 /// The layout of the history and of the published file. A history or a
 /// published file of another version is rebuilt from the landing zone.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// Schema version, history id and generation (`materia.build`).
 pub(crate) type BuildInfo = (i64, String, i64);
@@ -214,6 +214,7 @@ impl<'a> History<'a> {
         let mut changes = 0;
         for m in &load_models {
             let sections = m.load_sections()?;
+            let section = Instant::now();
             if let Err(e) = self.conn.execute_batch(&fill(sections.stage)) {
                 self.rollback();
                 let text = e.to_string();
@@ -222,6 +223,7 @@ impl<'a> History<'a> {
                 }
                 return Err(duck(&m.name)(e));
             }
+            let staged = section.elapsed();
             let (duplicates, empty): (i64, i64) = self
                 .conn
                 .query_row(&fill(sections.check), [], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -236,11 +238,18 @@ impl<'a> History<'a> {
                 );
             }
             rows += count(self.conn, "SELECT count(*) FROM _stage")?;
-            let before = count(self.conn, "SELECT count(*) FROM raw.psd_changes")?;
+            let checked = section.elapsed();
             self.conn
                 .execute_batch(&fill(sections.apply))
                 .map_err(duck(&m.name))?;
-            changes += count(self.conn, "SELECT count(*) FROM raw.psd_changes")? - before;
+            changes += count(self.conn, &fill(sections.changes))?;
+            tracing::debug!(
+                model = %m.name,
+                stage_ms = staged.as_millis() as u64,
+                check_ms = (checked - staged).as_millis() as u64,
+                apply_ms = (section.elapsed() - checked).as_millis() as u64,
+                "load sections"
+            );
         }
         let r = entry.release.as_ref();
         self.conn
@@ -262,7 +271,10 @@ impl<'a> History<'a> {
             )
             .map_err(duck("raw.releases"))?;
         self.conn
-            .execute_batch("DROP TABLE IF EXISTS _stage; DROP TABLE IF EXISTS _current; DROP TABLE IF EXISTS _new; DROP TABLE IF EXISTS _gone")
+            .execute_batch(
+                "DROP TABLE IF EXISTS _stage; DROP TABLE IF EXISTS _new; \
+                 DROP TABLE IF EXISTS _gone; DROP TABLE IF EXISTS _ended",
+            )
             .map_err(duck("dropping the staging tables"))?;
         self.commit()?;
         for m in &load_models {

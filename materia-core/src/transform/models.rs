@@ -15,7 +15,7 @@
 //! a `-- section: NAME` line): `stage` reads the file at `{{file}}` into the temp
 //! table `_stage`, `check` returns one row of counts (any non-zero count
 //! quarantines the release), `apply` writes its changes (its publication order
-//! is `{{ord}}`). `table` models build the published file from scratch every
+//! is `{{ord}}`), `changes` counts the rows it wrote. `table` models build the published file from scratch every
 //! build (the history is attached as `history`), and `audit` files hold
 //! statements (each after `-- audit: error|warn TEXT`) that count offending rows
 //! of it. Models run in dependency order (ties by name).
@@ -51,6 +51,8 @@ pub(crate) struct LoadSections<'a> {
     pub check: &'a str,
     /// Applies the staged release (`{{ord}}`) to the history.
     pub apply: &'a str,
+    /// Counts the rows `apply` wrote.
+    pub changes: &'a str,
 }
 
 impl Model {
@@ -85,6 +87,7 @@ impl Model {
             stage: take("stage")?,
             check: take("check")?,
             apply: take("apply")?,
+            changes: take("changes")?,
         };
         if let Some(unknown) = parts.keys().next() {
             return Err(bad(&self.name, format!("unknown section {unknown}")));
