@@ -301,17 +301,17 @@ mod tests {
     #[test]
     fn load_sections_split_and_are_checked() {
         let mut m = model("m", Kind::Load, &[]);
-        m.sql = "-- model: m\n-- section: stage\nCREATE;\n-- section: check\nSELECT 0, 0;\n-- section: apply\nINSERT;\n";
+        m.sql = "-- model: m\n-- section: stage\nCREATE;\n-- section: check\nSELECT 0, 0;\n\
+                 -- section: apply\nINSERT;\n-- section: changes\nSELECT 1;\n";
         let s = m.load_sections().expect("sections");
         assert_eq!(
-            (s.stage, s.check, s.apply),
-            ("CREATE;\n", "SELECT 0, 0;\n", "INSERT;\n")
+            (s.stage, s.check, s.apply, s.changes),
+            ("CREATE;\n", "SELECT 0, 0;\n", "INSERT;\n", "SELECT 1;\n")
         );
         m.sql = "-- section: stage\nx\n-- section: apply\nz\n";
         let missing = m.load_sections().expect_err("no check");
         assert!(missing.to_string().contains("check"), "{missing}");
-        m.sql =
-            "-- section: stage\nx\n-- section: check\ny\n-- section: apply\nz\n-- section: oops\n";
+        m.sql = "-- section: stage\nx\n-- section: check\ny\n-- section: apply\nz\n-- section: changes\nw\n-- section: oops\n";
         let unknown = m.load_sections().expect_err("unknown");
         assert!(unknown.to_string().contains("oops"), "{unknown}");
         let shipped = ordered().expect("valid");
