@@ -101,7 +101,7 @@ const COMMODITIES: &[(&str, &str)] = &[
 /// market years × countries × attributes like the real file (the named
 /// commodities first, then synthetic ones), so (commodity, country, market year,
 /// attribute) is unique at any size. Values depend
-/// on the row; market years from 2023 on (and the first row) also depend on the
+/// on the row; market years from 2024 on (and the first row) also depend on the
 /// seed, so releases with different seeds look like USDA revising its recent
 /// estimates, and always differ.
 pub fn psd_csv(spec: &PsdSpec) -> Vec<u8> {
@@ -116,7 +116,7 @@ pub fn psd_csv(spec: &PsdSpec) -> Vec<u8> {
         let year = 1960 + row / (na * nc) % ny;
         let (commodity, commodity_name) = commodity(row / (na * nc * ny));
         let mut value = SplitMix(row).next() % 80_000;
-        if year >= 2023 {
+        if year >= 2024 {
             value += SplitMix(row ^ spec.seed.rotate_left(17)).next() % 500;
         }
         if row == 0 {

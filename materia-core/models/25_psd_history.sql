@@ -14,8 +14,7 @@ JOIN serving.releases AS r ON r.dataset = 'psd' AND r.ord = p.from_ord
 LEFT JOIN history.raw.psd_closed AS c
   ON c.commodity_code = p.commodity_code AND c.country_code = p.country_code
  AND c.market_year = p.market_year AND c.attribute_id = p.attribute_id
- AND c.from_ord = p.from_ord
-ORDER BY p.commodity_code, p.country_code, p.attribute_id, p.market_year, p.from_ord;
+ AND c.from_ord = p.from_ord;
 CREATE OR REPLACE MACRO serving.psd_as_of(y, m) AS TABLE
 SELECT h.* EXCLUDE (deleted, release_ord, until_ord, release_etag, release_year, release_month)
 FROM serving.psd_history AS h
