@@ -21,7 +21,7 @@ use materia_core::landing::{
 };
 #[cfg(feature = "s3")]
 use materia_core::mirror::{Mirror, MirrorOptions};
-use materia_core::transform::{TransformOptions, TransformReport, transform};
+use materia_core::transform::{Model, TransformOptions, TransformReport, transform};
 use serde::Serialize;
 
 /// Materia: land, verify and inspect market-data releases on one server.
@@ -131,6 +131,9 @@ enum Command {
         /// DuckDB memory_limit for the rebuild.
         #[arg(long, env = "MATERIA_DUCKDB_MEMORY", default_value = "2GB")]
         memory_limit: String,
+        /// The directory of your own models the lakehouse is built with.
+        #[arg(long, env = "MATERIA_MODELS")]
+        models: Option<PathBuf>,
         /// Print one JSON object (restored, tables, differences, ...).
         #[arg(long)]
         json: bool,
@@ -154,6 +157,10 @@ enum Command {
         /// DuckDB memory_limit for the build.
         #[arg(long, env = "MATERIA_DUCKDB_MEMORY", default_value = "2GB")]
         memory_limit: String,
+        /// A directory of your own SQL models (`table` and `audit`, `*.sql`),
+        /// run after the built-in ones in dependency order.
+        #[arg(long, env = "MATERIA_MODELS")]
+        models: Option<PathBuf>,
     },
     /// Run SQL read-only against the published lakehouse.
     ///
@@ -374,9 +381,16 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
     };
     match cli.command {
         Command::Query { .. } | Command::Notify { .. } => unreachable!("handled above"),
-        Command::Transform { json, memory_limit } => {
+        Command::Transform {
+            json,
+            memory_limit,
+            models,
+        } => {
             let mut options = TransformOptions::new(&cli.duckdb_path);
             options.memory_limit = memory_limit;
+            if let Some(dir) = models {
+                options.models = Model::from_dir(&dir)?;
+            }
             let report = transform(&store, &options)?;
             print_transform(&report, json)?;
             // Published, but files were quarantined: a check found problems.
@@ -398,6 +412,7 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             work_dir,
             concurrency,
             memory_limit,
+            models,
             json,
         } => {
             let mirror = MirrorOptions {
@@ -407,6 +422,9 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             };
             let mut options = materia_core::drill::DrillOptions::new(&cli.duckdb_path);
             options.memory_limit = memory_limit;
+            if let Some(dir) = models {
+                options.models = Model::from_dir(&dir)?;
+            }
             if let Some(dir) = work_dir {
                 options.work_dir = dir;
             }

@@ -47,6 +47,8 @@ pub struct DrillOptions {
     pub work_dir: PathBuf,
     /// DuckDB's `memory_limit` for the rebuild.
     pub memory_limit: String,
+    /// The caller's models, as the published lakehouse was built with them.
+    pub models: Vec<crate::transform::Model>,
 }
 
 impl DrillOptions {
@@ -56,6 +58,7 @@ impl DrillOptions {
             duckdb_path: duckdb_path.into(),
             work_dir: std::env::temp_dir(),
             memory_limit: "2GB".into(),
+            models: Vec::new(),
         }
     }
 }
@@ -213,6 +216,7 @@ pub fn drill(
     let rebuilt = work.path().join("lakehouse.duckdb");
     let mut transform_options = TransformOptions::new(&rebuilt);
     transform_options.memory_limit = options.memory_limit.clone();
+    transform_options.models = options.models.clone();
     let built = transform(&restored_store, &transform_options)?;
     let (tables, lake_differences) = compare_lakehouses(&options.duckdb_path, &rebuilt)?;
     differences.extend(lake_differences);

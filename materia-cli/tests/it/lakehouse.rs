@@ -416,3 +416,48 @@ mod hardening {
         );
     }
 }
+
+#[test]
+fn transform_runs_the_models_in_materia_models() {
+    let e = env();
+    e.land(1);
+    let dir = e.dir.path().join("models");
+    fs::create_dir(&dir).expect("dir");
+    fs::write(
+        dir.join("latest_count.sql"),
+        "-- model: serving.latest_count\n-- kind: table\n-- depends: serving.psd_latest\n\
+         CREATE OR REPLACE TABLE serving.latest_count AS SELECT count(*) AS n FROM serving.psd_latest;\n",
+    )
+    .expect("model");
+    let out = e
+        .materia()
+        .env("MATERIA_MODELS", &dir)
+        .args(["transform", "--json"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    let rows = e.json(&[
+        "query",
+        "SELECT n FROM serving.latest_count",
+        "--format",
+        "json",
+    ]);
+    assert!(rows[0]["n"].as_i64().expect("n") > 0, "{rows}");
+    // A model that is not SQL Materia can run: exit 2, naming the file.
+    fs::write(
+        dir.join("bad.sql"),
+        "-- model: x\n-- kind: load\nSELECT 1;\n",
+    )
+    .expect("model");
+    let out = e
+        .materia()
+        .args(["transform", "--models"])
+        .arg(&dir)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad.sql"),
+        "{out:?}"
+    );
+}

@@ -30,6 +30,7 @@ pub fn materia(landing: &Path) -> Command {
         "MATERIA_MIRROR_URL",
         "DUCKDB_PATH",
         "MATERIA_DRILL_DIR",
+        "MATERIA_MODELS",
         "MATERIA_ALERT_URL",
         "MATERIA_HEALTHCHECK_URL",
     ] {

@@ -74,7 +74,7 @@ impl<'a> History<'a> {
         super::restrict_mode(path)?;
         let history = History { conn, models };
         for m in models.iter().filter(|m| m.kind == Kind::Setup) {
-            conn.execute_batch(m.sql).map_err(duck(&m.name))?;
+            m.run(conn)?;
         }
         let version: Option<i64> = conn
             .query_row("SELECT max(schema_version) FROM materia.build", [], |r| {

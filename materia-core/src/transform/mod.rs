@@ -47,7 +47,7 @@ use serde::Serialize;
 
 pub use duckdb;
 pub use lakehouse::{Balance, Lakehouse, Revision};
-pub use models::Severity;
+pub use models::{Model, Severity};
 
 use history::{History, Loaded};
 
@@ -70,6 +70,9 @@ pub struct TransformOptions {
     pub memory_limit: String,
     /// DuckDB's worker threads (default: one per core).
     pub threads: usize,
+    /// The caller's models (`table` and `audit`), run after the built-in ones
+    /// (see [`Model`]).
+    pub models: Vec<Model>,
 }
 
 impl TransformOptions {
@@ -79,6 +82,7 @@ impl TransformOptions {
             duckdb_path: duckdb_path.into(),
             memory_limit: "2GB".into(),
             threads: std::thread::available_parallelism().map_or(1, usize::from),
+            models: Vec::new(),
         }
     }
 }
@@ -208,7 +212,7 @@ pub fn transform(store: &LandingStore, options: &TransformOptions) -> Result<Tra
     let _lock = LockFile::open(&lock_path, "another transform of this lakehouse")?.hold()?;
     remove_stale_builds(&target)?;
 
-    let models = models::ordered()?;
+    let models = models::ordered(&options.models)?;
     let spill = with_suffix(&build_path(&target), ".spill");
     let conn = engine(options, &spill)?;
     let mut report = TransformReport {

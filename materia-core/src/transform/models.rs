@@ -20,9 +20,11 @@
 //! statements (each after `-- audit: error|warn TEXT`) that count offending rows
 //! of it. Models run in dependency order (ties by name).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 
 /// How a model is run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,13 +35,175 @@ pub(crate) enum Kind {
     Audit,
 }
 
-/// One parsed model file.
+/// One SQL model: a file's text with its `-- model:`, `-- kind:` and
+/// `-- depends:` header. Built-in models ship in the binary; a caller adds its
+/// own (`table` and `audit` kinds), which run after the built-in ones in
+/// dependency order, with the same audits — from a directory
+/// (`materia transform --models DIR`) or as values.
+///
+/// ```
+/// use materia_core::transform::Model;
+/// let m = Model::parse("brazil.sql", "-- model: serving.brazil\n-- kind: table\n\
+///     -- depends: serving.psd_latest\n\
+///     CREATE OR REPLACE TABLE serving.brazil AS SELECT * FROM serving.psd_latest WHERE country_code = 'BR';\n")?;
+/// assert_eq!(m.name(), "serving.brazil");
+/// assert!(Model::parse("x.sql", "-- model: x\n-- kind: load\n").is_err(), "load models are built in");
+/// # Ok::<(), materia_core::Error>(())
+/// ```
 #[derive(Clone, Debug)]
-pub(crate) struct Model {
-    pub name: String,
-    pub kind: Kind,
-    pub depends: Vec<String>,
-    pub sql: &'static str,
+pub struct Model {
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
+    pub(crate) depends: Vec<String>,
+    pub(crate) sql: Cow<'static, str>,
+    /// Where it came from, for errors (`models/10_psd_changes.sql`, a user's path).
+    pub(crate) file: String,
+}
+
+impl Model {
+    /// Parses a caller's model (`table` or `audit`); `file` names it in errors.
+    pub fn parse(file: impl Into<String>, sql: impl Into<String>) -> Result<Model> {
+        let file = file.into();
+        let model = parse(&file, Cow::Owned(sql.into()))?;
+        if !matches!(model.kind, Kind::Table | Kind::Audit) {
+            return Err(bad(
+                &file,
+                "only `table` and `audit` models can be added; `setup` and `load` are built in",
+            ));
+        }
+        Ok(model)
+    }
+
+    /// Every `*.sql` file in `dir` (not its subdirectories), by name.
+    pub fn from_dir(dir: &Path) -> Result<Vec<Model>> {
+        let mut paths = Vec::new();
+        for entry in std::fs::read_dir(dir).at(dir)? {
+            let path = entry.at(dir)?.path();
+            if path.extension().is_some_and(|e| e == "sql") && path.is_file() {
+                paths.push(path);
+            }
+        }
+        paths.sort();
+        paths
+            .iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(p).at(p)?;
+                Model::parse(p.display().to_string(), text)
+            })
+            .collect()
+    }
+
+    /// The model's name (`-- model:`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs the model's statements one by one, so an error names the file
+    /// and the line it happened at.
+    pub(crate) fn run(&self, conn: &duckdb::Connection) -> Result<()> {
+        for (line, statement) in statements(&self.sql) {
+            if let Err(e) = conn.execute_batch(statement) {
+                let text = e.to_string();
+                let within = error_line(&text)
+                    .or_else(|| quoted_name_line(&text, statement))
+                    .map_or(0, |l| l.saturating_sub(1));
+                let skipped = statement
+                    .lines()
+                    .position(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"));
+                // `line` is where the statement's code starts; DuckDB counts
+                // from the statement's first (possibly blank) line.
+                let at = if within > 0 {
+                    line - skipped.unwrap_or(0) + within
+                } else {
+                    line
+                };
+                return Err(Error::Transform {
+                    reason: format!("model {} ({}:{at}): {text}", self.name, self.file),
+                    source: Some(Box::new(e)),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The line (1-based, in `statement`) of the first `"name"` DuckDB quotes in
+/// its error — a binder error names the column or table it cannot find.
+fn quoted_name_line(message: &str, statement: &str) -> Option<usize> {
+    let start = message.find('"')? + 1;
+    let name = &message[start..start + message[start..].find('"')?];
+    if name.is_empty() {
+        return None;
+    }
+    statement
+        .lines()
+        .position(|l| l.contains(name))
+        .map(|i| i + 1)
+}
+
+/// DuckDB's `LINE n:` in a parser or binder error, if any.
+fn error_line(message: &str) -> Option<usize> {
+    let rest = &message[message.find("LINE ")? + 5..];
+    rest[..rest.find(':')?].trim().parse().ok()
+}
+
+/// The statements of a SQL text with the line each starts at (1-based),
+/// split at `;` outside quotes and comments; empty ones left out.
+pub(crate) fn statements(sql: &str) -> Vec<(usize, &str)> {
+    let bytes = sql.as_bytes();
+    let (mut out, mut start, mut line, mut start_line) = (Vec::new(), 0, 1, 1);
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\n' => line += 1,
+            quote @ (b'\'' | b'"') => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote {
+                    if bytes[i] == b'\n' {
+                        line += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i < bytes.len() && !(bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/')) {
+                    if bytes[i] == b'\n' {
+                        line += 1;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            b';' => {
+                push(&mut out, &sql[start..=i], start_line);
+                start = i + 1;
+                start_line = line;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if start < bytes.len() {
+        push(&mut out, &sql[start..], start_line);
+    }
+    out
+}
+
+/// Adds `text` (one statement) if it holds code, with the line its code
+/// starts at (`first` is the line its text starts at).
+fn push<'a>(out: &mut Vec<(usize, &'a str)>, text: &'a str, first: usize) {
+    let is_code = |l: &str| !l.trim().is_empty() && !l.trim_start().starts_with("--");
+    if let Some(skipped) = text.lines().position(is_code) {
+        // A statement's text begins right after the previous `;`, on its line.
+        out.push((first + skipped, text));
+    }
 }
 
 /// The parts of a `load` model, each after a `-- section: NAME` line.
@@ -57,9 +221,9 @@ pub(crate) struct LoadSections<'a> {
 
 impl Model {
     /// Splits a `load` model into its sections.
-    pub fn load_sections(&self) -> Result<LoadSections<'static>> {
-        let sql: &'static str = self.sql;
-        let mut parts: BTreeMap<&str, &'static str> = BTreeMap::new();
+    pub(crate) fn load_sections(&self) -> Result<LoadSections<'_>> {
+        let sql: &str = &self.sql;
+        let mut parts: BTreeMap<&str, &str> = BTreeMap::new();
         let mut current: Option<(&str, usize)> = None;
         let mut offset = 0;
         for line in sql.split_inclusive('\n') {
@@ -113,6 +277,8 @@ pub(crate) struct Audit {
     pub severity: Severity,
     pub description: String,
     pub sql: String,
+    /// `file:line` of its `-- audit:` line.
+    pub at: String,
 }
 
 const FILES: &[(&str, &str)] = &[
@@ -151,7 +317,7 @@ fn bad(file: &str, reason: impl std::fmt::Display) -> Error {
     }
 }
 
-fn parse(file: &str, sql: &'static str) -> Result<Model> {
+fn parse(file: &str, sql: Cow<'static, str>) -> Result<Model> {
     let header = |key: &str| {
         sql.lines()
             .take_while(|l| l.starts_with("--"))
@@ -177,21 +343,38 @@ fn parse(file: &str, sql: &'static str) -> Result<Model> {
         name: name.to_owned(),
         kind,
         depends,
+        file: file.to_owned(),
         sql,
     })
 }
 
-/// The models in the order to run them.
-pub(crate) fn ordered() -> Result<Vec<Model>> {
-    let models = FILES
+/// The models in the order to run them: the built-in ones, then `extra`
+/// (`table` and `audit` models of the caller) after every built-in table,
+/// audits last.
+pub(crate) fn ordered(extra: &[Model]) -> Result<Vec<Model>> {
+    let builtin = FILES
         .iter()
-        .map(|(file, sql)| parse(file, sql))
+        .map(|(file, sql)| parse(&format!("materia-core/models/{file}"), Cow::Borrowed(*sql)))
         .collect::<Result<Vec<_>>>()?;
-    order(models)
+    let builtin = order(builtin, &BTreeSet::new())?;
+    let known: BTreeSet<String> = builtin.iter().map(|m| m.name.clone()).collect();
+    if let Some(clash) = extra.iter().find(|m| known.contains(&m.name)) {
+        return Err(bad(
+            &clash.file,
+            format!("{} is a built-in model", clash.name),
+        ));
+    }
+    let extra = order(extra.to_vec(), &known)?;
+    let (audits, tables): (Vec<Model>, Vec<Model>) = builtin
+        .into_iter()
+        .chain(extra)
+        .partition(|m| m.kind == Kind::Audit);
+    Ok(tables.into_iter().chain(audits).collect())
 }
 
 /// Topological order (Kahn), ties broken by name; setup always first.
-fn order(models: Vec<Model>) -> Result<Vec<Model>> {
+/// Dependencies on `done` count as met.
+fn order(models: Vec<Model>, done: &BTreeSet<String>) -> Result<Vec<Model>> {
     let mut by_name: BTreeMap<String, Model> = BTreeMap::new();
     for m in models {
         if let Some(dup) = by_name.insert(m.name.clone(), m) {
@@ -199,13 +382,18 @@ fn order(models: Vec<Model>) -> Result<Vec<Model>> {
         }
     }
     for m in by_name.values() {
-        if let Some(missing) = m.depends.iter().find(|d| !by_name.contains_key(*d)) {
-            return Err(bad(&m.name, format!("depends on unknown model {missing}")));
+        if let Some(missing) = m
+            .depends
+            .iter()
+            .find(|d| !by_name.contains_key(*d) && !done.contains(*d))
+        {
+            return Err(bad(&m.file, format!("depends on unknown model {missing}")));
         }
     }
-    let mut done: BTreeSet<String> = BTreeSet::new();
+    let mut done: BTreeSet<String> = done.clone();
     let mut out = Vec::with_capacity(by_name.len());
-    while out.len() < by_name.len() {
+    let total = by_name.len();
+    while out.len() < total {
         let next = by_name
             .values()
             .filter(|m| !done.contains(&m.name))
@@ -228,7 +416,7 @@ fn order(models: Vec<Model>) -> Result<Vec<Model>> {
 /// The audit statements of an audit model.
 pub(crate) fn audits(model: &Model) -> Result<Vec<Audit>> {
     let mut out: Vec<Audit> = Vec::new();
-    for line in model.sql.lines() {
+    for (n, line) in model.sql.lines().enumerate() {
         if let Some(rest) = line.strip_prefix("-- audit:") {
             let rest = rest.trim();
             let (severity, description) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -246,6 +434,7 @@ pub(crate) fn audits(model: &Model) -> Result<Vec<Audit>> {
                 severity,
                 description: description.to_owned(),
                 sql: String::new(),
+                at: format!("{}:{}", model.file, n + 2),
             });
         } else if let Some(audit) = out.last_mut()
             && !line.starts_with("--")
@@ -266,13 +455,14 @@ mod tests {
             name: name.into(),
             kind,
             depends: depends.iter().map(|d| (*d).to_owned()).collect(),
-            sql: "",
+            sql: Cow::Borrowed(""),
+            file: format!("{name}.sql"),
         }
     }
 
     #[test]
     fn shipped_models_run_in_dependency_order() {
-        let names: Vec<String> = ordered()
+        let names: Vec<String> = ordered(&[])
             .expect("valid models")
             .into_iter()
             .map(|m| m.name)
@@ -289,32 +479,39 @@ mod tests {
 
     #[test]
     fn cycles_and_unknown_dependencies_are_errors() {
-        let cycle = order(vec![
-            model("a", Kind::Table, &["b"]),
-            model("b", Kind::Table, &["a"]),
-        ]);
+        let cycle = order(
+            vec![
+                model("a", Kind::Table, &["b"]),
+                model("b", Kind::Table, &["a"]),
+            ],
+            &BTreeSet::new(),
+        );
         assert!(cycle.expect_err("cycle").to_string().contains("cycle"));
-        let unknown = order(vec![model("a", Kind::Table, &["nope"])]);
+        let unknown = order(vec![model("a", Kind::Table, &["nope"])], &BTreeSet::new());
         assert!(unknown.expect_err("unknown").to_string().contains("nope"));
     }
 
     #[test]
     fn load_sections_split_and_are_checked() {
         let mut m = model("m", Kind::Load, &[]);
-        m.sql = "-- model: m\n-- section: stage\nCREATE;\n-- section: check\nSELECT 0, 0;\n\
-                 -- section: apply\nINSERT;\n-- section: changes\nSELECT 1;\n";
+        m.sql = Cow::Borrowed(
+            "-- model: m\n-- section: stage\nCREATE;\n-- section: check\nSELECT 0, 0;\n\
+                 -- section: apply\nINSERT;\n-- section: changes\nSELECT 1;\n",
+        );
         let s = m.load_sections().expect("sections");
         assert_eq!(
             (s.stage, s.check, s.apply, s.changes),
             ("CREATE;\n", "SELECT 0, 0;\n", "INSERT;\n", "SELECT 1;\n")
         );
-        m.sql = "-- section: stage\nx\n-- section: apply\nz\n";
+        m.sql = Cow::Borrowed("-- section: stage\nx\n-- section: apply\nz\n");
         let missing = m.load_sections().expect_err("no check");
         assert!(missing.to_string().contains("check"), "{missing}");
-        m.sql = "-- section: stage\nx\n-- section: check\ny\n-- section: apply\nz\n-- section: changes\nw\n-- section: oops\n";
+        m.sql = Cow::Borrowed(
+            "-- section: stage\nx\n-- section: check\ny\n-- section: apply\nz\n-- section: changes\nw\n-- section: oops\n",
+        );
         let unknown = m.load_sections().expect_err("unknown");
         assert!(unknown.to_string().contains("oops"), "{unknown}");
-        let shipped = ordered().expect("valid");
+        let shipped = ordered(&[]).expect("valid");
         for m in shipped.iter().filter(|m| m.kind == Kind::Load) {
             m.load_sections()
                 .expect("shipped load models have valid sections");
@@ -322,8 +519,24 @@ mod tests {
     }
 
     #[test]
+    fn statements_split_outside_quotes_and_comments_with_their_lines() {
+        let sql = "-- model: x\n-- kind: table\nCREATE TABLE a AS SELECT ';' AS s;\n\n-- a; comment\n\
+                   SELECT 1 /* ; */\n  , \"x;y\";\nSELECT 2";
+        let got: Vec<(usize, String)> = statements(sql)
+            .into_iter()
+            .map(|(line, s)| (line, s.trim().to_owned()))
+            .collect();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0].0, 3);
+        assert!(got[0].1.ends_with("';' AS s;"), "{got:?}");
+        assert_eq!(got[1].0, 6, "{got:?}");
+        assert_eq!((got[2].0, got[2].1.as_str()), (8, "SELECT 2"));
+        assert_eq!(error_line("Binder Error: x\n\nLINE 3: SELECT"), Some(3));
+    }
+
+    #[test]
     fn audits_parse_with_severity() {
-        let all = ordered().expect("valid");
+        let all = ordered(&[]).expect("valid");
         let audit_model = all.iter().find(|m| m.kind == Kind::Audit).expect("audits");
         let audits = audits(audit_model).expect("parse");
         assert!(audits.iter().any(|a| a.severity == Severity::Error));

@@ -40,7 +40,7 @@ fn run_models(
 ) -> Result<Vec<AuditFinding>> {
     for m in models.iter().filter(|m| m.kind == Kind::Table) {
         let started = Instant::now();
-        conn.execute_batch(m.sql).map_err(duck(&m.name))?;
+        m.run(conn)?;
         let millis = started.elapsed().as_millis() as u64;
         tracing::debug!(model = %m.name, millis, "model done");
         steps.push(Step {
@@ -53,17 +53,20 @@ fn run_models(
     let mut warnings = Vec::new();
     for m in models.iter().filter(|m| m.kind == Kind::Audit) {
         for audit in models::audits(m)? {
-            let rows: i64 = conn
-                .query_row(&audit.sql, [], |r| r.get(0))
-                .map_err(duck(&audit.description))?;
+            let rows: i64 =
+                conn.query_row(&audit.sql, [], |r| r.get(0))
+                    .map_err(|e| Error::Transform {
+                        reason: format!("audit {:?} ({}): {e}", audit.description, audit.at),
+                        source: Some(Box::new(e)),
+                    })?;
             if rows == 0 {
                 continue;
             }
             if audit.severity == Severity::Error {
                 return Err(Error::Transform {
                     reason: format!(
-                        "audit failed: {} ({rows} offending rows)",
-                        audit.description
+                        "audit failed: {} ({rows} offending rows; {})",
+                        audit.description, audit.at
                     ),
                     source: None,
                 });

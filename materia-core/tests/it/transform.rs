@@ -855,3 +855,101 @@ fn the_change_history_stays_exact_beyond_a_row_group() {
         .expect("count");
     assert_eq!(open, 0, "one current version per key");
 }
+
+/// A caller's models run after the built-in ones, with their audits; a broken
+/// one names its file and line and nothing is published.
+#[test]
+fn user_models_run_after_the_built_in_ones_and_a_broken_one_names_file_and_line() {
+    use materia_core::transform::Model;
+    let f = fixture();
+    f.land(1, &release_csv(1));
+    let dir = tempfile::tempdir().expect("models");
+    fs::write(
+        dir.path().join("brazil.sql"),
+        "-- model: serving.brazil_production\n-- kind: table\n-- depends: serving.psd_latest\n\
+         CREATE OR REPLACE TABLE serving.brazil_production AS\n\
+         SELECT market_year, value FROM serving.psd_latest\n\
+         WHERE country_code = 'BR' AND attribute_id = '028';\n",
+    )
+    .expect("model");
+    fs::write(
+        dir.path().join("checks.sql"),
+        "-- model: my_audits\n-- kind: audit\n-- depends: serving.brazil_production\n\
+         -- audit: warn Brazil produces more than 5000\n\
+         SELECT count(*) FROM serving.brazil_production WHERE value > 5000;\n",
+    )
+    .expect("audit");
+    let mut options = f.options.clone();
+    options.models = Model::from_dir(dir.path()).expect("parse");
+    let report = transform(&f.store, &options).expect("builds");
+    assert_eq!(f.count("SELECT count(*) FROM serving.brazil_production"), 3);
+    assert_eq!(
+        mode_of(&report, "serving.brazil_production"),
+        StepMode::Table
+    );
+    let last_builtin = report
+        .steps
+        .iter()
+        .position(|s| s.model == "serving.psd_revisions")
+        .expect("built-in step");
+    let mine = report
+        .steps
+        .iter()
+        .position(|s| s.model == "serving.brazil_production")
+        .expect("user step");
+    assert!(mine > last_builtin, "{:?}", report.steps);
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.audit == "Brazil produces more than 5000" && w.rows == 2),
+        "{:?}",
+        report.warnings
+    );
+
+    // A model that refers to a column that does not exist, on its line 5.
+    let before = fs::read(&f.options.duckdb_path).expect("published");
+    fs::write(
+        dir.path().join("zz_broken.sql"),
+        "-- model: serving.broken\n-- kind: table\n-- depends: serving.psd_latest\n\
+         CREATE OR REPLACE TABLE serving.broken AS\n\
+         SELECT no_such_column FROM serving.psd_latest;\n",
+    )
+    .expect("model");
+    f.land(2, &release_csv(2));
+    options.models = Model::from_dir(dir.path()).expect("parse");
+    let err = transform(&f.store, &options).expect_err("broken model");
+    let text = err.to_string();
+    assert!(text.contains("zz_broken.sql:5"), "{text}");
+    assert!(text.contains("no_such_column"), "{text}");
+    assert!(
+        fs::read(&f.options.duckdb_path).expect("published") == before,
+        "nothing published"
+    );
+
+    // Unknown dependencies, built-in names and built-in kinds are refused, named.
+    let err = Model::parse(
+        "x.sql",
+        "-- model: x\n-- kind: table\n-- depends: nope\nSELECT 1;",
+    )
+    .map(|m| {
+        let mut o = f.options.clone();
+        o.models = vec![m];
+        transform(&f.store, &o)
+    })
+    .expect("parses")
+    .expect_err("unknown dependency");
+    assert!(
+        err.to_string().contains("x.sql") && err.to_string().contains("nope"),
+        "{err}"
+    );
+    let clash = Model::parse(
+        "mine.sql",
+        "-- model: serving.psd_latest\n-- kind: table\nSELECT 1;",
+    )
+    .expect("parses");
+    let mut o = f.options.clone();
+    o.models = vec![clash];
+    let err = transform(&f.store, &o).expect_err("a built-in name");
+    assert!(err.to_string().contains("built-in"), "{err}");
+}
