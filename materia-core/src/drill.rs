@@ -197,6 +197,7 @@ pub fn drill(
 ) -> Result<DrillReport> {
     let started = Instant::now();
     let started_at = Timestamp::now();
+    std::fs::create_dir_all(&options.work_dir).at(&options.work_dir)?;
     let work = tempfile::Builder::new()
         .prefix("materia-drill-")
         .tempdir_in(&options.work_dir)
