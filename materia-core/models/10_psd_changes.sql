@@ -94,3 +94,73 @@ UNION ALL
 SELECT * FROM raw.psd_changes WHERE from_ord = {{ord}};
 -- section: changes
 SELECT (SELECT count(*) FROM _new) + (SELECT count(*) FROM _gone);
+-- section: stage-all
+-- The first build of the dataset (or a rebuild): every release at once
+-- (`{{file_ords}}`: (path, ord) rows), then versions by window functions — the
+-- same rows the release-by-release sections would write.
+CREATE OR REPLACE TEMP TABLE _files AS SELECT * FROM (VALUES {{file_ords}}) AS t(path, ord);
+CREATE OR REPLACE TEMP TABLE _stage AS
+SELECT f.ord,
+       c.Commodity_Code AS commodity_code, c.Commodity_Description AS commodity_description,
+       c.Country_Code AS country_code, c.Country_Name AS country_name,
+       c.Market_Year AS market_year, c.Calendar_Year AS calendar_year, c.Month AS month,
+       c.Attribute_ID AS attribute_id, c.Attribute_Description AS attribute_description,
+       c.Unit_ID AS unit_id, c.Unit_Description AS unit_description, c.Value AS value
+FROM read_csv([{{files}}],
+        compression = 'gzip', header = true, auto_detect = false,
+        delim = ',', quote = '"', escape = '"', nullstr = '', filename = true,
+        columns = {
+            'Commodity_Code': 'VARCHAR', 'Commodity_Description': 'VARCHAR',
+            'Country_Code': 'VARCHAR', 'Country_Name': 'VARCHAR',
+            'Market_Year': 'INTEGER', 'Calendar_Year': 'INTEGER', 'Month': 'VARCHAR',
+            'Attribute_ID': 'VARCHAR', 'Attribute_Description': 'VARCHAR',
+            'Unit_ID': 'VARCHAR', 'Unit_Description': 'VARCHAR', 'Value': 'DOUBLE'
+        }) AS c
+JOIN _files AS f ON f.path = c.filename;
+-- section: check-all
+-- Releases with a key twice or an empty key column (the batch then falls back
+-- to loading release by release, which quarantines them).
+SELECT count(*) FROM (
+    SELECT ord FROM _stage
+    WHERE commodity_code IS NULL OR country_code IS NULL
+       OR market_year IS NULL OR attribute_id IS NULL
+    UNION ALL
+    SELECT ord FROM _stage
+    GROUP BY ord, commodity_code, country_code, market_year, attribute_id
+    HAVING count(*) > 1);
+-- section: apply-all
+CREATE OR REPLACE TEMP TABLE _v AS
+SELECT *, lag(ord) OVER w AS prev_ord, lead(ord) OVER w AS next_ord,
+       lag(struct_pack(commodity_description, country_name, calendar_year, month,
+                       attribute_description, unit_id, unit_description, value)) OVER w AS prev
+FROM _stage
+WINDOW w AS (PARTITION BY commodity_code, country_code, market_year, attribute_id ORDER BY ord);
+INSERT INTO raw.psd_changes
+SELECT * EXCLUDE (ord, prev_ord, next_ord, prev), false AS deleted, ord AS from_ord
+FROM _v
+WHERE prev_ord IS NULL OR prev_ord <> ord - 1
+   OR prev IS DISTINCT FROM struct_pack(commodity_description, country_name, calendar_year,
+          month, attribute_description, unit_id, unit_description, value);
+INSERT INTO raw.psd_changes
+SELECT * EXCLUDE (ord, prev_ord, next_ord, prev) REPLACE (NULL::DOUBLE AS value),
+       true AS deleted, ord + 1 AS from_ord
+FROM _v
+WHERE ord < {{last_ord}} AND (next_ord IS NULL OR next_ord <> ord + 1);
+INSERT INTO raw.psd_closed
+SELECT commodity_code, country_code, market_year, attribute_id, from_ord, to_ord
+FROM (SELECT commodity_code, country_code, market_year, attribute_id, from_ord,
+             lead(from_ord) OVER (PARTITION BY commodity_code, country_code, market_year,
+                                  attribute_id ORDER BY from_ord) AS to_ord
+      FROM raw.psd_changes)
+WHERE to_ord IS NOT NULL;
+CREATE OR REPLACE TABLE raw.psd_current AS
+SELECT * FROM raw.psd_changes
+QUALIFY row_number() OVER (PARTITION BY commodity_code, country_code, market_year, attribute_id
+                           ORDER BY from_ord DESC) = 1;
+-- section: changes-all
+-- (ord, rows read, rows written) per release.
+SELECT s.ord, s.n, coalesce(c.n, 0)
+FROM (SELECT ord, count(*) AS n FROM _stage GROUP BY ord) AS s
+LEFT JOIN (SELECT from_ord, count(*) AS n FROM raw.psd_changes GROUP BY from_ord) AS c
+  ON c.from_ord = s.ord
+ORDER BY s.ord;

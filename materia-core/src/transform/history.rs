@@ -9,6 +9,10 @@
 //! so a crash between a commit and the publish only means the next transform
 //! publishes (see `materia.build.generation`).
 //!
+//! A first build (or a rebuild) loads its first releases in one transaction
+//! with the load model's batch sections (window functions over all of them,
+//! the same rows), up to a bound of CSV, then goes on release by release.
+//!
 //! The history is a cache of the landing zone, the source of truth: when it is
 //! missing, unreadable, of another schema version, or a release lands out of
 //! publication order (an archive backfill), it is deleted and rebuilt from the
@@ -290,6 +294,133 @@ impl<'a> History<'a> {
         }
         tracing::debug!(release = %key, rows, changes, millis = started.elapsed().as_millis() as u64, "release loaded");
         Ok(Loaded::Rows { rows, changes })
+    }
+
+    /// Loads `entries` (sorted in publication order) at once when their
+    /// dataset has no release yet and its load model has batch sections — a
+    /// first build or a rebuild. `None`: not possible (no batch sections, a
+    /// file DuckDB cannot read, a release with a key twice or empty): load
+    /// them one by one instead, which quarantines precisely.
+    pub(crate) fn load_all(
+        &self,
+        store: &LandingStore,
+        entries: &[Entry],
+        steps: &mut Vec<Step>,
+    ) -> Result<Option<Vec<Loaded>>> {
+        let started = Instant::now();
+        let Some(first) = entries.first() else {
+            return Ok(None);
+        };
+        let dataset = first.key.dataset.as_str();
+        let (first_id, loaded): (i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT coalesce(max(release_id), 0) + 1, count(*) FILTER (dataset = ?) \
+                 FROM raw.releases",
+                [dataset],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(duck("raw.releases"))?;
+        let model = self.models.iter().find(|m| m.kind == Kind::Load);
+        let Some(model) = model else {
+            return Ok(None);
+        };
+        let sections = model.load_sections()?;
+        let Some(batch) = sections.batch else {
+            return Ok(None);
+        };
+        if loaded > 0 || entries.len() < 2 {
+            return Ok(None);
+        }
+        let paths: Vec<String> = entries
+            .iter()
+            .map(|e| sql_string(&store.path_of(&e.key).to_string_lossy()))
+            .collect();
+        let file_ords: Vec<String> = paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("({p}, {})", i + 1))
+            .collect();
+        let fill = |sql: &str| {
+            sql.replace("{{files}}", &paths.join(", "))
+                .replace("{{file_ords}}", &file_ords.join(", "))
+                .replace("{{last_ord}}", &entries.len().to_string())
+        };
+        self.conn
+            .execute_batch("BEGIN TRANSACTION")
+            .map_err(duck("BEGIN"))?;
+        if let Err(e) = self.conn.execute_batch(&fill(batch.stage_all)) {
+            self.rollback();
+            if is_data_error(&e.to_string()) {
+                return Ok(None);
+            }
+            return Err(duck(&model.name)(e));
+        }
+        if count(self.conn, &fill(batch.check_all))? > 0 {
+            self.rollback();
+            return Ok(None);
+        }
+        self.conn
+            .execute_batch(&fill(batch.apply_all))
+            .map_err(duck(&model.name))?;
+        let mut stmt = self
+            .conn
+            .prepare(&fill(batch.changes_all))
+            .map_err(duck(&model.name))?;
+        let counts: Vec<(i64, i64, i64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(duck(&model.name))?
+            .collect::<Result<_, _>>()
+            .map_err(duck(&model.name))?;
+        let mut out = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let ord = i as i64 + 1;
+            let (_, rows, changes) = counts
+                .iter()
+                .find(|(o, _, _)| *o == ord)
+                .copied()
+                .unwrap_or((ord, 0, 0));
+            let r = entry.release.as_ref();
+            self.conn
+                .execute(
+                    "INSERT INTO raw.releases VALUES (?, ?, ?, ?, ?, ?, ?::TIMESTAMPTZ, ?, ?, ?, ?, now())",
+                    duckdb::params![
+                        first_id + i as i64,
+                        dataset,
+                        entry.key.etag.as_str(),
+                        entry.key.to_string(),
+                        entry.key.year.get(),
+                        entry.key.month.get(),
+                        r.map(|r| r.landed_at.to_string()),
+                        r.map(|r| r.content_sha256.to_string()),
+                        ord,
+                        rows,
+                        changes,
+                    ],
+                )
+                .map_err(duck("raw.releases"))?;
+            out.push(Loaded::Rows {
+                rows: rows as u64,
+                changes: changes as u64,
+            });
+        }
+        self.conn
+            .execute_batch(
+                "DROP TABLE IF EXISTS _stage; DROP TABLE IF EXISTS _files; DROP TABLE IF EXISTS _v",
+            )
+            .map_err(duck("dropping the staging tables"))?;
+        self.commit()?;
+        steps.push(Step {
+            model: model.name.clone(),
+            mode: StepMode::Rebuild,
+            millis: started.elapsed().as_millis() as u64,
+        });
+        tracing::debug!(
+            releases = entries.len(),
+            millis = started.elapsed().as_millis() as u64,
+            "releases loaded at once"
+        );
+        Ok(Some(out))
     }
 
     fn quarantine(&self, key: &str, reason: String) -> Result<Loaded> {

@@ -171,6 +171,9 @@ pub enum StepMode {
 /// The dataset the models read.
 const PSD: &str = "psd";
 
+/// How much CSV a first build loads at once (see `history::load_all`).
+const BATCH_CONTENT_BYTES: u64 = 512 << 20;
+
 /// Whether [`transform`] loads `dataset` into the lakehouse (today: `psd`).
 ///
 /// ```
@@ -310,17 +313,47 @@ fn build(
             resets += 1;
             continue;
         }
+        let mut good = Vec::new();
         for entry in new {
-            if let Some(reason) = landing_file_problem(store, &entry)? {
-                let rejected = Rejected {
-                    landing_key: entry.key.to_string(),
-                    reason,
-                };
-                history.reject(&rejected)?;
-                report.rejected.push(rejected);
-                continue;
+            match landing_file_problem(store, &entry)? {
+                Some(reason) => {
+                    let rejected = Rejected {
+                        landing_key: entry.key.to_string(),
+                        reason,
+                    };
+                    history.reject(&rejected)?;
+                    report.rejected.push(rejected);
+                }
+                None => good.push(entry),
             }
-            match history.load(store, &entry, &mut report.steps)? {
+        }
+        // A first build (or a rebuild) loads its first releases at once, up to
+        // BATCH_CONTENT_BYTES of CSV (past that DuckDB's window sort spills
+        // more than the one-by-one load costs); the rest, or all when that
+        // is not possible, one release at a time.
+        let mut batch_len = 0;
+        let mut content = 0u64;
+        for entry in &good {
+            content += entry
+                .release
+                .as_ref()
+                .map_or(entry.file_bytes * 8, |r| r.content_bytes);
+            if content > BATCH_CONTENT_BYTES {
+                break;
+            }
+            batch_len += 1;
+        }
+        let mut loaded = Vec::new();
+        let mut rest = &good[..];
+        if let Some(at_once) = history.load_all(store, &good[..batch_len], &mut report.steps)? {
+            loaded = at_once;
+            rest = &good[batch_len..];
+        }
+        for entry in rest {
+            loaded.push(history.load(store, entry, &mut report.steps)?);
+        }
+        for outcome in loaded {
+            match outcome {
                 Loaded::Rows { rows, changes } => {
                     report.releases_loaded += 1;
                     report.rows_loaded += rows;

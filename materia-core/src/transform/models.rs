@@ -217,6 +217,21 @@ pub(crate) struct LoadSections<'a> {
     pub apply: &'a str,
     /// Counts the rows `apply` wrote.
     pub changes: &'a str,
+    /// Loading every release at once, for a dataset's first build (optional).
+    pub batch: Option<BatchSections<'a>>,
+}
+
+/// The optional batch sections of a `load` model: `stage-all` reads every
+/// release (`{{files}}`, `{{file_ords}}`) into `_stage` with its `ord`,
+/// `check-all` counts unusable rows (any: load release by release instead),
+/// `apply-all` writes the versions (`{{last_ord}}`), `changes-all` returns
+/// (ord, rows, changes) per release.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct BatchSections<'a> {
+    pub stage_all: &'a str,
+    pub check_all: &'a str,
+    pub apply_all: &'a str,
+    pub changes_all: &'a str,
 }
 
 impl Model {
@@ -242,16 +257,28 @@ impl Model {
         if let Some((last, start)) = current {
             parts.insert(last, &sql[start..]);
         }
+        let has_batch = parts.contains_key("stage-all");
         let mut take = |name: &str| {
             parts
                 .remove(name)
                 .ok_or_else(|| bad(&self.name, format!("no `-- section: {name}`")))
+        };
+        let batch = if has_batch {
+            Some(BatchSections {
+                stage_all: take("stage-all")?,
+                check_all: take("check-all")?,
+                apply_all: take("apply-all")?,
+                changes_all: take("changes-all")?,
+            })
+        } else {
+            None
         };
         let sections = LoadSections {
             stage: take("stage")?,
             check: take("check")?,
             apply: take("apply")?,
             changes: take("changes")?,
+            batch,
         };
         if let Some(unknown) = parts.keys().next() {
             return Err(bad(&self.name, format!("unknown section {unknown}")));

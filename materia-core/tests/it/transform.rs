@@ -854,6 +854,24 @@ fn the_change_history_stays_exact_beyond_a_row_group() {
         )
         .expect("count");
     assert_eq!(open, 0, "one current version per key");
+    drop(conn);
+    // The same releases in one first build (all at once) publish the same.
+    let mut full = f.options.clone();
+    full.duckdb_path = f.options.duckdb_path.with_file_name("full.duckdb");
+    let once = transform(&f.store, &full).expect("full");
+    assert_eq!(once.releases_loaded, 4);
+    assert_eq!(
+        once.steps
+            .iter()
+            .filter(|s| s.model == "raw.psd_changes")
+            .count(),
+        1,
+        "one batch"
+    );
+    assert_eq!(
+        revision_rows(&full.duckdb_path),
+        revision_rows(&f.options.duckdb_path)
+    );
 }
 
 /// A caller's models run after the built-in ones, with their audits; a broken
@@ -952,4 +970,33 @@ fn user_models_run_after_the_built_in_ones_and_a_broken_one_names_file_and_line(
     o.models = vec![clash];
     let err = transform(&f.store, &o).expect_err("a built-in name");
     assert!(err.to_string().contains("built-in"), "{err}");
+}
+
+/// A first build loads every release at once; one unusable release among them
+/// sends it back to release by release, which quarantines just that one.
+#[test]
+fn a_first_build_with_a_bad_release_quarantines_it_and_loads_the_rest() {
+    let f = fixture();
+    f.land(1, &release_csv(1));
+    let mut body = release_csv(2);
+    let last_line = body[..body.len() - 2]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let dup = body[last_line..].to_vec();
+    body.extend_from_slice(&dup);
+    let twice = f.land(2, &body);
+    f.land(3, &release_csv(3));
+    let report = transform(&f.store, &f.options).expect("builds");
+    assert_eq!(report.releases_loaded, 2);
+    assert_eq!(report.rejected.len(), 1, "{report:?}");
+    assert_eq!(report.rejected[0].landing_key, twice.to_string());
+    let history = f.lake().revisions("BR", 2025, "028").expect("revisions");
+    assert_eq!(
+        history
+            .iter()
+            .map(|r| (r.release_ord, r.value))
+            .collect::<Vec<_>>(),
+        [(1, Some(5200.0)), (2, Some(5400.0))]
+    );
 }
