@@ -386,19 +386,23 @@ fn an_empty_landing_zone_publishes_an_empty_lakehouse() {
     let _: PathBuf = report.published.expect("published");
 }
 
-#[test]
-fn a_release_with_a_key_twice_is_quarantined_and_the_rest_publishes() {
-    let f = fixture();
-    f.land(1, &release_csv(1));
-    transform(&f.store, &f.options).expect("first");
-    let mut body = release_csv(2);
+/// `body` with its last row repeated: a key twice.
+fn last_row_twice(mut body: Vec<u8>) -> Vec<u8> {
     let last_line = body[..body.len() - 2]
         .iter()
         .rposition(|&b| b == b'\n')
         .map_or(0, |i| i + 1);
     let dup = body[last_line..].to_vec();
     body.extend_from_slice(&dup);
-    let twice = f.land(2, &body);
+    body
+}
+
+#[test]
+fn a_release_with_a_key_twice_is_quarantined_and_the_rest_publishes() {
+    let f = fixture();
+    f.land(1, &release_csv(1));
+    transform(&f.store, &f.options).expect("first");
+    let twice = f.land(2, &last_row_twice(release_csv(2)));
     f.land(3, &release_csv(3));
     let report = transform(&f.store, &f.options).expect("the rest publishes");
     assert_eq!(report.releases_loaded, 1);
@@ -978,14 +982,7 @@ fn user_models_run_after_the_built_in_ones_and_a_broken_one_names_file_and_line(
 fn a_first_build_with_a_bad_release_quarantines_it_and_loads_the_rest() {
     let f = fixture();
     f.land(1, &release_csv(1));
-    let mut body = release_csv(2);
-    let last_line = body[..body.len() - 2]
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1);
-    let dup = body[last_line..].to_vec();
-    body.extend_from_slice(&dup);
-    let twice = f.land(2, &body);
+    let twice = f.land(2, &last_row_twice(release_csv(2)));
     f.land(3, &release_csv(3));
     let report = transform(&f.store, &f.options).expect("builds");
     assert_eq!(report.releases_loaded, 2);
