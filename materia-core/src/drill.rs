@@ -149,26 +149,11 @@ impl LastDrill {
     /// Reads the record of the landing zone at `landing_root`; `None` before
     /// the first drill.
     pub fn load(landing_root: impl AsRef<Path>) -> Result<Option<LastDrill>> {
-        let path = MetaDir::of(landing_root).drill();
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::Corrupt {
-                    path,
-                    reason: format!("not a drill record: {e}"),
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).at(&path),
-        }
+        durable::read_json(&MetaDir::of(landing_root).drill(), "a drill record")
     }
 
     fn save(&self, landing: &LandingStore) -> Result<()> {
-        let path = landing.meta().drill();
-        let mut bytes = serde_json::to_vec_pretty(self)
-            .map_err(std::io::Error::other)
-            .at(&path)?;
-        bytes.push(b'\n');
-        durable::replace_file(&path, &bytes)
+        durable::replace_json(&landing.meta().drill(), self)
     }
 }
 

@@ -240,6 +240,34 @@ pub(crate) fn open_lock_file(path: &Path) -> Result<File> {
     Ok(file)
 }
 
+/// Replaces `path` with `value` as pretty JSON and a newline (see
+/// [`replace_file`]): the state files' format.
+pub(crate) fn replace_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value)
+        .map_err(std::io::Error::other)
+        .at(path)?;
+    bytes.push(b'\n');
+    replace_file(path, &bytes)
+}
+
+/// Reads a JSON state file; `None` when it does not exist, [`Error::Corrupt`]
+/// (saying it is not `what`) when it does not parse.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+) -> Result<Option<T>> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!("not {what}: {e}"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).at(path),
+    }
+}
+
 /// Replaces `path` with `bytes` durably: a temp file in the same directory,
 /// fsync, rename over `path`, fsync the directory. Readers see the old content
 /// or the new, never a mix. For small state files, not landed data (those are

@@ -78,12 +78,7 @@ impl SampleCursor {
 
     /// Replaces the cursor, durably.
     pub(crate) fn save(&self, landing_root: &Path, identity: &str) -> Result<()> {
-        let path = Self::path(landing_root, identity)?;
-        let mut bytes = serde_json::to_vec(self)
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .at(&path)?;
-        bytes.push(b'\n');
-        durable::replace_file(&path, &bytes)
+        durable::replace_json(&Self::path(landing_root, identity)?, self)
     }
 }
 

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 pub use alert::{Alert, AlertFormat, AlertKind, Alerter};
 pub use schedule::{Schedule, parse_duration};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::landing::MetaDir;
 use crate::landing::durable::{self, HeldLock, LockFile};
 
@@ -295,25 +295,12 @@ impl State {
 
     /// Reads the state; a missing file is the empty state.
     pub fn load(landing_dir: impl AsRef<Path>) -> Result<State> {
-        let path = State::path(landing_dir);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-                path: path.clone(),
-                reason: format!("not a state file: {e}"),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
-            Err(e) => Err(e).at(&path),
-        }
+        Ok(durable::read_json(&State::path(landing_dir), "a state file")?.unwrap_or_default())
     }
 
     fn save(&self, landing_dir: &Path) -> Result<()> {
         state_dir(landing_dir)?;
-        let path = State::path(landing_dir);
-        let mut bytes = serde_json::to_vec_pretty(self)
-            .map_err(std::io::Error::other)
-            .at(&path)?;
-        bytes.push(b'\n');
-        durable::replace_file(&path, &bytes)
+        durable::replace_json(&State::path(landing_dir), self)
     }
 }
 

@@ -32,6 +32,9 @@ use crate::landing::{Entry, LandingStore};
 /// published file of another version is rebuilt from the landing zone.
 pub(crate) const SCHEMA_VERSION: i64 = 3;
 
+/// The temp tables the load model's sections create.
+const STAGING_TABLES: [&str; 6] = ["_stage", "_new", "_gone", "_ended", "_files", "_v"];
+
 /// Schema version, history id and generation (`materia.build`).
 pub(crate) type BuildInfo = (i64, String, i64);
 
@@ -193,68 +196,99 @@ impl<'a> History<'a> {
         let started = Instant::now();
         let path = store.path_of(&entry.key);
         let key = entry.key.to_string();
-        let (release_id, ord): (i64, i64) = self
-            .conn
-            .query_row(
-                "SELECT coalesce(max(release_id), 0) + 1, \
-                        coalesce(max(ord) FILTER (dataset = ?), 0) + 1 FROM raw.releases",
-                [entry.key.dataset.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(duck("raw.releases"))?;
+        let (release_id, ord) = self.next_ids(entry.key.dataset.as_str())?;
         let fill = |sql: &str| {
             sql.replace("{{file}}", &sql_string(&path.to_string_lossy()))
                 .replace("{{ord}}", &ord.to_string())
         };
-        let load_models: Vec<&Model> = self
-            .models
-            .iter()
-            .filter(|m| m.kind == Kind::Load)
-            .collect();
+        let model = self.load_model()?;
+        let sections = model.load_sections()?;
         self.conn
             .execute_batch("BEGIN TRANSACTION")
             .map_err(duck("BEGIN"))?;
-        let mut rows = 0;
-        let mut changes = 0;
-        for m in &load_models {
-            let sections = m.load_sections()?;
-            let section = Instant::now();
-            if let Err(e) = self.conn.execute_batch(&fill(sections.stage)) {
-                self.rollback();
-                let text = e.to_string();
-                if is_data_error(&text) {
-                    return self.quarantine(&key, format!("DuckDB cannot load it: {text}"));
-                }
-                return Err(duck(&m.name)(e));
+        if let Err(e) = self.conn.execute_batch(&fill(sections.stage)) {
+            self.rollback();
+            let text = e.to_string();
+            if is_data_error(&text) {
+                return self.quarantine(&key, format!("DuckDB cannot load it: {text}"));
             }
-            let staged = section.elapsed();
-            let (duplicates, empty): (i64, i64) = self
-                .conn
-                .query_row(&fill(sections.check), [], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(duck(&m.name))?;
-            if duplicates > 0 || empty > 0 {
-                self.rollback();
-                return self.quarantine(
-                    &key,
-                    format!(
-                        "{duplicates} key(s) appear more than once and {empty} row(s) have an empty key column"
-                    ),
-                );
-            }
-            rows += count(self.conn, "SELECT count(*) FROM _stage")?;
-            let checked = section.elapsed();
-            self.conn
-                .execute_batch(&fill(sections.apply))
-                .map_err(duck(&m.name))?;
-            changes += count(self.conn, &fill(sections.changes))?;
-            tracing::debug!(
-                model = %m.name,
-                stage_ms = staged.as_millis() as u64,
-                check_ms = (checked - staged).as_millis() as u64,
-                apply_ms = (section.elapsed() - checked).as_millis() as u64,
-                "load sections"
+            return Err(duck(&model.name)(e));
+        }
+        let staged = started.elapsed();
+        let (duplicates, empty): (i64, i64) = self
+            .conn
+            .query_row(&fill(sections.check), [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(duck(&model.name))?;
+        if duplicates > 0 || empty > 0 {
+            self.rollback();
+            return self.quarantine(
+                &key,
+                format!(
+                    "{duplicates} key(s) appear more than once and {empty} row(s) have an empty key column"
+                ),
             );
         }
+        let rows = count(self.conn, "SELECT count(*) FROM _stage")?;
+        let checked = started.elapsed();
+        self.conn
+            .execute_batch(&fill(sections.apply))
+            .map_err(duck(&model.name))?;
+        let changes = count(self.conn, &fill(sections.changes))?;
+        tracing::debug!(
+            model = %model.name,
+            stage_ms = staged.as_millis() as u64,
+            check_ms = (checked - staged).as_millis() as u64,
+            apply_ms = (started.elapsed() - checked).as_millis() as u64,
+            "load sections"
+        );
+        self.record_release(release_id, entry, ord, rows, changes)?;
+        self.drop_staging()?;
+        self.commit()?;
+        steps.push(Step {
+            model: model.name.clone(),
+            mode: if ord == 1 {
+                StepMode::Rebuild
+            } else {
+                StepMode::Append
+            },
+            millis: started.elapsed().as_millis() as u64,
+        });
+        tracing::debug!(release = %key, rows, changes, millis = started.elapsed().as_millis() as u64, "release loaded");
+        Ok(Loaded::Rows { rows, changes })
+    }
+
+    /// The one `load` model.
+    fn load_model(&self) -> Result<&'a Model> {
+        self.models
+            .iter()
+            .find(|m| m.kind == Kind::Load)
+            .ok_or_else(|| crate::Error::Transform {
+                reason: "no `load` model".into(),
+                source: None,
+            })
+    }
+
+    /// The next release id, and the next publication order in `dataset`.
+    fn next_ids(&self, dataset: &str) -> Result<(i64, i64)> {
+        self.conn
+            .query_row(
+                "SELECT coalesce(max(release_id), 0) + 1, \
+                        coalesce(max(ord) FILTER (dataset = ?), 0) + 1 FROM raw.releases",
+                [dataset],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(duck("raw.releases"))
+    }
+
+    /// Adds a loaded release to the ledger of loads.
+    fn record_release(
+        &self,
+        release_id: i64,
+        entry: &Entry,
+        ord: i64,
+        rows: u64,
+        changes: u64,
+    ) -> Result<()> {
         let r = entry.release.as_ref();
         self.conn
             .execute(
@@ -263,7 +297,7 @@ impl<'a> History<'a> {
                     release_id,
                     entry.key.dataset.as_str(),
                     entry.key.etag.as_str(),
-                    key,
+                    entry.key.to_string(),
                     entry.key.year.get(),
                     entry.key.month.get(),
                     r.map(|r| r.landed_at.to_string()),
@@ -274,26 +308,19 @@ impl<'a> History<'a> {
                 ],
             )
             .map_err(duck("raw.releases"))?;
+        Ok(())
+    }
+
+    /// Drops the temp tables the load sections leave (so the memory they
+    /// hold goes before the commit).
+    fn drop_staging(&self) -> Result<()> {
+        let sql: String = STAGING_TABLES
+            .iter()
+            .map(|t| format!("DROP TABLE IF EXISTS {t};"))
+            .collect();
         self.conn
-            .execute_batch(
-                "DROP TABLE IF EXISTS _stage; DROP TABLE IF EXISTS _new; \
-                 DROP TABLE IF EXISTS _gone; DROP TABLE IF EXISTS _ended",
-            )
-            .map_err(duck("dropping the staging tables"))?;
-        self.commit()?;
-        for m in &load_models {
-            steps.push(Step {
-                model: m.name.clone(),
-                mode: if ord == 1 {
-                    StepMode::Rebuild
-                } else {
-                    StepMode::Append
-                },
-                millis: started.elapsed().as_millis() as u64,
-            });
-        }
-        tracing::debug!(release = %key, rows, changes, millis = started.elapsed().as_millis() as u64, "release loaded");
-        Ok(Loaded::Rows { rows, changes })
+            .execute_batch(&sql)
+            .map_err(duck("dropping the staging tables"))
     }
 
     /// Loads `entries` (sorted in publication order) at once when their
@@ -311,25 +338,12 @@ impl<'a> History<'a> {
         let Some(first) = entries.first() else {
             return Ok(None);
         };
-        let dataset = first.key.dataset.as_str();
-        let (first_id, loaded): (i64, i64) = self
-            .conn
-            .query_row(
-                "SELECT coalesce(max(release_id), 0) + 1, count(*) FILTER (dataset = ?) \
-                 FROM raw.releases",
-                [dataset],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(duck("raw.releases"))?;
-        let model = self.models.iter().find(|m| m.kind == Kind::Load);
-        let Some(model) = model else {
+        let (first_id, next_ord) = self.next_ids(first.key.dataset.as_str())?;
+        let model = self.load_model()?;
+        let Some(batch) = model.load_sections()?.batch else {
             return Ok(None);
         };
-        let sections = model.load_sections()?;
-        let Some(batch) = sections.batch else {
-            return Ok(None);
-        };
-        if loaded > 0 || entries.len() < 2 {
+        if next_ord > 1 || entries.len() < 2 {
             return Ok(None);
         }
         let paths: Vec<String> = entries
@@ -380,35 +394,11 @@ impl<'a> History<'a> {
                 .find(|(o, _, _)| *o == ord)
                 .copied()
                 .unwrap_or((ord, 0, 0));
-            let r = entry.release.as_ref();
-            self.conn
-                .execute(
-                    "INSERT INTO raw.releases VALUES (?, ?, ?, ?, ?, ?, ?::TIMESTAMPTZ, ?, ?, ?, ?, now())",
-                    duckdb::params![
-                        first_id + i as i64,
-                        dataset,
-                        entry.key.etag.as_str(),
-                        entry.key.to_string(),
-                        entry.key.year.get(),
-                        entry.key.month.get(),
-                        r.map(|r| r.landed_at.to_string()),
-                        r.map(|r| r.content_sha256.to_string()),
-                        ord,
-                        rows,
-                        changes,
-                    ],
-                )
-                .map_err(duck("raw.releases"))?;
-            out.push(Loaded::Rows {
-                rows: rows as u64,
-                changes: changes as u64,
-            });
+            let (rows, changes) = (rows as u64, changes as u64);
+            self.record_release(first_id + i as i64, entry, ord, rows, changes)?;
+            out.push(Loaded::Rows { rows, changes });
         }
-        self.conn
-            .execute_batch(
-                "DROP TABLE IF EXISTS _stage; DROP TABLE IF EXISTS _files; DROP TABLE IF EXISTS _v",
-            )
-            .map_err(duck("dropping the staging tables"))?;
+        self.drop_staging()?;
         self.commit()?;
         steps.push(Step {
             model: model.name.clone(),
@@ -447,8 +437,5 @@ fn count(conn: &Connection, sql: &str) -> Result<u64> {
 
 /// Deletes the history and its WAL (it is rebuilt from the landing zone).
 pub(crate) fn remove_history(path: &Path) -> Result<()> {
-    for file in [path.to_path_buf(), with_suffix(path, ".wal")] {
-        super::remove_path(&file)?;
-    }
-    Ok(())
+    super::remove_with_wal(path)
 }

@@ -401,11 +401,15 @@ fn published_build(target: &Path) -> Option<history::BuildInfo> {
 
 /// Removes a failed build's file and WAL.
 fn remove_build(build: &Path) {
-    for leftover in [build.to_path_buf(), with_suffix(build, ".wal")] {
-        if let Err(e) = remove_path(&leftover) {
-            tracing::warn!("{e}");
-        }
+    if let Err(e) = remove_with_wal(build) {
+        tracing::warn!("{e}");
     }
+}
+
+/// Removes a DuckDB file and its WAL, whichever exist.
+fn remove_with_wal(path: &Path) -> Result<()> {
+    remove_path(path)?;
+    remove_path(&with_suffix(path, ".wal"))
 }
 
 /// Makes a file DuckDB created (with the umask's mode, 0644 under 022) the
