@@ -545,10 +545,7 @@ fn extract(
     config: Option<&std::path::Path>,
     args: ExtractArgs,
 ) -> Result<ExitCode, BoxError> {
-    let config = match config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
+    let config = Config::load_or_default(config)?;
     let mut spec = config.dataset(&args.dataset)?.clone();
     let env_name = format!(
         "MATERIA_{}_URL",
@@ -647,10 +644,7 @@ fn land(
         store = store.with_threads(threads as usize);
     }
     // What extract would check: CSV text, and a declared dataset's header.
-    let config = match config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
+    let config = Config::load_or_default(config)?;
     let header = config
         .dataset(args.dataset.as_str())
         .map(|spec| spec.header.clone())

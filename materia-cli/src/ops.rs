@@ -17,10 +17,7 @@ pub(crate) fn freshness(
     duckdb_path: &Path,
     json: bool,
 ) -> Result<ExitCode, BoxError> {
-    let config = match config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
+    let config = Config::load_or_default(config)?;
     let report = check(store, &config, duckdb_path, jiff::Timestamp::now())?;
     if json {
         // One line: `materia run --json` prints each step's JSON as a line.

@@ -273,6 +273,18 @@ impl Config {
         Config::from_toml(&text, &path.display().to_string())
     }
 
+    /// Reads the TOML file at `path`, or the built-in config without one
+    /// (`--config` / `MATERIA_CONFIG` unset).
+    ///
+    /// ```
+    /// let config = materia_core::extract::Config::load_or_default(None)?;
+    /// assert!(config.dataset("psd").is_ok());
+    /// # Ok::<(), materia_core::Error>(())
+    /// ```
+    pub fn load_or_default(path: Option<&Path>) -> Result<Config> {
+        path.map_or_else(|| Ok(Config::default()), Config::load)
+    }
+
     /// Parses TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config> {
         let err = |reason: String| Error::Config {
