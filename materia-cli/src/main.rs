@@ -56,10 +56,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Fetch a dataset's release over HTTP (or file://) and land it.
+    /// Fetch datasets' releases over HTTP (or file://) and land them.
     ///
-    /// Prints `landed`, `unchanged` (304) or `duplicate`; with --archive also
-    /// `not_published` (404). Example: materia extract --dataset psd
+    /// Prints `landed`, `unchanged` (304) or `duplicate` per dataset; with
+    /// --archive also `not_published` (404). Example: materia extract --dataset psd,cot
     Extract(ExtractArgs),
     /// Push landed files the bucket lacks (never overwrites, never deletes).
     ///
@@ -143,6 +143,11 @@ enum Command {
     ///
     /// Example: materia check --json
     Check {
+        /// The datasets expected to have fresh releases, comma-separated
+        /// (default: `psd` and the config's datasets; any dataset with landed
+        /// files is checked too).
+        #[arg(long, value_delimiter = ',', env = "MATERIA_DATASETS")]
+        dataset: Vec<String>,
         /// Print one JSON object (datasets, lakehouse).
         #[arg(long)]
         json: bool,
@@ -271,9 +276,11 @@ enum Format {
 
 #[derive(Args)]
 struct ExtractArgs {
-    /// The dataset to fetch (declared in the config; `psd` is built in).
-    #[arg(long, default_value = "psd")]
-    dataset: String,
+    /// The datasets to fetch, comma-separated, in turn (declared in the config;
+    /// `psd` and `cot` are built in). One failing does not stop the others.
+    /// Default: `psd` and the config's datasets.
+    #[arg(long, value_delimiter = ',', env = "MATERIA_DATASETS")]
+    dataset: Vec<String>,
     /// Fetch from this URL instead of the dataset's (http://, https://, file://).
     /// MATERIA_{DATASET}_URL (e.g. MATERIA_PSD_URL) does the same.
     #[arg(long)]
@@ -388,6 +395,7 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         } => {
             let mut options = TransformOptions::new(&cli.duckdb_path);
             options.memory_limit = memory_limit;
+            options.tables = Config::load_or_default(cli.config.as_deref())?.tables();
             if let Some(dir) = models {
                 options.models = Model::from_dir(&dir)?;
             }
@@ -403,9 +411,13 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         Command::Run { cycle, wait, json } => supervise::run_once(&paths, &cycle, json, wait),
         Command::Supervise { cycle, schedule } => supervise::supervise(&paths, &cycle, &schedule),
         Command::Status { json } => supervise::status(&paths, &store, json),
-        Command::Check { json } => {
-            ops::freshness(&store, cli.config.as_deref(), &cli.duckdb_path, json)
-        }
+        Command::Check { dataset, json } => ops::freshness(
+            &store,
+            cli.config.as_deref(),
+            dataset,
+            &cli.duckdb_path,
+            json,
+        ),
         #[cfg(feature = "s3")]
         Command::Drill {
             from,
@@ -422,6 +434,7 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             };
             let mut options = materia_core::drill::DrillOptions::new(&cli.duckdb_path);
             options.memory_limit = memory_limit;
+            options.tables = Config::load_or_default(cli.config.as_deref())?.tables();
             if let Some(dir) = models {
                 options.models = Model::from_dir(&dir)?;
             }
@@ -546,28 +559,48 @@ fn extract(
     args: ExtractArgs,
 ) -> Result<ExitCode, BoxError> {
     let config = Config::load_or_default(config)?;
-    let mut spec = config.dataset(&args.dataset)?.clone();
-    let env_name = format!(
-        "MATERIA_{}_URL",
-        args.dataset.to_uppercase().replace('-', "_")
-    );
-    if let Some(url) = args.url.or_else(|| std::env::var(&env_name).ok()) {
-        spec.url = url;
+    let names = if args.dataset.is_empty() {
+        config.fetch.clone()
+    } else {
+        args.dataset.clone()
+    };
+    if names.len() > 1 && args.url.is_some() {
+        return Err("--url fetches one dataset: name one with --dataset".into());
     }
+    let specs = names
+        .iter()
+        .map(|name| config.dataset(name).cloned())
+        .collect::<Result<Vec<_>, _>>()?;
     let extractor =
         Extractor::new(config.limits.clone())?.with_progress(io::stderr().is_terminal());
-    let Some(range) = args.archive else {
-        let done = extractor.fetch(store, &spec)?;
-        report_extracted(&done, args.json)?;
-        return Ok(ExitCode::SUCCESS);
-    };
     let mut failed = 0;
-    for (year, month) in parse_month_range(&range)? {
-        match extractor.fetch_archive(store, &spec, year, month) {
-            Ok(done) => report_extracted(&done, args.json)?,
-            Err(e) => {
-                failed += 1;
-                let _ = writeln!(io::stderr(), "materia: error: {year}-{month}: {e}");
+    for mut spec in specs {
+        let name = spec.name.to_string();
+        let env_name = format!("MATERIA_{}_URL", name.to_uppercase().replace('-', "_"));
+        if let Some(url) = args.url.clone().or_else(|| std::env::var(&env_name).ok()) {
+            spec.url = url;
+        }
+        let Some(range) = &args.archive else {
+            match extractor.fetch(store, &spec) {
+                Ok(done) => report_extracted(&done, args.json)?,
+                Err(e) if names.len() > 1 => {
+                    failed += 1;
+                    let _ = writeln!(io::stderr(), "materia: error: dataset {name}: {e}");
+                }
+                Err(e) => return Err(e.into()),
+            }
+            continue;
+        };
+        for (year, month) in parse_month_range(range)? {
+            match extractor.fetch_archive(store, &spec, year, month) {
+                Ok(done) => report_extracted(&done, args.json)?,
+                Err(e) => {
+                    failed += 1;
+                    let _ = writeln!(
+                        io::stderr(),
+                        "materia: error: dataset {name} {year}-{month}: {e}"
+                    );
+                }
             }
         }
     }

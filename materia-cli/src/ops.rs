@@ -14,10 +14,17 @@ use crate::{BoxError, print_json, print_json_line};
 pub(crate) fn freshness(
     store: &LandingStore,
     config: Option<&Path>,
+    datasets: Vec<String>,
     duckdb_path: &Path,
     json: bool,
 ) -> Result<ExitCode, BoxError> {
-    let config = Config::load_or_default(config)?;
+    let mut config = Config::load_or_default(config)?;
+    if !datasets.is_empty() {
+        for name in &datasets {
+            config.dataset(name)?;
+        }
+        config.fetch = datasets;
+    }
     let report = check(store, &config, duckdb_path, jiff::Timestamp::now())?;
     if json {
         // One line: `materia run --json` prints each step's JSON as a line.

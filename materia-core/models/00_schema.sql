@@ -2,22 +2,20 @@
 -- kind: setup
 -- The private history database (`{DUCKDB_PATH}.history`), written in place
 -- under the transform lock. `raw.releases` is the ledger of loaded landing files
--- (dlt's `_dlt_loads`), in publication order (`ord`, per dataset);
--- `raw.psd_changes` holds each value once per change: a row is written when a
--- key (commodity, country, market year, attribute) first appears, when any of
--- its columns changes, and when it disappears (`deleted`), from release
--- `from_ord` on. Append-only: `raw.psd_closed` records the release `to_ord`
--- from which a version no longer holds, and `raw.psd_current` is the current
--- version of every key (rewritten each release: it is one release's size).
+-- (dlt's `_dlt_loads`), in publication order (`ord`, per dataset). Each declared
+-- dataset's change tables (`raw.{dataset}_changes`, `_closed`, `_current`) are
+-- generated from its declaration (`transform/declared.rs`).
 CREATE SCHEMA IF NOT EXISTS raw;
 CREATE SCHEMA IF NOT EXISTS materia;
 -- `materia.build`: the layout's version, this history's random id (a rebuilt
--- history is another one) and its generation, bumped by every commit. The
--- published file carries the three it was built from.
+-- history is another one), its generation, bumped by every commit, and the
+-- fingerprint of the dataset declarations it was loaded under. The published
+-- file carries them as they were when it was built.
 CREATE TABLE IF NOT EXISTS materia.build (
     schema_version INTEGER NOT NULL,
     history_id     VARCHAR NOT NULL,
-    generation     BIGINT NOT NULL
+    generation     BIGINT NOT NULL,
+    tables         VARCHAR NOT NULL
 );
 CREATE TABLE IF NOT EXISTS raw.releases (
     release_id     INTEGER PRIMARY KEY,
@@ -40,29 +38,4 @@ CREATE TABLE IF NOT EXISTS raw.rejected (
     landing_key    VARCHAR PRIMARY KEY,
     reason         VARCHAR NOT NULL,
     rejected_at    TIMESTAMPTZ NOT NULL
-);
-CREATE TABLE IF NOT EXISTS raw.psd_changes (
-    commodity_code        VARCHAR NOT NULL,
-    commodity_description VARCHAR,
-    country_code          VARCHAR NOT NULL,
-    country_name          VARCHAR,
-    market_year           INTEGER NOT NULL,
-    calendar_year         INTEGER,
-    month                 VARCHAR,
-    attribute_id          VARCHAR NOT NULL,
-    attribute_description VARCHAR,
-    unit_id               VARCHAR,
-    unit_description      VARCHAR,
-    value                 DOUBLE,
-    deleted               BOOLEAN NOT NULL,
-    from_ord              INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS raw.psd_current AS SELECT * FROM raw.psd_changes LIMIT 0;
-CREATE TABLE IF NOT EXISTS raw.psd_closed (
-    commodity_code        VARCHAR NOT NULL,
-    country_code          VARCHAR NOT NULL,
-    market_year           INTEGER NOT NULL,
-    attribute_id          VARCHAR NOT NULL,
-    from_ord              INTEGER NOT NULL,
-    to_ord                INTEGER NOT NULL
 );

@@ -1,6 +1,6 @@
 -- model: audits
 -- kind: audit
--- depends: serving.coffee_balance, serving.psd_revisions
+-- depends: serving.coffee_balance, serving.psd_revisions, serving.cot_coffee
 -- Each statement counts offending rows. `error` audits fail the build; `warn`
 -- audits are reported with their count.
 
@@ -22,3 +22,11 @@ WHERE abs(total_distribution - (exports + domestic_consumption + ending_stocks))
 -- audit: warn production = arabica + robusta production
 SELECT count(*) FROM serving.coffee_balance
 WHERE abs(production - (arabica_production + robusta_production)) > 0.5;
+
+-- audit: error cot_coffee unique per report date
+SELECT count(*) FROM (SELECT 1 FROM serving.cot_coffee GROUP BY report_date HAVING count(*) > 1);
+
+-- audit: warn cot_coffee open interest covers managed money
+SELECT count(*) FROM serving.cot_coffee
+WHERE managed_money_long + managed_money_spread > open_interest
+   OR managed_money_short + managed_money_spread > open_interest;

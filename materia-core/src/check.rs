@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::extract::Config;
 use crate::landing::{Entry, LandingStore};
-use crate::transform::{self, Lakehouse};
+use crate::transform::Lakehouse;
 
 /// What `check` found.
 ///
@@ -171,12 +171,14 @@ pub fn check(
             *slot = (at, entry.key.to_string());
         }
     }
-    let mut names: Vec<String> = config.datasets.keys().cloned().collect();
+    // Expected datasets, then any other that has landed files.
+    let mut names: Vec<String> = config.fetch.clone();
     names.extend(
         newest
             .keys()
-            .filter(|n| !config.datasets.contains_key(*n))
-            .cloned(),
+            .filter(|n| !names.contains(n))
+            .cloned()
+            .collect::<Vec<_>>(),
     );
     let datasets = names
         .into_iter()
@@ -212,7 +214,7 @@ pub fn check(
     let grace = config.lakehouse_grace.as_secs();
     let mut behind: Vec<String> = landed
         .iter()
-        .filter(|(e, _)| transform::loads(&e.key.dataset))
+        .filter(|(e, _)| config.loads(&e.key.dataset))
         .filter(|(e, at)| age_of(*at, now) > grace && !known.contains(&e.key.to_string()))
         .map(|(e, _)| e.key.to_string())
         .collect();

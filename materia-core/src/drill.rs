@@ -49,6 +49,9 @@ pub struct DrillOptions {
     pub memory_limit: String,
     /// The caller's models, as the published lakehouse was built with them.
     pub models: Vec<crate::transform::Model>,
+    /// The declared tables, as the published lakehouse was built with them
+    /// (default: the built-in ones; `Config::tables` gives a config's).
+    pub tables: std::collections::BTreeMap<String, crate::extract::TableSpec>,
 }
 
 impl DrillOptions {
@@ -59,6 +62,7 @@ impl DrillOptions {
             work_dir: std::env::temp_dir(),
             memory_limit: "2GB".into(),
             models: Vec::new(),
+            tables: crate::extract::Config::default().tables(),
         }
     }
 }
@@ -203,6 +207,7 @@ pub fn drill(
     let mut transform_options = TransformOptions::new(&rebuilt);
     transform_options.memory_limit = options.memory_limit.clone();
     transform_options.models = options.models.clone();
+    transform_options.tables = options.tables.clone();
     let built = transform(&restored_store, &transform_options)?;
     let (tables, lake_differences) = compare_lakehouses(&options.duckdb_path, &rebuilt)?;
     differences.extend(lake_differences);

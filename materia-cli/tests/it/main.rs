@@ -33,6 +33,7 @@ pub fn materia(landing: &Path) -> Command {
         "MATERIA_MODELS",
         "MATERIA_ALERT_URL",
         "MATERIA_HEALTHCHECK_URL",
+        "MATERIA_DATASETS",
     ] {
         cmd.env_remove(name);
     }

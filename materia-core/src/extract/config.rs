@@ -18,12 +18,19 @@
 //! cadence = "monthly"              # optional: monthly, weekly or daily; `materia check`
 //! max_age = "45d"                  # optional: overrides the cadence's allowed age
 //!
+//! [datasets.psd_alldata.table]     # optional: `transform` loads the dataset (see `TableSpec`)
+//! columns = ["Commodity_Code VARCHAR", "...", "Value DOUBLE"]
+//! key = ["Commodity_Code", "Country_Code", "Market_Year", "Attribute_ID"]
+//!
 //! [freshness]
 //! lakehouse_grace = "2h"  # a landed file the lakehouse lacks for longer is stale
 //! ```
 //!
-//! Unknown keys are rejected with their name. `psd` (the coffee file, monthly) is
-//! built in; a `[datasets.psd]` table replaces it.
+//! Unknown keys are rejected with their name. `psd` (the coffee file, monthly)
+//! and `cot` (CFTC's Commitments of Traders, weekly) are built in; a
+//! `[datasets.psd]` table replaces it, keeping the built-in `table` unless it
+//! declares one (so pointing `psd` at the all-commodities file is two lines).
+//! `url` and `archive_url` may hold `{YYYY}` (the current UTC year for `url`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,6 +38,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::table::{RawTable, TableSpec};
 use crate::csv::PSD_COLUMNS;
 use crate::error::{Error, Result};
 use crate::landing::Dataset;
@@ -66,6 +74,8 @@ pub struct DatasetSpec {
     /// How old its newest release may get before `materia check` flags it;
     /// `None` is never checked. See [`Cadence`].
     pub max_age: Option<Duration>,
+    /// Its table: declared, `transform` loads the dataset into the lakehouse.
+    pub table: Option<TableSpec>,
 }
 
 /// How often a dataset publishes, and so how old its newest release may get.
@@ -125,7 +135,13 @@ impl DatasetSpec {
             header: PSD_COLUMNS.iter().map(|c| (*c).to_owned()).collect(),
             zip_member: None,
             max_age: Some(Cadence::Monthly.max_age()),
+            table: Some(psd_table()),
         }
+    }
+
+    /// The URL of the current release: `url` with `{YYYY}` as `year`.
+    pub fn url_for_year(&self, year: u16) -> String {
+        self.url.replace("{YYYY}", &format!("{year:04}"))
     }
 
     /// The URL of the archived release of `year`/`month`, if the dataset has archives.
@@ -137,6 +153,32 @@ impl DatasetSpec {
                 .replace("{MM}", &format!("{month:02}")),
         )
     }
+}
+
+/// The PSD bulk CSV's table: codes stay text with their zeros (`NA` is a
+/// country, not a null: only empty fields are null), keyed by commodity,
+/// country, market year and attribute.
+fn psd_table() -> TableSpec {
+    const TYPES: [&str; 12] = [
+        "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "INTEGER", "INTEGER", "VARCHAR", "VARCHAR",
+        "VARCHAR", "VARCHAR", "VARCHAR", "DOUBLE",
+    ];
+    let columns: Vec<String> = PSD_COLUMNS
+        .iter()
+        .zip(TYPES)
+        .map(|(c, t)| format!("{c} {t}"))
+        .collect();
+    let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+    TableSpec::new(
+        &columns,
+        &[
+            "Commodity_Code",
+            "Country_Code",
+            "Market_Year",
+            "Attribute_ID",
+        ],
+    )
+    .unwrap_or_else(|e| unreachable!("the PSD table is valid: {e}"))
 }
 
 impl Dataset {
@@ -208,15 +250,24 @@ pub struct Config {
     /// A landed file the lakehouse lacks for longer than this makes it stale
     /// (`materia check`); default 2 hours.
     pub lakehouse_grace: Duration,
+    /// The datasets a cycle fetches (`materia extract` without `--dataset`)
+    /// and `materia check` expects releases of: `psd` and every dataset the
+    /// TOML declares (`MATERIA_DATASETS` / `--dataset` replace the list). A
+    /// built-in dataset outside it (`cot` by default) is known, not expected.
+    pub fetch: Vec<String>,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        let psd = DatasetSpec::psd();
+        let datasets = [DatasetSpec::psd(), DatasetSpec::cot()]
+            .into_iter()
+            .map(|d| (d.name.to_string(), d))
+            .collect();
         Config {
-            datasets: BTreeMap::from([(psd.name.to_string(), psd)]),
+            datasets,
             limits: Limits::default(),
             lakehouse_grace: Duration::from_secs(2 * 3600),
+            fetch: vec!["psd".into()],
         }
     }
 }
@@ -260,6 +311,7 @@ struct RawDataset {
     zip_member: Option<String>,
     cadence: Option<String>,
     max_age: Option<String>,
+    table: Option<RawTable>,
 }
 
 impl Config {
@@ -330,19 +382,61 @@ impl Config {
                 Some(text) => Some(duration(format!("datasets.{name}.max_age"), &text)?),
                 None => cadence.map(Cadence::max_age),
             };
+            let builtin = config.datasets.get(&name).and_then(|b| b.table.clone());
+            let table = match d.table {
+                Some(raw) => Some(raw.parse(&name, origin)?),
+                None => builtin,
+            };
+            let mut header = d.header;
+            if let Some(table) = &table {
+                if header.is_empty() {
+                    header = table.header();
+                } else if header != table.header() {
+                    return Err(err(format!(
+                        "datasets.{name}: header and table.columns name different columns"
+                    )));
+                }
+            }
+            if !config.fetch.contains(&name) {
+                config.fetch.push(name.clone());
+            }
             config.datasets.insert(
                 name,
                 DatasetSpec {
                     name: dataset,
                     url: d.url,
                     archive_url: d.archive_url,
-                    header: d.header,
+                    header,
                     zip_member: d.zip_member,
                     max_age,
+                    table,
                 },
             );
         }
         Ok(config)
+    }
+
+    /// Whether `transform` loads `dataset`: it is declared with a table.
+    ///
+    /// ```
+    /// let config = materia_core::extract::Config::default();
+    /// assert!(config.loads(&"psd".parse()?));
+    /// assert!(config.loads(&"cot".parse()?));
+    /// assert!(!config.loads(&"weather".parse()?));
+    /// # Ok::<(), materia_core::Error>(())
+    /// ```
+    pub fn loads(&self, dataset: &Dataset) -> bool {
+        self.datasets
+            .get(dataset.as_str())
+            .is_some_and(|d| d.table.is_some())
+    }
+
+    /// The declared tables, by dataset name (what `transform` loads).
+    pub fn tables(&self) -> BTreeMap<String, TableSpec> {
+        self.datasets
+            .iter()
+            .filter_map(|(name, d)| d.table.clone().map(|t| (name.clone(), t)))
+            .collect()
     }
 
     /// The declared dataset `name`.

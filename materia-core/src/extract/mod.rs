@@ -23,6 +23,8 @@
 //! from a plain thread, or from `spawn_blocking` in async code.
 
 mod config;
+mod cot;
+mod table;
 
 use std::io::{self, BufReader, Read};
 use std::time::{Duration, Instant};
@@ -35,6 +37,8 @@ use serde::Serialize;
 pub use crate::csv::PSD_COLUMNS;
 use crate::guard::{Limited, refusal};
 pub use config::{Cadence, Config, DatasetSpec, Limits, PSD_ARCHIVE_URL, PSD_URL};
+pub use cot::{COFFEE_C, COT_URL, cot_columns};
+pub use table::{Column, ColumnType, Disposition, TableSpec};
 
 use crate::error::{Error, Result};
 use crate::landing::{
@@ -165,7 +169,8 @@ impl Extractor {
         self.fetch_url(store, spec, &spec.url)
     }
 
-    /// Like [`Extractor::fetch`], from another URL (`--url`).
+    /// Like [`Extractor::fetch`], from another URL (`--url`). `{YYYY}` in it
+    /// is the current UTC year.
     pub fn fetch_url(
         &self,
         store: &LandingStore,
@@ -173,7 +178,8 @@ impl Extractor {
         url: &str,
     ) -> Result<Extracted> {
         let (year, month) = current_month();
-        crate::blocking::off_runtime(|| self.fetch_into(store, spec, url, year, month, false))
+        let url = url.replace("{YYYY}", &format!("{:04}", year.get()));
+        crate::blocking::off_runtime(|| self.fetch_into(store, spec, &url, year, month, false))
     }
 
     /// Fetches the archived release of `year`/`month` into that year/month. A

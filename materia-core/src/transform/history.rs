@@ -30,7 +30,7 @@ use crate::landing::{Entry, LandingStore};
 
 /// The layout of the history and of the published file. A history or a
 /// published file of another version is rebuilt from the landing zone.
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 /// The temp tables the load model's sections create.
 const STAGING_TABLES: [&str; 6] = ["_stage", "_new", "_gone", "_ended", "_files", "_v"];
@@ -60,11 +60,13 @@ pub(crate) struct History<'a> {
 impl<'a> History<'a> {
     /// Attaches the history at `path` to `conn` (creating it), runs the setup
     /// models and returns it, or `None` when it must be rebuilt (another schema
-    /// version, or DuckDB cannot open it) — then it is detached and deleted.
+    /// version, loaded under other dataset declarations — `tables`, their
+    /// fingerprint —, or DuckDB cannot open it) — then it is detached and deleted.
     pub(crate) fn attach(
         conn: &'a Connection,
         path: &Path,
         models: &'a [Model],
+        tables: &str,
     ) -> Result<Option<History<'a>>> {
         let attach = format!(
             "ATTACH {} AS history; USE history",
@@ -83,32 +85,37 @@ impl<'a> History<'a> {
         for m in models.iter().filter(|m| m.kind == Kind::Setup) {
             m.run(conn)?;
         }
-        let version: Option<i64> = conn
-            .query_row("SELECT max(schema_version) FROM materia.build", [], |r| {
-                r.get(0)
-            })
-            .map_err(duck("materia.build"))?;
-        match version {
+        let found: Option<(i64, String)> = {
+            use duckdb::OptionalExt;
+            conn.query_row(
+                "SELECT schema_version, tables FROM materia.build",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            // A layout without the column: older than any version we wrote.
+            .unwrap_or(Some((0, String::new())))
+        };
+        let why = match found {
             None => {
                 conn.execute(
-                    "INSERT INTO materia.build VALUES (?, gen_random_uuid()::VARCHAR, 0)",
-                    [SCHEMA_VERSION],
+                    "INSERT INTO materia.build VALUES (?, gen_random_uuid()::VARCHAR, 0, ?)",
+                    duckdb::params![SCHEMA_VERSION, tables],
                 )
                 .map_err(duck("materia.build"))?;
-                Ok(Some(history))
+                return Ok(Some(history));
             }
-            Some(SCHEMA_VERSION) => Ok(Some(history)),
-            Some(other) => {
-                tracing::info!(
-                    history = %path.display(),
-                    "rebuilding the history: schema version {other}, this release writes {SCHEMA_VERSION}"
-                );
-                conn.execute_batch("USE memory; DETACH history")
-                    .map_err(duck("detaching the history"))?;
-                remove_history(path)?;
-                Ok(None)
-            }
-        }
+            Some((SCHEMA_VERSION, found)) if found == tables => return Ok(Some(history)),
+            Some((SCHEMA_VERSION, _)) => "the dataset declarations changed".to_owned(),
+            Some((other, _)) => format!(
+                "its layout (schema version {other}) is older than this release's ({SCHEMA_VERSION})"
+            ),
+        };
+        tracing::info!(history = %path.display(), "rebuilding the history: {why}");
+        conn.execute_batch("USE memory; DETACH history")
+            .map_err(duck("detaching the history"))?;
+        remove_history(path)?;
+        Ok(None)
     }
 
     /// The schema version, this history's id and its generation (bumped by
@@ -201,7 +208,7 @@ impl<'a> History<'a> {
             sql.replace("{{file}}", &sql_string(&path.to_string_lossy()))
                 .replace("{{ord}}", &ord.to_string())
         };
-        let model = self.load_model()?;
+        let model = self.load_model(entry.key.dataset.as_str())?;
         let sections = model.load_sections()?;
         self.conn
             .execute_batch("BEGIN TRANSACTION")
@@ -257,13 +264,14 @@ impl<'a> History<'a> {
         Ok(Loaded::Rows { rows, changes })
     }
 
-    /// The one `load` model.
-    fn load_model(&self) -> Result<&'a Model> {
+    /// The `load` model of `dataset`.
+    fn load_model(&self, dataset: &str) -> Result<&'a Model> {
+        let name = super::declared::load_model_name(dataset);
         self.models
             .iter()
-            .find(|m| m.kind == Kind::Load)
+            .find(|m| m.kind == Kind::Load && m.name == name)
             .ok_or_else(|| crate::Error::Transform {
-                reason: "no `load` model".into(),
+                reason: format!("dataset {dataset} has no table declared"),
                 source: None,
             })
     }
@@ -339,7 +347,7 @@ impl<'a> History<'a> {
             return Ok(None);
         };
         let (first_id, next_ord) = self.next_ids(first.key.dataset.as_str())?;
-        let model = self.load_model()?;
+        let model = self.load_model(first.key.dataset.as_str())?;
         let Some(batch) = model.load_sections()?.batch else {
             return Ok(None);
         };

@@ -32,12 +32,13 @@
 //! (an archive backfill), it is rebuilt from the landing files — so a
 //! lakehouse from an older release of Materia upgrades itself.
 
+mod declared;
 mod history;
 mod lakehouse;
 mod models;
 mod serving;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -51,10 +52,11 @@ pub use models::{Model, Severity};
 
 use history::{History, Loaded};
 
-use crate::csv::{PSD_COLUMNS, split_header};
+use crate::csv::split_header;
 use crate::error::{Error, IoContext, Result};
+use crate::extract::TableSpec;
 use crate::landing::durable::{self, LockFile};
-use crate::landing::{Dataset, Entry, LandingStore};
+use crate::landing::{Entry, LandingStore};
 
 /// Where and how to build.
 ///
@@ -73,6 +75,9 @@ pub struct TransformOptions {
     /// The caller's models (`table` and `audit`), run after the built-in ones
     /// (see [`Model`]).
     pub models: Vec<Model>,
+    /// The datasets loaded, by name, with their tables (default: the built-in
+    /// `psd` and `cot`; `Config::tables` gives a config's).
+    pub tables: BTreeMap<String, TableSpec>,
 }
 
 impl TransformOptions {
@@ -83,6 +88,7 @@ impl TransformOptions {
             memory_limit: "2GB".into(),
             threads: std::thread::available_parallelism().map_or(1, usize::from),
             models: Vec::new(),
+            tables: crate::extract::Config::default().tables(),
         }
     }
 }
@@ -126,8 +132,8 @@ pub struct TransformReport {
 /// A landing file that cannot be loaded, and why.
 ///
 /// ```
-/// let r = materia_core::transform::Rejected { landing_key: "psd/2026/11/x.csv.gzip".into(), reason: "not a PSD CSV".into() };
-/// assert_eq!(serde_json::to_value(&r).unwrap()["reason"], "not a PSD CSV");
+/// let r = materia_core::transform::Rejected { landing_key: "psd/2026/11/x.csv.gzip".into(), reason: "bad gzip".into() };
+/// assert_eq!(serde_json::to_value(&r).unwrap()["reason"], "bad gzip");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Rejected {
@@ -168,23 +174,8 @@ pub enum StepMode {
     Table,
 }
 
-/// The dataset the models read.
-const PSD: &str = "psd";
-
 /// How much CSV a first build loads at once (see `history::load_all`).
 const BATCH_CONTENT_BYTES: u64 = 512 << 20;
-
-/// Whether [`transform`] loads `dataset` into the lakehouse (today: `psd`).
-///
-/// ```
-/// use materia_core::transform::loads;
-/// assert!(loads(&"psd".parse()?));
-/// assert!(!loads(&"cftc_cot".parse()?));
-/// # Ok::<(), materia_core::Error>(())
-/// ```
-pub fn loads(dataset: &Dataset) -> bool {
-    dataset.as_str() == PSD
-}
 
 /// Brings `options.duckdb_path` up to date with `store`, loading only the landing
 /// files it does not hold yet.
@@ -215,7 +206,8 @@ pub fn transform(store: &LandingStore, options: &TransformOptions) -> Result<Tra
     let _lock = LockFile::open(&lock_path, "another transform of this lakehouse")?.hold()?;
     remove_stale_builds(&target)?;
 
-    let models = models::ordered(&options.models)?;
+    let models = models::ordered(&options.tables, &options.models)?;
+    let fingerprint = declared::fingerprint(&options.tables);
     let spill = with_suffix(&build_path(&target), ".spill");
     let conn = engine(options, &spill)?;
     let mut report = TransformReport {
@@ -229,7 +221,12 @@ pub fn transform(store: &LandingStore, options: &TransformOptions) -> Result<Tra
         steps: Vec::new(),
         millis: 0,
     };
-    let outcome = build(store, &conn, &models, &target, &mut report);
+    let plan = Plan {
+        tables: &options.tables,
+        models: &models,
+        fingerprint: &fingerprint,
+    };
+    let outcome = build(store, &conn, &plan, &target, &mut report);
     drop(conn);
     if let Err(e) = remove_path(&spill) {
         tracing::warn!("{e}");
@@ -272,95 +269,72 @@ fn engine(options: &TransformOptions, spill: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// What a build loads and runs.
+struct Plan<'a> {
+    /// The declared tables, by dataset.
+    tables: &'a BTreeMap<String, TableSpec>,
+    /// Every model, in run order.
+    models: &'a [models::Model],
+    /// The declarations' fingerprint (a history loaded under others is rebuilt).
+    fingerprint: &'a str,
+}
+
 /// Loads the new landing files into the history and, when the history moved on
 /// from the published file, builds the next one: returns its path.
 fn build(
     store: &LandingStore,
     conn: &Connection,
-    models: &[models::Model],
+    plan: &Plan<'_>,
     target: &Path,
     report: &mut TransformReport,
 ) -> Result<Option<PathBuf>> {
     let history_path = history::path_of(target);
     let mut resets = 0;
     let history = loop {
-        let Some(history) = History::attach(conn, &history_path, models)? else {
+        let Some(history) = History::attach(conn, &history_path, plan.models, plan.fingerprint)?
+        else {
             resets += 1;
             continue;
         };
         let known: HashSet<String> = history.known_keys()?.into_iter().collect();
-        let mut new: Vec<Entry> = store
-            .list()
-            .into_iter()
-            .filter(|e| loads(&e.key.dataset))
-            .filter(|e| !known.contains(&e.key.to_string()))
-            .collect();
-        new.sort_by_key(|e| {
-            (
-                e.key.year,
-                e.key.month,
-                e.release.as_ref().map(|r| r.landed_at),
-            )
-        });
-        if let Some(first) = new.first()
+        // The new files of each declared dataset, in publication order.
+        let mut new: BTreeMap<&str, Vec<Entry>> = BTreeMap::new();
+        for e in store.list() {
+            if let Some((name, _)) = plan.tables.get_key_value(e.key.dataset.as_str())
+                && !known.contains(&e.key.to_string())
+            {
+                new.entry(name.as_str()).or_default().push(e);
+            }
+        }
+        for entries in new.values_mut() {
+            entries.sort_by_key(|e| {
+                (
+                    e.key.year,
+                    e.key.month,
+                    e.release.as_ref().map(|r| r.landed_at),
+                )
+            });
+        }
+        let mut out_of_order = None;
+        for entries in new.values() {
+            if let Some(first) = entries.first()
+                && !history.appends(first)?
+            {
+                out_of_order = Some(first.key.to_string());
+            }
+        }
+        if let Some(first) = out_of_order
             && resets == 0
-            && !history.appends(first)?
         {
-            tracing::info!(release = %first.key, "a release landed out of publication order: rebuilding the history");
+            tracing::info!(release = %first, "a release landed out of publication order: rebuilding the history");
             conn.execute_batch("USE memory; DETACH history")
                 .map_err(duck("detaching the history"))?;
             history::remove_history(&history_path)?;
             resets += 1;
             continue;
         }
-        let mut good = Vec::new();
-        for entry in new {
-            match landing_file_problem(store, &entry)? {
-                Some(reason) => {
-                    let rejected = Rejected {
-                        landing_key: entry.key.to_string(),
-                        reason,
-                    };
-                    history.reject(&rejected)?;
-                    report.rejected.push(rejected);
-                }
-                None => good.push(entry),
-            }
-        }
-        // A first build (or a rebuild) loads its first releases at once, up to
-        // BATCH_CONTENT_BYTES of CSV (past that DuckDB's window sort spills
-        // more than the one-by-one load costs); the rest, or all when that
-        // is not possible, one release at a time.
-        let mut batch_len = 0;
-        let mut content = 0u64;
-        for entry in &good {
-            content += entry
-                .release
-                .as_ref()
-                .map_or(entry.file_bytes * 8, |r| r.content_bytes);
-            if content > BATCH_CONTENT_BYTES {
-                break;
-            }
-            batch_len += 1;
-        }
-        let mut loaded = Vec::new();
-        let mut rest = &good[..];
-        if let Some(at_once) = history.load_all(store, &good[..batch_len], &mut report.steps)? {
-            loaded = at_once;
-            rest = &good[batch_len..];
-        }
-        for entry in rest {
-            loaded.push(history.load(store, entry, &mut report.steps)?);
-        }
-        for outcome in loaded {
-            match outcome {
-                Loaded::Rows { rows, changes } => {
-                    report.releases_loaded += 1;
-                    report.rows_loaded += rows;
-                    report.changes += changes;
-                }
-                Loaded::Rejected(rejected) => report.rejected.push(rejected),
-            }
+        for (dataset, entries) in new {
+            load_dataset(store, &history, &plan.tables[dataset], entries, report)?;
         }
         break history;
     };
@@ -372,7 +346,7 @@ fn build(
         return Ok(None);
     }
     let build = build_path(target);
-    match serving::build(conn, models, &build, &mut report.steps) {
+    match serving::build(conn, plan.models, &build, &mut report.steps) {
         Ok(warnings) => {
             report.warnings = warnings;
             Ok(Some(build))
@@ -382,6 +356,66 @@ fn build(
             Err(e)
         }
     }
+}
+
+/// Loads one dataset's new files (in publication order) into the history:
+/// those that cannot be loaded are quarantined, the others loaded — a first
+/// build's first releases at once, up to BATCH_CONTENT_BYTES of CSV (past that
+/// DuckDB's window sort spills more than the one-by-one load costs), the rest,
+/// or all when that is not possible, one release at a time.
+fn load_dataset(
+    store: &LandingStore,
+    history: &History<'_>,
+    table: &TableSpec,
+    entries: Vec<Entry>,
+    report: &mut TransformReport,
+) -> Result<()> {
+    let mut good = Vec::new();
+    for entry in entries {
+        match landing_file_problem(store, &entry, table)? {
+            Some(reason) => {
+                let rejected = Rejected {
+                    landing_key: entry.key.to_string(),
+                    reason,
+                };
+                history.reject(&rejected)?;
+                report.rejected.push(rejected);
+            }
+            None => good.push(entry),
+        }
+    }
+    let mut batch_len = 0;
+    let mut content = 0u64;
+    for entry in &good {
+        content += entry
+            .release
+            .as_ref()
+            .map_or(entry.file_bytes * 8, |r| r.content_bytes);
+        if content > BATCH_CONTENT_BYTES {
+            break;
+        }
+        batch_len += 1;
+    }
+    let mut loaded = Vec::new();
+    let mut rest = &good[..];
+    if let Some(at_once) = history.load_all(store, &good[..batch_len], &mut report.steps)? {
+        loaded = at_once;
+        rest = &good[batch_len..];
+    }
+    for entry in rest {
+        loaded.push(history.load(store, entry, &mut report.steps)?);
+    }
+    for outcome in loaded {
+        match outcome {
+            Loaded::Rows { rows, changes } => {
+                report.releases_loaded += 1;
+                report.rows_loaded += rows;
+                report.changes += changes;
+            }
+            Loaded::Rejected(rejected) => report.rejected.push(rejected),
+        }
+    }
+    Ok(())
 }
 
 /// The schema version, history id and generation the published file was
@@ -435,9 +469,13 @@ fn is_data_error(message: &str) -> bool {
 }
 
 /// What keeps a landing file from being loaded, if anything: it must be sound
-/// (gzip, recorded hashes) and have the PSD header. I/O errors are errors, not
-/// reasons to quarantine.
-fn landing_file_problem(store: &LandingStore, entry: &Entry) -> Result<Option<String>> {
+/// (gzip, recorded hashes) and have the columns its table declares. I/O errors
+/// are errors, not reasons to quarantine.
+fn landing_file_problem(
+    store: &LandingStore,
+    entry: &Entry,
+    table: &TableSpec,
+) -> Result<Option<String>> {
     let path = store.path_of(&entry.key);
     if let Some(problem) = store.check(&entry.key)? {
         return Ok(Some(problem));
@@ -446,14 +484,54 @@ fn landing_file_problem(store: &LandingStore, entry: &Entry) -> Result<Option<St
     let mut line = Vec::new();
     std::io::BufRead::read_until(&mut reader, b'\n', &mut line).at(&path)?;
     let found = split_header(line.strip_suffix(b"\n").unwrap_or(&line));
-    if found != PSD_COLUMNS {
-        let shown: String = String::from_utf8_lossy(&line).chars().take(120).collect();
-        return Ok(Some(format!(
-            "not a PSD CSV: expected the header {}, found {shown:?}",
-            PSD_COLUMNS.join(",")
-        )));
+    let expected = table.header();
+    if found == expected {
+        return Ok(None);
     }
-    Ok(None)
+    Ok(Some(format!(
+        "its columns differ from datasets.{}.table: {}",
+        entry.key.dataset,
+        column_difference(&expected, &found)
+    )))
+}
+
+/// What differs between the declared columns and a file's header.
+///
+/// Names are shown with `{:?}` (a hostile header is quoted, never raw), at
+/// most 10 of each kind.
+fn column_difference(expected: &[String], found: &[String]) -> String {
+    let list = |names: Vec<&String>| {
+        let shown: Vec<String> = names.iter().take(10).map(|n| format!("{n:?}")).collect();
+        let more = names.len().saturating_sub(10);
+        if more > 0 {
+            format!("{} and {more} more", shown.join(", "))
+        } else {
+            shown.join(", ")
+        }
+    };
+    let missing: Vec<&String> = expected.iter().filter(|c| !found.contains(c)).collect();
+    let extra: Vec<&String> = found.iter().filter(|c| !expected.contains(c)).collect();
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!("missing {}", list(missing)));
+    }
+    if !extra.is_empty() {
+        parts.push(format!("unexpected {}", list(extra)));
+    }
+    if parts.is_empty() {
+        let at = expected
+            .iter()
+            .zip(found)
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        parts.push(format!(
+            "the same columns in another order (column {} is {:?}, declared {:?})",
+            at + 1,
+            found.get(at).map_or("", String::as_str),
+            expected.get(at).map_or("", String::as_str)
+        ));
+    }
+    parts.join("; ")
 }
 
 fn duck(context: &str) -> impl Fn(duckdb::Error) -> Error + '_ {

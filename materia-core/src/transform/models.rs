@@ -1,8 +1,9 @@
 //! The SQL models and the small runner that orders them — the part of SQLMesh
 //! Materia needs, no more.
 //!
-//! Each file in `materia-core/models/` is embedded at compile time and starts
-//! with a header:
+//! Each file in `materia-core/models/` is embedded at compile time (each
+//! declared dataset's setup, load and serving models are generated:
+//! `declared.rs`) and starts with a header:
 //!
 //! ```sql
 //! -- model: serving.psd_latest
@@ -56,7 +57,7 @@ pub struct Model {
     pub(crate) kind: Kind,
     pub(crate) depends: Vec<String>,
     pub(crate) sql: Cow<'static, str>,
-    /// Where it came from, for errors (`models/10_psd_changes.sql`, a user's path).
+    /// Where it came from, for errors (`models/40_coffee_balance.sql`, a user's path, a generated table).
     pub(crate) file: String,
 }
 
@@ -311,20 +312,8 @@ pub(crate) struct Audit {
 const FILES: &[(&str, &str)] = &[
     ("00_schema.sql", include_str!("../../models/00_schema.sql")),
     (
-        "10_psd_changes.sql",
-        include_str!("../../models/10_psd_changes.sql"),
-    ),
-    (
         "20_releases.sql",
         include_str!("../../models/20_releases.sql"),
-    ),
-    (
-        "25_psd_history.sql",
-        include_str!("../../models/25_psd_history.sql"),
-    ),
-    (
-        "30_psd_latest.sql",
-        include_str!("../../models/30_psd_latest.sql"),
     ),
     (
         "40_coffee_balance.sql",
@@ -333,6 +322,10 @@ const FILES: &[(&str, &str)] = &[
     (
         "50_psd_revisions.sql",
         include_str!("../../models/50_psd_revisions.sql"),
+    ),
+    (
+        "60_cot_coffee.sql",
+        include_str!("../../models/60_cot_coffee.sql"),
     ),
     ("90_audits.sql", include_str!("../../models/90_audits.sql")),
 ];
@@ -375,14 +368,20 @@ fn parse(file: &str, sql: Cow<'static, str>) -> Result<Model> {
     })
 }
 
-/// The models in the order to run them: the built-in ones, then `extra`
-/// (`table` and `audit` models of the caller) after every built-in table,
-/// audits last.
-pub(crate) fn ordered(extra: &[Model]) -> Result<Vec<Model>> {
-    let builtin = FILES
+/// The models in the order to run them: the built-in ones and those the
+/// declared `tables` generate, then `extra` (`table` and `audit` models of the
+/// caller) after every built-in table, audits last.
+pub(crate) fn ordered(
+    tables: &BTreeMap<String, crate::extract::TableSpec>,
+    extra: &[Model],
+) -> Result<Vec<Model>> {
+    let mut builtin = FILES
         .iter()
         .map(|(file, sql)| parse(&format!("materia-core/models/{file}"), Cow::Borrowed(*sql)))
         .collect::<Result<Vec<_>>>()?;
+    for (dataset, table) in tables {
+        builtin.extend(super::declared::models(dataset, table));
+    }
     let builtin = order(builtin, &BTreeSet::new())?;
     let known: BTreeSet<String> = builtin.iter().map(|m| m.name.clone()).collect();
     if let Some(clash) = extra.iter().find(|m| known.contains(&m.name)) {
@@ -489,7 +488,7 @@ mod tests {
 
     #[test]
     fn shipped_models_run_in_dependency_order() {
-        let names: Vec<String> = ordered(&[])
+        let names: Vec<String> = ordered(&crate::extract::Config::default().tables(), &[])
             .expect("valid models")
             .into_iter()
             .map(|m| m.name)
@@ -502,6 +501,8 @@ mod tests {
         assert!(pos("serving.psd_latest") < pos("serving.coffee_balance"));
         assert!(pos("serving.coffee_balance") < pos("audits"));
         assert!(pos("serving.psd_revisions") < pos("audits"));
+        assert!(pos("raw.cot_changes") < pos("serving.cot_latest"));
+        assert!(pos("serving.cot_latest") < pos("serving.cot_coffee"));
     }
 
     #[test]
@@ -538,7 +539,7 @@ mod tests {
         );
         let unknown = m.load_sections().expect_err("unknown");
         assert!(unknown.to_string().contains("oops"), "{unknown}");
-        let shipped = ordered(&[]).expect("valid");
+        let shipped = ordered(&crate::extract::Config::default().tables(), &[]).expect("valid");
         for m in shipped.iter().filter(|m| m.kind == Kind::Load) {
             m.load_sections()
                 .expect("shipped load models have valid sections");
@@ -563,7 +564,7 @@ mod tests {
 
     #[test]
     fn audits_parse_with_severity() {
-        let all = ordered(&[]).expect("valid");
+        let all = ordered(&crate::extract::Config::default().tables(), &[]).expect("valid");
         let audit_model = all.iter().find(|m| m.kind == Kind::Audit).expect("audits");
         let audits = audits(audit_model).expect("parse");
         assert!(audits.iter().any(|a| a.severity == Severity::Error));

@@ -2,6 +2,8 @@
 //! test binary links DuckDB's C++, ~140 MB: one is enough). Loopback servers,
 //! the fault proxy and PSD data come from `materia-testkit`.
 
+#[cfg(feature = "duckdb")]
+mod datasets;
 #[cfg(feature = "http")]
 mod extract;
 mod keys_prop;

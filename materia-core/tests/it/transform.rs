@@ -260,7 +260,13 @@ fn a_bad_landing_file_is_quarantined_and_never_wedges_later_builds() {
     assert_eq!(report.releases_loaded, 1);
     assert_eq!(report.rejected.len(), 1, "{report:?}");
     assert_eq!(report.rejected[0].landing_key, wrong.to_string());
-    assert!(report.rejected[0].reason.contains("header"), "{report:?}");
+    let reason = &report.rejected[0].reason;
+    assert!(
+        reason.contains("columns differ from datasets.psd.table")
+            && reason.contains("missing \"Commodity_Code\"")
+            && reason.contains("unexpected \"a\", \"b\", \"c\""),
+        "{reason}"
+    );
     assert_eq!(f.lake().rejected().expect("listed").len(), 1);
     // Skipped from now on: nothing new, nothing published, no error.
     let again = transform(&f.store, &f.options).expect("no wedge");
