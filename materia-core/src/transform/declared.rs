@@ -8,10 +8,11 @@
 //!   datasets — disappear: a `deleted` row carries the values the key had), `raw.d_closed` (key, `from_ord`, `to_ord`: the
 //!   release from which a version no longer holds), `raw.d_current` (each
 //!   key's current version; one release's size);
-//! - published: `serving.d_history` (every version with the releases it holds
-//!   for), `serving.d_latest` (the current values) and the table macro
-//!   `serving.d_as_of(year, month)` (what the newest release landed under that
-//!   month said).
+//! - published: copies of `raw.d_changes` and `raw.d_closed` (appended to),
+//!   the view `serving.d_history` over them (every version with the releases
+//!   it holds for), the table `serving.d_latest` (the current values) and the
+//!   table macro `serving.d_as_of(year, month)` (what the newest release
+//!   landed under that month said).
 
 use std::borrow::Cow;
 use std::fmt::Write;
@@ -73,19 +74,11 @@ pub(crate) fn models(dataset: &str, table: &TableSpec) -> Vec<Model> {
 
 /// A fingerprint of the declarations: a history built under others is rebuilt.
 pub(crate) fn fingerprint(tables: &std::collections::BTreeMap<String, TableSpec>) -> String {
-    use sha2::{Digest, Sha256};
-    let mut hasher = Sha256::new();
-    for (dataset, table) in tables {
-        for m in models(dataset, table) {
-            hasher.update(m.name.as_bytes());
-            hasher.update(m.sql.as_bytes());
-        }
-    }
-    hasher
-        .finalize()
+    let generated: Vec<Model> = tables
         .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+        .flat_map(|(dataset, table)| models(dataset, table))
+        .collect();
+    super::models::fingerprint(&generated)
 }
 
 struct Gen<'a> {
@@ -327,17 +320,28 @@ impl<'a> Gen<'a> {
         )
     }
 
+    /// The history's changes and closings copied into the published file
+    /// (appended from where the file's copy ends: a slot updated in place
+    /// copies one release's), and the `_history` view over them.
     fn history(&self) -> String {
         let p = &self.prefix;
         let ds = sql_string(self.dataset);
+        let (changes, closed) = (self.t("changes"), self.t("closed"));
         format!(
-            "CREATE SCHEMA IF NOT EXISTS serving;\n\
-             CREATE OR REPLACE TABLE serving.{history} AS\n\
+            "CREATE SCHEMA IF NOT EXISTS raw;\n\
+             CREATE SCHEMA IF NOT EXISTS serving;\n\
+             CREATE TABLE IF NOT EXISTS {changes} AS SELECT * FROM history.{changes} LIMIT 0;\n\
+             INSERT INTO {changes} SELECT * FROM history.{changes}\n\
+             WHERE from_ord > (SELECT coalesce(max(from_ord), 0) FROM {changes});\n\
+             CREATE TABLE IF NOT EXISTS {closed} AS SELECT * FROM history.{closed} LIMIT 0;\n\
+             INSERT INTO {closed} SELECT * FROM history.{closed}\n\
+             WHERE to_ord > (SELECT coalesce(max(to_ord), 0) FROM {closed});\n\
+             CREATE OR REPLACE VIEW serving.{history} AS\n\
              SELECT p.* EXCLUDE (from_ord), p.from_ord AS release_ord, c.to_ord AS until_ord,\n       \
              r.etag AS release_etag, r.year AS release_year, r.month AS release_month\n\
-             FROM history.{changes} AS p\n\
+             FROM {changes} AS p\n\
              JOIN serving.releases AS r ON r.dataset = {ds} AND r.ord = p.from_ord\n\
-             LEFT JOIN history.{closed} AS c ON {on} AND c.from_ord = p.from_ord;\n\
+             LEFT JOIN {closed} AS c ON {on} AND c.from_ord = p.from_ord;\n\
              CREATE OR REPLACE MACRO serving.{as_of}(y, m) AS TABLE\n\
              SELECT h.* EXCLUDE (deleted, release_ord, until_ord, release_etag, release_year, release_month)\n\
              FROM serving.{history} AS h\n\
@@ -347,8 +351,6 @@ impl<'a> Gen<'a> {
              OR h.until_ord > (SELECT max(ord) FROM serving.releases WHERE dataset = {ds} AND year = y AND month = m));\n",
             history = ident(&format!("{p}_history")),
             as_of = ident(&format!("{p}_as_of")),
-            changes = self.t("changes"),
-            closed = self.t("closed"),
             on = self.key_eq("c", "p"),
         )
     }

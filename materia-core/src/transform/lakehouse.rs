@@ -1,7 +1,7 @@
 //! [`Lakehouse`]: the published DuckDB file, opened read-only — how the web app
 //! and other crates read it.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use duckdb::{AccessMode, Config, Connection, OptionalExt};
@@ -44,6 +44,41 @@ use crate::error::{Error, Result};
 pub struct Lakehouse {
     path: PathBuf,
     conn: Connection,
+    /// The file's (device, inode) while open: see [`open_in_this_process`].
+    inode: Option<(u64, u64)>,
+}
+
+/// The lakehouse files this process has open, by (device, inode), with counts:
+/// `transform` never updates one of them in place (`publish.rs`).
+static OPEN: std::sync::Mutex<BTreeMap<(u64, u64), usize>> = std::sync::Mutex::new(BTreeMap::new());
+
+fn inode_of(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Whether a [`Lakehouse`] of this process has the file at `path` open.
+pub(crate) fn open_in_this_process(path: &Path) -> bool {
+    let open = OPEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    inode_of(path).is_some_and(|inode| open.contains_key(&inode))
+}
+
+impl Drop for Lakehouse {
+    fn drop(&mut self) {
+        if let Some(inode) = self.inode {
+            let mut open = OPEN
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(n) = open.get_mut(&inode) {
+                *n -= 1;
+                if *n == 0 {
+                    open.remove(&inode);
+                }
+            }
+        }
+    }
 }
 
 /// One row of `serving.coffee_balance`: a country's (or the World's) green coffee
@@ -145,7 +180,15 @@ impl Lakehouse {
                 .map_err(fail)?;
         }
         let conn = Connection::open_with_flags(&path, config).map_err(fail)?;
-        Ok(Lakehouse { path, conn })
+        let inode = inode_of(&path);
+        if let Some(inode) = inode {
+            *OPEN
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(inode)
+                .or_default() += 1;
+        }
+        Ok(Lakehouse { path, conn, inode })
     }
 
     /// The connection, for any SQL: read-only, and (from [`Lakehouse::open_read_only`])

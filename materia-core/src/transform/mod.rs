@@ -1,41 +1,51 @@
 //! Transform: the landing zone into one DuckDB lakehouse that readers never wait for.
 //!
-//! Two files, both beside `DUCKDB_PATH`:
+//! Beside `DUCKDB_PATH`:
 //!
 //! - the **history**, `{DUCKDB_PATH}.history` (`history.rs`): private to
 //!   transform, written in place. Each release's values are stored once per
 //!   change — a row when a value first appears, changes or disappears, with the
 //!   releases it holds for — so a day's load costs that release, not the
-//!   history, and the file grows with the changes, not with the releases.
-//! - the **published lakehouse**, `DUCKDB_PATH`: what readers open. Built from
-//!   the history by the `table` models into a fresh file beside it
-//!   (`.{name}.build-*`), audited, `CHECKPOINT`ed (no WAL left), fsynced,
-//!   renamed over `DUCKDB_PATH`, the directory fsynced. It is never opened for
-//!   writing, so the web app's read-only handle never conflicts: a reader that
-//!   has it open keeps its snapshot, new opens see the new build.
+//!   history, and the file grows with the changes, not with the releases. Each
+//!   declared dataset ([`TableSpec`]) has its own tables, generated from its
+//!   declaration (`declared.rs`).
+//! - the **published lakehouse**, `DUCKDB_PATH`: what readers open, a hard
+//!   link to one of two slots, `{DUCKDB_PATH}.a` / `.b` (`publish.rs`). A
+//!   build writes the other slot — the build before last — in place (the
+//!   history's new changes appended, the release-sized tables rebuilt by the
+//!   `table` models), audits it, `CHECKPOINT`s it (no WAL left), fsyncs it and
+//!   renames a new link to it over `DUCKDB_PATH`, the directory fsynced. The
+//!   published file is never opened for writing, so the web app's read-only
+//!   handle never conflicts: a reader that has it open keeps its snapshot, new
+//!   opens see the new build. A slot a reader still holds, a first build, or
+//!   other models or history, get a fresh file instead.
 //!
 //! A build takes `{DUCKDB_PATH}.lock` (one transform at a time), removes what a
 //! killed build left, and loads each new landing file — checked end to end
-//! first (gzip, recorded hashes, CSV header) — in a history transaction of its
-//! own; a file that cannot be loaded (bad gzip or header, rows DuckDB cannot
-//! read, a key twice or empty) is quarantined in `raw.rejected` with its reason
-//! and skipped by every later build. Then, when the history moved on from what
-//! is published (`materia.build`: schema version and generation), it publishes.
+//! first (gzip, recorded hashes, its dataset's columns) — in a history
+//! transaction of its own; a file that cannot be loaded (bad gzip or columns,
+//! rows DuckDB cannot read, a key twice or empty) is quarantined in
+//! `raw.rejected` with its reason and skipped by every later build. Then, when
+//! the history moved on from what is published (`materia.build`: schema
+//! version and generation), it publishes.
 //!
 //! Crash reasoning: a kill or power cut during a load rolls that release back
-//! (DuckDB's WAL; the commit is durable); during the publish it leaves a build
-//! file that the next build removes, and the published file as it was. A
-//! history committed but not yet published is published by the next build,
-//! even with nothing new. The published file is always a complete build, old
-//! or new. The history is a cache of the landing zone: missing, unreadable, of
-//! another schema version, or with a release landed out of publication order
-//! (an archive backfill), it is rebuilt from the landing files — so a
+//! (DuckDB's WAL; the commit is durable); during the publish it leaves the slot
+//! being written (never the published one: DuckDB's WAL keeps it consistent
+//! and the next build redoes it) or a fresh build file that the next build
+//! removes, and `DUCKDB_PATH` as it was. A history committed but not yet
+//! published is published by the next build, even with nothing new. The
+//! published file is always a complete build, old or new. The history is a
+//! cache of the landing zone: missing, unreadable, of another schema version
+//! or other dataset declarations, or with a release landed out of publication
+//! order (an archive backfill), it is rebuilt from the landing files — so a
 //! lakehouse from an older release of Materia upgrades itself.
 
 mod declared;
 mod history;
 mod lakehouse;
 mod models;
+mod publish;
 mod serving;
 
 use std::collections::{BTreeMap, HashSet};
@@ -208,6 +218,7 @@ pub fn transform(store: &LandingStore, options: &TransformOptions) -> Result<Tra
 
     let models = models::ordered(&options.tables, &options.models)?;
     let fingerprint = declared::fingerprint(&options.tables);
+    let models_print = models::fingerprint(&models);
     let spill = with_suffix(&build_path(&target), ".spill");
     let conn = engine(options, &spill)?;
     let mut report = TransformReport {
@@ -225,6 +236,7 @@ pub fn transform(store: &LandingStore, options: &TransformOptions) -> Result<Tra
         tables: &options.tables,
         models: &models,
         fingerprint: &fingerprint,
+        models_print: &models_print,
     };
     let outcome = build(store, &conn, &plan, &target, &mut report);
     drop(conn);
@@ -235,8 +247,8 @@ pub fn transform(store: &LandingStore, options: &TransformOptions) -> Result<Tra
     for r in &report.rejected {
         tracing::error!(file = %r.landing_key, "quarantined: {}", r.reason);
     }
-    if let Some(build) = publish_now {
-        publish(&build, &target)?;
+    if let Some(slot) = publish_now {
+        publish::publish(&slot, &target)?;
         tracing::info!(
             lakehouse = %target.display(),
             releases = report.releases_loaded,
@@ -277,17 +289,19 @@ struct Plan<'a> {
     models: &'a [models::Model],
     /// The declarations' fingerprint (a history loaded under others is rebuilt).
     fingerprint: &'a str,
+    /// The models' fingerprint (a slot built with others is built afresh).
+    models_print: &'a str,
 }
 
 /// Loads the new landing files into the history and, when the history moved on
-/// from the published file, builds the next one: returns its path.
+/// from the published file, builds the next one: returns its slot.
 fn build(
     store: &LandingStore,
     conn: &Connection,
     plan: &Plan<'_>,
     target: &Path,
     report: &mut TransformReport,
-) -> Result<Option<PathBuf>> {
+) -> Result<Option<publish::Slot>> {
     let history_path = history::path_of(target);
     let mut resets = 0;
     let history = loop {
@@ -345,17 +359,15 @@ fn build(
     if published_build(target).as_ref() == Some(&info) {
         return Ok(None);
     }
-    let build = build_path(target);
-    match serving::build(conn, plan.models, &build, &mut report.steps) {
-        Ok(warnings) => {
-            report.warnings = warnings;
-            Ok(Some(build))
-        }
-        Err(e) => {
-            remove_build(&build);
-            Err(e)
-        }
-    }
+    let slot = publish::attach(conn, target, &info.1, plan.models_print)?;
+    report.warnings = serving::build(
+        conn,
+        plan.models,
+        plan.models_print,
+        &slot,
+        &mut report.steps,
+    )?;
+    Ok(Some(slot))
 }
 
 /// Loads one dataset's new files (in publication order) into the history:
@@ -544,35 +556,6 @@ fn duck(context: &str) -> impl Fn(duckdb::Error) -> Error + '_ {
 /// A SQL string literal.
 fn sql_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
-}
-
-/// Moves the finished build over the published file, durably.
-fn publish(build: &Path, target: &Path) -> Result<()> {
-    let build_wal = with_suffix(build, ".wal");
-    if build_wal.exists() {
-        return Err(Error::Transform {
-            reason: format!(
-                "the build left a WAL ({}) after CHECKPOINT; not publishing",
-                build_wal.display()
-            ),
-            source: None,
-        });
-    }
-    restrict_mode(build)?;
-    let file = fs::File::open(build).at(build)?;
-    file.sync_all().at(build)?;
-    // A WAL beside the target belongs to no build of ours (we never open the
-    // published file for writing); DuckDB would try to replay it into the new
-    // file and fail. Move it aside, loudly.
-    let stale = with_suffix(target, ".wal");
-    if stale.exists() {
-        let aside = with_suffix(target, &format!(".wal.stale-{}", std::process::id()));
-        tracing::warn!(wal = %stale.display(), aside = %aside.display(), "moving a stale WAL aside");
-        fs::rename(&stale, &aside).at(&stale)?;
-    }
-    fs::rename(build, target).at(target)?;
-    let dir = target.parent().unwrap_or(Path::new("/"));
-    fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {

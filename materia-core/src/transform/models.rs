@@ -439,6 +439,23 @@ fn order(models: Vec<Model>, done: &BTreeSet<String>) -> Result<Vec<Model>> {
     Ok(out)
 }
 
+/// A fingerprint of models (names and SQL, in order).
+pub(crate) fn fingerprint(models: &[Model]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for m in models {
+        hasher.update(m.name.as_bytes());
+        hasher.update([0]);
+        hasher.update(m.sql.as_bytes());
+        hasher.update([0]);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The audit statements of an audit model.
 pub(crate) fn audits(model: &Model) -> Result<Vec<Audit>> {
     let mut out: Vec<Audit> = Vec::new();

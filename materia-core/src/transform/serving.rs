@@ -1,36 +1,48 @@
-//! The published file: built from scratch from the history by the `table`
-//! models, then audited.
+//! The published file: its `table` models run on the slot being written
+//! (`publish.rs`; the history attached as `history`), then the audits.
 
-use std::path::Path;
 use std::time::Instant;
 
 use duckdb::Connection;
 
 use super::models::{self, Kind, Model, Severity};
-use super::{AuditFinding, Step, StepMode, duck, sql_string};
+use super::publish::{self, Slot};
+use super::{AuditFinding, Step, StepMode, duck};
 use crate::error::{Error, Result};
 
-/// Builds the next published file at `build` (which must not exist) from the
-/// history attached to `conn`; returns the audits' warnings. A failing `error`
-/// audit fails the build. The file is checkpointed and detached either way.
+/// Builds the slot attached as `lake` (see `publish::attach`) from the
+/// history: runs the `table` models and the audits, records `models_print`
+/// (the models' fingerprint), checkpoints and detaches it; returns the audits'
+/// warnings. A failing `error` audit fails the build; a fresh file is then
+/// removed, a slot updated in place is left for the next build to redo.
 pub(crate) fn build(
     conn: &Connection,
     models: &[Model],
-    build: &Path,
+    models_print: &str,
+    slot: &Slot,
     steps: &mut Vec<Step>,
 ) -> Result<Vec<AuditFinding>> {
-    conn.execute_batch(&format!(
-        "ATTACH {} AS lake; USE lake",
-        sql_string(&build.to_string_lossy())
-    ))
-    .map_err(duck("creating the build"))?;
-    let built = run_models(conn, models, steps);
+    let started = Instant::now();
+    let built = run_models(conn, models, steps)
+        .and_then(|w| publish::record_models(conn, models_print).map(|()| w));
     let closed = conn
         .execute_batch("USE history; CHECKPOINT lake; DETACH lake")
         .map_err(duck("closing the build"));
-    let warnings = built?;
-    closed?;
-    Ok(warnings)
+    let outcome = built.and_then(|w| closed.map(|()| w));
+    if outcome.is_err()
+        && let Slot::Fresh { file, .. } = slot
+    {
+        super::remove_build(file);
+    }
+    steps.push(Step {
+        model: "lakehouse".into(),
+        mode: match slot {
+            Slot::Update(_) => StepMode::Append,
+            Slot::Fresh { .. } => StepMode::Rebuild,
+        },
+        millis: started.elapsed().as_millis() as u64,
+    });
+    outcome
 }
 
 fn run_models(

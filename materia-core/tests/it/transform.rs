@@ -294,6 +294,8 @@ fn a_bad_landing_file_is_quarantined_and_never_wedges_later_builds() {
         files_in(dir),
         [
             "lakehouse.duckdb",
+            "lakehouse.duckdb.a",
+            "lakehouse.duckdb.b",
             "lakehouse.duckdb.history",
             "lakehouse.duckdb.lock",
             "landing"
@@ -359,10 +361,19 @@ fn a_reader_process_keeps_its_snapshot_while_transform_publishes() {
     };
     assert_eq!(read_report(&mut stdout), "READER before 1");
 
-    // While the reader holds the file open read-only, transform publishes.
+    // While the reader holds the file open read-only, transform publishes,
+    // twice: the second time the slot due for an update in place is the
+    // reader's (DuckDB's lock, seen from this process): a fresh file is built.
     f.land(2, &release_csv(2));
     let report = transform(&f.store, &f.options).expect("transform beside a reader");
     assert_eq!(report.releases_loaded, 1);
+    f.land(3, &release_csv(3));
+    let report = transform(&f.store, &f.options).expect("again");
+    assert_eq!(
+        publish_mode(&report),
+        StepMode::Rebuild,
+        "the reader's slot is held"
+    );
 
     child
         .stdin
@@ -378,7 +389,7 @@ fn a_reader_process_keeps_its_snapshot_while_transform_publishes() {
     assert!(child.wait().expect("reader exits").success());
     assert_eq!(
         f.count("SELECT count(*) FROM raw.releases"),
-        2,
+        3,
         "a new open sees the new build"
     );
 }
@@ -1002,4 +1013,116 @@ fn a_first_build_with_a_bad_release_quarantines_it_and_loads_the_rest() {
             .collect::<Vec<_>>(),
         [(1, Some(5200.0)), (2, Some(5400.0))]
     );
+}
+
+/// How the last build wrote the published file: `Append` (a slot updated in
+/// place) or `Rebuild` (a fresh file).
+fn publish_mode(report: &materia_core::transform::TransformReport) -> StepMode {
+    report
+        .steps
+        .iter()
+        .find(|s| s.model == "lakehouse")
+        .map(|s| s.mode)
+        .expect("published")
+}
+
+#[test]
+fn the_daily_publish_updates_the_slot_before_last_in_place() {
+    use std::os::unix::fs::MetadataExt;
+    let f = fixture();
+    let target = f.options.duckdb_path.clone();
+    let slot = |s: &str| {
+        let mut p = target.as_os_str().to_owned();
+        p.push(s);
+        PathBuf::from(p)
+    };
+    let inode = |p: &Path| fs::metadata(p).expect("exists").ino();
+    f.land(1, &release_csv(1));
+    let first = transform(&f.store, &f.options).expect("first");
+    assert_eq!(publish_mode(&first), StepMode::Rebuild);
+    assert_eq!(inode(&target), inode(&slot(".a")));
+    f.land(2, &release_csv(2));
+    let second = transform(&f.store, &f.options).expect("second");
+    assert_eq!(publish_mode(&second), StepMode::Rebuild, "no slot b yet");
+    assert_eq!(inode(&target), inode(&slot(".b")));
+    // A reader of the second build holds slot b.
+    let reader = f.lake();
+
+    f.land(3, &release_csv(3));
+    let third = transform(&f.store, &f.options).expect("third");
+    assert_eq!(
+        publish_mode(&third),
+        StepMode::Append,
+        "slot a updated in place"
+    );
+    assert_eq!(inode(&target), inode(&slot(".a")));
+    assert_eq!(f.count("SELECT count(*) FROM raw.releases"), 3);
+    // Every version once: the copy in slot a was appended to, not duplicated.
+    assert_eq!(
+        f.count("SELECT count(*) FROM serving.psd_history"),
+        f.count("SELECT count(*) FROM raw.psd_changes")
+    );
+    assert_eq!(
+        f.count("SELECT count(*) FROM (SELECT DISTINCT * FROM raw.psd_changes)"),
+        f.count("SELECT count(*) FROM raw.psd_changes")
+    );
+
+    // Slot b is still open in the reader: DuckDB's lock refuses the in-place
+    // update, so a fresh file takes its name; the reader keeps its snapshot.
+    f.land(4, &release_csv(4));
+    let fourth = transform(&f.store, &f.options).expect("fourth");
+    assert_eq!(publish_mode(&fourth), StepMode::Rebuild, "slot b is held");
+    assert_eq!(inode(&target), inode(&slot(".b")));
+    let held: i64 = reader
+        .connection()
+        .query_row("SELECT count(*) FROM raw.releases", [], |r| r.get(0))
+        .expect("snapshot");
+    assert_eq!(held, 2);
+    drop(reader);
+
+    // Built in place or afresh, the same tables.
+    f.land(5, &release_csv(5));
+    let fifth = transform(&f.store, &f.options).expect("fifth");
+    assert_eq!(publish_mode(&fifth), StepMode::Append);
+    let fresh = f._dir.path().join("fresh.duckdb");
+    let mut options = f.options.clone();
+    options.duckdb_path = fresh.clone();
+    let rebuilt = transform(&f.store, &options).expect("fresh");
+    assert_eq!(publish_mode(&rebuilt), StepMode::Rebuild);
+    let digest = |path: &Path, table: &str| -> (i64, String) {
+        Lakehouse::open_read_only(path)
+            .expect("open")
+            .connection()
+            .query_row(
+                &format!(
+                    "SELECT count(*), md5(string_agg(t::VARCHAR, '|' ORDER BY t::VARCHAR)) \
+                     FROM (SELECT * EXCLUDE (release_etag) FROM {table}) AS t"
+                ),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect(table)
+    };
+    for table in [
+        "serving.psd_history",
+        "serving.psd_latest",
+        "serving.psd_revisions",
+    ] {
+        assert_eq!(digest(&target, table), digest(&fresh, table), "{table}");
+    }
+
+    // Other models: the slot is built afresh.
+    let mut with_model = f.options.clone();
+    with_model.models = vec![
+        materia_core::transform::Model::parse(
+            "br.sql",
+            "-- model: serving.br\n-- kind: table\n-- depends: serving.psd_latest\n\
+             CREATE OR REPLACE TABLE serving.br AS SELECT * FROM serving.psd_latest WHERE country_code = 'BR';\n",
+        )
+        .expect("model"),
+    ];
+    f.land(6, &release_csv(6));
+    let sixth = transform(&f.store, &with_model).expect("sixth");
+    assert_eq!(publish_mode(&sixth), StepMode::Rebuild, "new models");
+    assert!(f.count("SELECT count(*) FROM serving.br") > 0);
 }
