@@ -4,10 +4,11 @@
 # one release to the next), for each history length in HISTORIES:
 #   - a full build of N releases, and DuckDB alone loading the same N files into
 #     one fresh table with the same typed CSV reading (the yardstick);
-#   - one more release on those N: the incremental build, and DuckDB alone
-#     loading just that file;
+#   - one more release on those N, in the steady state (both publish slots
+#     exist, so the slot before last is updated in place: one unmeasured day,
+#     then the measured one), and DuckDB alone loading just that file;
 #   - bytes each build wrote (/proc/self/io write_bytes), peak RSS (VmHWM), and
-#     the lakehouse's size (published file + history).
+#     the lakehouse's size (both slots + history, after the measured day).
 # Each measurement is its own process (`transform-scale`, benches/bin).
 #   benches/scale.sh                       # ROWS=2200000 HISTORIES="1 12 48" MEMORY=2GB
 #   ROWS=500000 HISTORIES="1 12" benches/scale.sh
@@ -31,16 +32,20 @@ echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for n in $HISTORIES; do
   land="$work/land-$n"
   "$bin" gen --dir "$land" --releases "$n" --rows "$ROWS" >/dev/null
-  full=$("$bin" transform --dir "$land" --db "$work/full.duckdb" --memory "$MEMORY")
+  full=$("$bin" transform --dir "$land" --db "$work/lake.duckdb" --memory "$MEMORY")
   alone=$("$bin" load --dir "$land" --db "$work/alone.duckdb" --memory "$MEMORY")
   rm -f "$work/alone.duckdb"
-  next=$((n + 1))
+  # The daily build in its steady state: both slots exist, so the build
+  # updates the slot before last in place. One unmeasured day fills the
+  # second slot; the next day is measured.
+  "$bin" land --dir "$land" --release $((n + 1)) --rows "$ROWS" >/dev/null
+  "$bin" transform --dir "$land" --db "$work/lake.duckdb" --memory "$MEMORY" >/dev/null
+  next=$((n + 2))
   landed=$("$bin" land --dir "$land" --release "$next" --rows "$ROWS")
-  cp "$work/full.duckdb" "$work/inc.duckdb"
-  cp "$work/full.duckdb.history" "$work/inc.duckdb.history"
-  inc=$("$bin" transform --dir "$land" --db "$work/inc.duckdb" --memory "$MEMORY")
+  inc=$("$bin" transform --dir "$land" --db "$work/lake.duckdb" --memory "$MEMORY")
   one=$("$bin" load --dir "$land" --db "$work/one.duckdb" --only "$next" --memory "$MEMORY")
-  size=$(( $(get "$full" published_bytes) + $(get "$full" history_bytes) ))
+  # Both slots and the history, after the measured day.
+  size=$(( $(get "$inc" slots_bytes) + $(get "$inc" history_bytes) ))
   echo "| $n × $(get "$full" rows) rows | $(secs "$(get "$full" millis)") | $(secs "$(get "$alone" millis)") | $(ratio "$(get "$full" millis)" "$(get "$alone" millis)") | $(secs "$(get "$inc" millis)") | $(secs "$(get "$one" millis)") | $(ratio "$(get "$inc" millis)" "$(get "$one" millis)") | $(mib "$(get "$inc" write_bytes)") | $(mib "$(get "$landed" file_bytes)") | $(mib "$size") | $(( $(get "$inc" peak_rss_kib) / 1024 )) |"
   rm -rf "$land" "$work"/*.duckdb*
 done

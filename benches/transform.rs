@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use materia_benches::{PsdSpec, psd_csv, psd_landing_zone};
 use materia_core::landing::{LandingStore, NewRelease};
-use materia_core::transform::{TransformOptions, transform};
+use materia_core::transform::{StepMode, TransformOptions, transform};
 
 const ROW_BYTES: usize = 5 << 20; // about 50k rows
 
@@ -42,9 +42,35 @@ fn history_of(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
 fn remove_lakehouse(path: &Path) {
     std::fs::remove_file(path).expect("cleanup");
     std::fs::remove_file(history_of(path)).expect("cleanup");
+    for slot in [".a", ".b"] {
+        let _ = std::fs::remove_file(with_suffix(path, slot));
+    }
+}
+
+/// A copy of the lakehouse at `base` (history, both slots, and the published
+/// name linked to the same slot) at `path`.
+fn copy_lakehouse(base: &Path, path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::copy(history_of(base), history_of(path)).expect("copy history");
+    let published = std::fs::metadata(base).expect("base").ino();
+    for slot in [".a", ".b"] {
+        let from = with_suffix(base, slot);
+        if from.exists() {
+            std::fs::copy(&from, with_suffix(path, slot)).expect("copy slot");
+            if std::fs::metadata(&from).expect("slot").ino() == published {
+                std::fs::hard_link(with_suffix(path, slot), path).expect("link");
+            }
+        }
+    }
 }
 
 fn benches(c: &mut Criterion) {
@@ -76,6 +102,17 @@ fn benches(c: &mut Criterion) {
         let store = landing(&root, history);
         let base = dir.path().join(format!("base-{history}.duckdb"));
         transform(&store, &options(base.clone())).expect("base build");
+        // A second day fills the other slot: the measured day updates the
+        // slot before last in place, as every day after the first two does.
+        let day = NewRelease::new("psd".parse().expect("valid"), 2030, 12)
+            .expect("valid")
+            .with_etag(Some("day".parse().expect("valid")));
+        let body = psd_csv(&PsdSpec {
+            min_bytes: ROW_BYTES,
+            seed: 998,
+        });
+        let _ = store.put(day, &body[..]).expect("put");
+        transform(&store, &options(base.clone())).expect("second day");
         let release = NewRelease::new("psd".parse().expect("valid"), 2031, 1)
             .expect("valid")
             .with_etag(Some("next".parse().expect("valid")));
@@ -95,14 +132,20 @@ fn benches(c: &mut Criterion) {
                     || {
                         m += 1;
                         let path = dir.path().join(format!("inc-{history}-{m}.duckdb"));
-                        std::fs::copy(&base, &path).expect("copy base");
-                        std::fs::copy(history_of(&base), history_of(&path)).expect("copy history");
+                        copy_lakehouse(&base, &path);
                         path
                     },
                     |path| {
                         let report =
                             transform(&store, &options(path.clone())).expect("incremental");
                         assert_eq!(report.releases_loaded, 1);
+                        assert!(
+                            report
+                                .steps
+                                .iter()
+                                .any(|s| s.model == "lakehouse" && s.mode == StepMode::Append),
+                            "updated in place"
+                        );
                         remove_lakehouse(&path);
                     },
                     BatchSize::PerIteration,

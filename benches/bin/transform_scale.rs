@@ -69,6 +69,10 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             let db = PathBuf::from(need("--db")?);
             out.push(("published_bytes", size(&db).to_string()));
             out.push((
+                "slots_bytes",
+                (size(&with_suffix(&db, ".a")) + size(&with_suffix(&db, ".b"))).to_string(),
+            ));
+            out.push((
                 "history_bytes",
                 size(&with_suffix(&db, ".history")).to_string(),
             ));

@@ -5,8 +5,10 @@ use std::io::Read;
 use std::path::Path;
 
 use materia_core::extract::{Config, DatasetSpec, Extractor, Limits, Status};
-use materia_core::landing::{LandingKey, LandingStore, NewRelease};
-use materia_core::transform::{Lakehouse, StepMode, TransformOptions, transform};
+use materia_core::landing::{LandingKey, LandingStore};
+use materia_core::transform::{Lakehouse, StepMode, transform};
+
+use crate::{Fixture, fixture};
 
 const SAMPLE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -43,25 +45,6 @@ fn coffee_rows(text: &str) -> Vec<(String, i64, i64, i64, i64)> {
     rows
 }
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    store: LandingStore,
-    options: TransformOptions,
-}
-
-fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = LandingStore::open(dir.path().join("landing")).expect("open");
-    let mut options = TransformOptions::new(dir.path().join("lakehouse.duckdb"));
-    options.memory_limit = "512MB".into();
-    options.threads = 2;
-    Fixture {
-        dir,
-        store,
-        options,
-    }
-}
-
 impl Fixture {
     /// Lands `body` under 2026-`month` (13: January 2027; the extracted sample
     /// lands in the current month).
@@ -71,19 +54,7 @@ impl Fixture {
         } else {
             (2026, month)
         };
-        let release = NewRelease::new(dataset.parse().expect("valid"), year, month)
-            .expect("valid")
-            .with_etag(Some(etag.parse().expect("valid")));
-        self.store
-            .put(release, body)
-            .expect("put")
-            .landed()
-            .expect("new")
-            .key
-    }
-
-    fn lake(&self) -> Lakehouse {
-        Lakehouse::open_read_only(&self.options.duckdb_path).expect("published")
+        self.put_release(dataset, (year, month), etag, body)
     }
 
     fn rows<T: duckdb::types::FromSql>(&self, sql: &str) -> Vec<T> {
@@ -399,7 +370,6 @@ fn a_dataset_declared_in_the_config_gets_its_own_change_history() {
     );
     // The built-in datasets are there too, empty.
     assert_eq!(f.one::<i64>("SELECT count(*) FROM serving.psd_latest"), 0);
-    let _ = f.dir.path();
 }
 
 #[test]

@@ -8,8 +8,9 @@ use std::process::{Command, Stdio};
 
 use materia_core::Error;
 use materia_core::csv::PSD_COLUMNS;
-use materia_core::landing::{LandingStore, NewRelease};
-use materia_core::transform::{Lakehouse, StepMode, TransformOptions, transform};
+use materia_core::transform::{Lakehouse, StepMode, transform};
+
+use crate::{Fixture, fixture};
 
 const COUNTRIES: [(&str, &str); 4] = [
     ("BR", "Brazil"),
@@ -60,40 +61,9 @@ fn release_csv(k: u32) -> Vec<u8> {
 
 const ROWS_PER_RELEASE: u64 = (COUNTRIES.len() * YEARS.len() * 11) as u64;
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    store: LandingStore,
-    options: TransformOptions,
-}
-
-fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = LandingStore::open(dir.path().join("landing")).expect("open");
-    let mut options = TransformOptions::new(dir.path().join("lakehouse.duckdb"));
-    options.memory_limit = "512MB".into();
-    options.threads = 2;
-    Fixture {
-        _dir: dir,
-        store,
-        options,
-    }
-}
-
 impl Fixture {
     fn land(&self, k: u32, body: &[u8]) -> materia_core::landing::LandingKey {
-        let release = NewRelease::new("psd".parse().expect("valid"), 2026, i64::from(k))
-            .expect("valid")
-            .with_etag(Some(format!("r{k}").parse().expect("valid")));
-        self.store
-            .put(release, body)
-            .expect("put")
-            .landed()
-            .expect("new")
-            .key
-    }
-
-    fn lake(&self) -> Lakehouse {
-        Lakehouse::open_read_only(&self.options.duckdb_path).expect("published")
+        self.put_release("psd", (2026, i64::from(k)), &format!("r{k}"), body)
     }
 
     fn count(&self, sql: &str) -> i64 {
@@ -1084,7 +1054,7 @@ fn the_daily_publish_updates_the_slot_before_last_in_place() {
     f.land(5, &release_csv(5));
     let fifth = transform(&f.store, &f.options).expect("fifth");
     assert_eq!(publish_mode(&fifth), StepMode::Append);
-    let fresh = f._dir.path().join("fresh.duckdb");
+    let fresh = f.dir.path().join("fresh.duckdb");
     let mut options = f.options.clone();
     options.duckdb_path = fresh.clone();
     let rebuilt = transform(&f.store, &options).expect("fresh");
