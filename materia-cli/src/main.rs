@@ -166,6 +166,10 @@ enum Command {
         /// run after the built-in ones in dependency order.
         #[arg(long, env = "MATERIA_MODELS")]
         models: Option<PathBuf>,
+        /// The DuckDB storage version of the published file: the oldest DuckDB
+        /// that must read it (v1.4.0: DuckDB 1.4 and later).
+        #[arg(long, env = "MATERIA_DUCKDB_STORAGE_VERSION", default_value = materia_core::transform::STORAGE_VERSION)]
+        storage_version: String,
     },
     /// Run SQL read-only against the published lakehouse.
     ///
@@ -392,9 +396,11 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             json,
             memory_limit,
             models,
+            storage_version,
         } => {
             let mut options = TransformOptions::new(&cli.duckdb_path);
             options.memory_limit = memory_limit;
+            options.storage_version = storage_version;
             options.tables = Config::load_or_default(cli.config.as_deref())?.tables();
             if let Some(dir) = models {
                 options.models = Model::from_dir(&dir)?;

@@ -527,3 +527,138 @@ fn transform_runs_the_models_in_materia_models() {
         "{out:?}"
     );
 }
+
+/// A Python with `duckdb==1.5.6` (a 1.x client, as most web apps use):
+/// `MATERIA_TEST_PYTHON`, which `.ci/run` sets after installing it. Missing,
+/// the test fails saying how to get it.
+fn python_duckdb_1x() -> String {
+    let python = std::env::var("MATERIA_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "MATERIA_TEST_PYTHON is not set: it must name a python with duckdb==1.5.6 \
+             (python3 -m venv V && V/bin/pip install duckdb==1.5.6; .ci/run does this)"
+        )
+    });
+    let version = std::process::Command::new(&python)
+        .args(["-c", "import duckdb; print(duckdb.__version__)"])
+        .output()
+        .expect("MATERIA_TEST_PYTHON runs");
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        "1.5.6",
+        "MATERIA_TEST_PYTHON must have duckdb==1.5.6: {version:?}"
+    );
+    python
+}
+
+/// Reads the lakehouse in a loop until stdin closes (and one round after):
+/// each round a new read-only connection, the releases it sees and queries
+/// over the views and a macro, closed again; prints `ROUND releases rows` or
+/// `ERROR …`.
+const PY_READER: &str = r#"
+import sys, threading, duckdb
+path = sys.argv[1]
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+last = False
+while not last:
+    last = stop.is_set()
+    try:
+        con = duckdb.connect(path, read_only=True)
+        n = con.execute("SELECT count(*) FROM raw.releases").fetchone()[0]
+        rows = con.execute("SELECT count(*) FROM serving.psd_revisions").fetchone()[0]
+        con.execute("SELECT count(*) FROM serving.psd_as_of(2001, 1)").fetchone()
+        con.close()
+        print("ROUND", n, rows, flush=True)
+    except Exception as e:
+        print("ERROR", repr(e), flush=True)
+"#;
+
+#[test]
+fn duckdb_1x_clients_read_the_lakehouse_while_transform_publishes() {
+    let python = python_duckdb_1x();
+    let e = env();
+    e.land(1);
+    assert!(e.run(&["transform"]).status.success());
+    let mut reader = std::process::Command::new(&python)
+        .args(["-c", PY_READER])
+        .arg(&e.duckdb)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python reader");
+    // Three more builds while it reads: fresh files, then a slot in place.
+    for k in 2..=4 {
+        e.land(k);
+        let out = e.run(&["transform"]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    drop(reader.stdin.take());
+    let out = reader.wait_with_output().expect("reader ends");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rounds: Vec<(u64, u64)> = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(f[0], "ROUND", "a read failed: {l}");
+            (f[1].parse().expect("n"), f[2].parse().expect("rows"))
+        })
+        .collect();
+    assert!(rounds.len() > 3, "{text}");
+    // Each round saw one whole build: releases only go up, and a build's
+    // revisions count always goes with its release count.
+    let mut seen = std::collections::BTreeMap::new();
+    for (n, rows) in &rounds {
+        assert!((1..=4).contains(n), "{n}");
+        assert_eq!(*seen.entry(*n).or_insert(*rows), *rows, "{text}");
+    }
+    assert!(rounds.windows(2).all(|w| w[0].0 <= w[1].0), "{text}");
+    assert_eq!(rounds.last().map(|r| r.0), Some(4), "{text}");
+}
+
+/// A long-lived reader: one connection held, a new build published.
+const PY_PICKUP: &str = r#"
+import sys, duckdb
+path = sys.argv[1]
+count = lambda c: c.execute("SELECT count(*) FROM raw.releases").fetchone()[0]
+held = duckdb.connect(path, read_only=True)
+print("HELD", count(held), flush=True)
+sys.stdin.readline()  # the test publishes a new build
+again = duckdb.connect(path, read_only=True)
+print("NEW_CONNECTION_WHILE_HELD", count(again), flush=True)
+again.close(); held.close()
+fresh = duckdb.connect(path, read_only=True)
+print("AFTER_CLOSING_ALL", count(fresh), flush=True)
+"#;
+
+#[test]
+fn a_long_lived_1x_reader_sees_a_new_build_once_it_closes_every_connection() {
+    let python = python_duckdb_1x();
+    let e = env();
+    e.land(1);
+    assert!(e.run(&["transform"]).status.success());
+    let mut reader = std::process::Command::new(&python)
+        .args(["-c", PY_PICKUP])
+        .arg(&e.duckdb)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python reader");
+    let mut out = std::io::BufReader::new(reader.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("held");
+    assert_eq!(line.trim(), "HELD 1");
+    e.land(2);
+    assert!(e.run(&["transform"]).status.success());
+    std::io::Write::write_all(&mut reader.stdin.take().expect("stdin"), b"go\n").expect("go");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).expect("rest");
+    assert!(reader.wait().expect("ends").success(), "{rest}");
+    // DuckDB's client caches the database by path while a connection is open:
+    // a new connection still sees the old build; closing every one picks up
+    // the new one (the README says so).
+    assert_eq!(
+        rest.lines().collect::<Vec<_>>(),
+        ["NEW_CONNECTION_WHILE_HELD 1", "AFTER_CLOSING_ALL 2"]
+    );
+}

@@ -88,7 +88,15 @@ pub struct TransformOptions {
     /// The datasets loaded, by name, with their tables (default: the built-in
     /// `psd` and `cot`; `Config::tables` gives a config's).
     pub tables: BTreeMap<String, TableSpec>,
+    /// The DuckDB storage version the published file is written with: the
+    /// oldest DuckDB that must open it (default [`STORAGE_VERSION`]).
+    pub storage_version: String,
 }
+
+/// The storage version of the published file by default: DuckDB 1.4 and
+/// later open it (Python `duckdb` 1.4/1.5, Node's 1.4, the 1.x CLI). DuckDB
+/// 2.0's own format (`v2.0.0`) would lock every 1.x client out.
+pub const STORAGE_VERSION: &str = "v1.4.0";
 
 impl TransformOptions {
     /// Defaults for building `duckdb_path`.
@@ -99,6 +107,7 @@ impl TransformOptions {
             threads: std::thread::available_parallelism().map_or(1, usize::from),
             models: Vec::new(),
             tables: crate::extract::Config::default().tables(),
+            storage_version: STORAGE_VERSION.into(),
         }
     }
 }
@@ -218,7 +227,13 @@ pub fn transform(store: &LandingStore, options: &TransformOptions) -> Result<Tra
 
     let models = models::ordered(&options.tables, &options.models)?;
     let fingerprint = declared::fingerprint(&options.tables);
-    let models_print = models::fingerprint(&models);
+    // A slot written with another storage version is built afresh too.
+    let models_print = format!(
+        "{}/{}",
+        models::fingerprint(&models),
+        options.storage_version
+    );
+    publish::check_storage_version(&options.storage_version)?;
     let spill = with_suffix(&build_path(&target), ".spill");
     let conn = engine(options, &spill)?;
     let mut report = TransformReport {
@@ -237,6 +252,7 @@ pub fn transform(store: &LandingStore, options: &TransformOptions) -> Result<Tra
         models: &models,
         fingerprint: &fingerprint,
         models_print: &models_print,
+        storage_version: &options.storage_version,
     };
     let outcome = build(store, &conn, &plan, &target, &mut report);
     drop(conn);
@@ -291,6 +307,8 @@ struct Plan<'a> {
     fingerprint: &'a str,
     /// The models' fingerprint (a slot built with others is built afresh).
     models_print: &'a str,
+    /// The published file's DuckDB storage version.
+    storage_version: &'a str,
 }
 
 /// Loads the new landing files into the history and, when the history moved on
@@ -359,7 +377,13 @@ fn build(
     if published_build(target).as_ref() == Some(&info) {
         return Ok(None);
     }
-    let slot = publish::attach(conn, target, &info.1, plan.models_print)?;
+    let slot = publish::attach(
+        conn,
+        target,
+        &info.1,
+        plan.models_print,
+        plan.storage_version,
+    )?;
     report.warnings = serving::build(
         conn,
         plan.models,

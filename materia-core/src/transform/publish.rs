@@ -84,6 +84,7 @@ pub(crate) fn attach(
     target: &Path,
     history_id: &str,
     models: &str,
+    storage_version: &str,
 ) -> Result<Slot> {
     let slot = next_slot(target);
     if slot.exists() && !held(&slot) {
@@ -102,8 +103,30 @@ pub(crate) fn attach(
         }
     }
     let file = build_path(target);
-    attach_file(conn, &file).map_err(duck("creating the build"))?;
+    conn.execute_batch(&format!(
+        "ATTACH {} AS lake (STORAGE_VERSION {}); USE lake",
+        sql_string(&file.to_string_lossy()),
+        sql_string(storage_version)
+    ))
+    .map_err(duck("creating the build"))?;
     Ok(Slot::Fresh { file, slot })
+}
+
+/// Checks a storage version's shape (`v1.4.0`) before DuckDB sees it.
+pub(crate) fn check_storage_version(version: &str) -> Result<()> {
+    let digits = version.strip_prefix('v').unwrap_or("");
+    let parts: Vec<&str> = digits.split('.').collect();
+    if parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Ok(());
+    }
+    Err(Error::Transform {
+        reason: format!("storage version {version:?}: expected vMAJOR.MINOR.PATCH, e.g. v1.4.0"),
+        source: None,
+    })
 }
 
 /// Whether a reader has `path` open: a [`Lakehouse`](super::Lakehouse) of
