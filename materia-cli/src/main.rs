@@ -171,6 +171,21 @@ enum Command {
         #[arg(long, env = "MATERIA_DUCKDB_STORAGE_VERSION", default_value = materia_core::transform::STORAGE_VERSION)]
         storage_version: String,
     },
+    /// Serve the published lakehouse over HTTP, read-only (see the README's
+    /// "Serve"); follows every new publish. Stops on SIGTERM or Ctrl-C.
+    ///
+    /// Example: materia serve --bind 127.0.0.1:8080
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "MATERIA_BIND", default_value = "127.0.0.1:8080")]
+        bind: std::net::SocketAddr,
+        /// Requests in flight at most; more are answered 503.
+        #[arg(long, default_value_t = 64)]
+        max_in_flight: usize,
+        /// A query's time limit, in seconds (then 503).
+        #[arg(long, default_value_t = 10)]
+        timeout_secs: u64,
+    },
     /// Run SQL read-only against the published lakehouse.
     ///
     /// Example: materia query "SELECT * FROM serving.coffee_balance WHERE country_code = 'WORLD'"
@@ -375,6 +390,14 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
     if let Command::Query { sql, format } = &cli.command {
         return query::run(&cli.duckdb_path, sql, *format);
     }
+    if let Command::Serve {
+        bind,
+        max_in_flight,
+        timeout_secs,
+    } = &cli.command
+    {
+        return serve(&cli.duckdb_path, *bind, *max_in_flight, *timeout_secs);
+    }
     if let Command::Notify {
         alert_url,
         alert_format,
@@ -391,7 +414,9 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         config: cli.config.as_deref(),
     };
     match cli.command {
-        Command::Query { .. } | Command::Notify { .. } => unreachable!("handled above"),
+        Command::Query { .. } | Command::Notify { .. } | Command::Serve { .. } => {
+            unreachable!("handled above")
+        }
         Command::Transform {
             json,
             memory_limit,
@@ -900,4 +925,42 @@ fn print_stats(stats: &Stats) -> Result<(), BoxError> {
         stats.files, stats.bytes, stats.content_bytes
     )?;
     Ok(())
+}
+
+/// `materia serve`: binds, says where, serves until SIGTERM or Ctrl-C.
+fn serve(
+    duckdb_path: &std::path::Path,
+    bind: std::net::SocketAddr,
+    max_in_flight: usize,
+    timeout_secs: u64,
+) -> Result<ExitCode, BoxError> {
+    use materia_core::serve::{ServeOptions, Server};
+    let mut options = ServeOptions::new(duckdb_path);
+    options.bind = bind;
+    options.max_in_flight = max_in_flight;
+    options.timeout = std::time::Duration::from_secs(timeout_secs);
+    let server = Server::bind(&options)?;
+    let addr = server.local_addr()?;
+    tracing::info!(lakehouse = %duckdb_path.display(), "serving on http://{addr}");
+    // The address, for whoever started us (port 0 picks one).
+    writeln!(io::stdout(), "listening on http://{addr}")?;
+    io::stdout().flush()?;
+    server.run(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return std::future::pending().await;
+        };
+        std::future::poll_fn(|cx| {
+            if term.poll_recv(cx).is_ready() || int.poll_recv(cx).is_ready() {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+    })?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -61,6 +61,8 @@ pub mod landing;
 pub mod mirror;
 #[cfg(feature = "http")]
 mod progress;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod supervise;
 #[cfg(feature = "duckdb")]
 pub mod transform;

@@ -46,6 +46,7 @@ mod history;
 mod lakehouse;
 mod models;
 mod publish;
+pub mod rows;
 mod serving;
 
 use std::collections::{BTreeMap, HashSet};
@@ -59,6 +60,7 @@ use serde::Serialize;
 pub use duckdb;
 pub use lakehouse::{Balance, Lakehouse, Revision};
 pub use models::{Model, Severity};
+pub use rows::Rows;
 
 use history::{History, Loaded};
 

@@ -1,0 +1,140 @@
+//! Readers of the published lakehouse for a server: cheap to clone, shared
+//! across threads, switching to a new build when `transform` publishes one.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use duckdb::Connection;
+
+use crate::error::{Error, Result};
+use crate::transform::Lakehouse;
+
+/// The published lakehouse at a path, as one build at a time ([`Snapshot`]).
+///
+/// `snapshot()` checks the file (one `stat`): when `transform` has published
+/// a new build since, the next snapshot is that build, opened read-only with
+/// the query hardening of [`Lakehouse::open_read_only`]; requests holding the
+/// old snapshot finish on it.
+///
+/// ```no_run
+/// let readers = materia_core::serve::Readers::open("/data/materia/lakehouse.duckdb", 4)?;
+/// let snap = readers.snapshot()?;
+/// let n: i64 = snap.with_connection(|c| c.query_row("SELECT count(*) FROM raw.releases", [], |r| r.get(0)))?;
+/// println!("build {}: {n} releases", snap.build);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Readers {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    connections: usize,
+    current: Mutex<Arc<Snapshot>>,
+}
+
+/// One published build, open read-only, with a few connections to it.
+pub struct Snapshot {
+    /// The build's id: its generation and history id (`materia.build`).
+    pub build: String,
+    /// When it was published (the file's modification time).
+    pub published_at: jiff::Timestamp,
+    inode: (u64, u64),
+    /// Owns the database (and registers it, so no transform in this process
+    /// writes it in place).
+    _lake: Mutex<Lakehouse>,
+    pool: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+}
+
+fn inode(path: &Path) -> Result<((u64, u64), jiff::Timestamp)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|e| Error::Lakehouse {
+        path: path.to_path_buf(),
+        reason: format!("cannot stat the lakehouse: {e}"),
+        source: Some(Box::new(e)),
+    })?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| jiff::Timestamp::try_from(t).ok())
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    Ok(((meta.dev(), meta.ino()), modified))
+}
+
+impl Snapshot {
+    fn open(path: &Path, connections: usize) -> Result<Snapshot> {
+        let (ino, published_at) = inode(path)?;
+        let lake = Lakehouse::open_read_only(path)?;
+        let fail = |e: duckdb::Error| Error::Lakehouse {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+            source: Some(Box::new(e)),
+        };
+        let build = lake
+            .connection()
+            .query_row(
+                "SELECT generation::VARCHAR || '-' || left(history_id, 8) FROM materia.build",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .unwrap_or_else(|_| "0".into());
+        let pool = (0..connections.max(1))
+            .map(|_| lake.connection().try_clone().map(Mutex::new))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(fail)?;
+        Ok(Snapshot {
+            build,
+            published_at,
+            inode: ino,
+            _lake: Mutex::new(lake),
+            pool,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Runs `f` on a connection of this build (a free one if any, else the
+    /// next in turn, waiting for it).
+    pub fn with_connection<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
+        for slot in &self.pool {
+            if let Ok(conn) = slot.try_lock() {
+                return f(&conn);
+            }
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
+        let conn = self.pool[i].lock().unwrap_or_else(PoisonError::into_inner);
+        f(&conn)
+    }
+}
+
+impl Readers {
+    /// Opens the lakehouse at `path` with `connections` connections per build.
+    pub fn open(path: impl Into<PathBuf>, connections: usize) -> Result<Readers> {
+        let path = path.into();
+        let first = Snapshot::open(&path, connections)?;
+        Ok(Readers {
+            inner: Arc::new(Inner {
+                path,
+                connections,
+                current: Mutex::new(Arc::new(first)),
+            }),
+        })
+    }
+
+    /// The newest published build (see the type's docs).
+    pub fn snapshot(&self) -> Result<Arc<Snapshot>> {
+        let (ino, _) = inode(&self.inner.path)?;
+        let mut current = self
+            .inner
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if current.inode != ino {
+            tracing::info!(lakehouse = %self.inner.path.display(), "a new build was published: switching to it");
+            *current = Arc::new(Snapshot::open(&self.inner.path, self.inner.connections)?);
+        }
+        Ok(Arc::clone(&current))
+    }
+}
