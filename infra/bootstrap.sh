@@ -62,13 +62,14 @@ fi
 
 install -d -m 0755 "$ROOT/etc/systemd/system"
 for unit in materia-supervisor.service materia-backup.service materia-backup.timer \
-    materia-drill.service materia-drill.timer materia-alert@.service; do
+    materia-drill.service materia-drill.timer materia-alert@.service materia-serve.service; do
     install -m 0644 "infra/$unit" "$ROOT/etc/systemd/system/$unit"
 done
 echo "installed $("$ROOT/usr/local/bin/materia" --version) and the units"
 
 if ! staged && [[ $START -eq 1 ]]; then
     systemctl daemon-reload
-    systemctl enable --now materia-supervisor.service materia-backup.timer materia-drill.timer
+    systemctl enable --now materia-supervisor.service materia-backup.timer materia-drill.timer \
+        materia-serve.service
     systemctl --no-pager status materia-supervisor.service || true
 fi

@@ -12,7 +12,8 @@ stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 ROOT="$stage" infra/bootstrap.sh --no-start >/dev/null
 units=(infra/materia-supervisor.service infra/materia-backup.service infra/materia-backup.timer
-    infra/materia-drill.service infra/materia-drill.timer infra/materia-alert@.service)
+    infra/materia-drill.service infra/materia-drill.timer infra/materia-alert@.service
+    infra/materia-serve.service)
 # systemd-analyze resolves ExecStart= on the host: point it at the staged binary.
 for u in "${units[@]}"; do
     sed "s|/usr/local/bin/materia|$stage/usr/local/bin/materia|g" "$u" > "$stage/$(basename "$u")"
@@ -23,7 +24,7 @@ sed -i "s|^User=materia|User=$(id -un)|; s|^Group=materia|Group=$(id -gn)|" "$st
 cp "$stage/materia-alert@.service" "$stage/materia-alert@materia-backup.service.service"
 out="$(systemd-analyze verify --man=no "$stage"/materia-supervisor.service "$stage"/materia-backup.service \
     "$stage"/materia-backup.timer "$stage"/materia-drill.service "$stage"/materia-drill.timer \
-    "$stage/materia-alert@materia-backup.service.service" 2>&1 || true)"
+    "$stage"/materia-serve.service "$stage/materia-alert@materia-backup.service.service" 2>&1 || true)"
 # Not fatal here: facts of the CI container, not of the units.
 filtered="$(grep -v -e 'Failed to connect to bus' -e 'ProtectHome' -e 'Cannot add dependency job' -e 'System has not been booted with systemd' <<<"$out" || true)"
 if [[ -n "$filtered" ]]; then
