@@ -10,6 +10,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use duckdb::ToSql;
+use duckdb::arrow::datatypes::SchemaRef;
+use duckdb::arrow::record_batch::RecordBatch;
 use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
@@ -79,12 +81,21 @@ impl IntoResponse for ApiError {
 enum Format {
     Json,
     Csv,
+    /// Arrow IPC stream.
+    Arrow,
+    Parquet,
 }
 
 impl Format {
-    /// From a `.csv` / `.json` suffix of the last path segment, else `Accept`.
+    /// From a `.csv` / `.json` / `.arrow` / `.parquet` suffix of the last
+    /// path segment, else `Accept`.
     fn pick(name: &mut String, headers: &HeaderMap) -> Format {
-        for (suffix, format) in [(".csv", Format::Csv), (".json", Format::Json)] {
+        for (suffix, format) in [
+            (".csv", Format::Csv),
+            (".json", Format::Json),
+            (".arrow", Format::Arrow),
+            (".parquet", Format::Parquet),
+        ] {
             if let Some(stripped) = name.strip_suffix(suffix) {
                 *name = stripped.to_owned();
                 return format;
@@ -96,6 +107,10 @@ impl Format {
             .unwrap_or("");
         if accept.contains("text/csv") {
             Format::Csv
+        } else if accept.contains("application/vnd.apache.arrow.stream") {
+            Format::Arrow
+        } else if accept.contains("parquet") {
+            Format::Parquet
         } else {
             Format::Json
         }
@@ -105,6 +120,8 @@ impl Format {
         match self {
             Format::Json => "application/json",
             Format::Csv => "text/csv; charset=utf-8",
+            Format::Arrow => "application/vnd.apache.arrow.stream",
+            Format::Parquet => "application/vnd.apache.parquet",
         }
     }
 }
@@ -215,16 +232,9 @@ where
         header::CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
     );
-    let bytes = match (body, format) {
-        (Body::Json(v), _) => serde_json::to_vec(&v).map_err(ApiError::internal)?,
-        (Body::Rows(rows), Format::Json) => {
-            serde_json::to_vec(&json!({ "rows": rows.json() })).map_err(ApiError::internal)?
-        }
-        (Body::Rows(rows), Format::Csv) => {
-            let mut out = Vec::new();
-            rows.write_csv(&mut out).map_err(ApiError::internal)?;
-            out
-        }
+    let bytes = match body {
+        Body::Json(v) => serde_json::to_vec(&v).map_err(ApiError::internal)?,
+        Body::Batches(schema, batches) => encode(format, schema, &batches)?,
     };
     Ok((StatusCode::OK, headers, bytes).into_response())
 }
@@ -232,7 +242,53 @@ where
 /// What a handler's query produced.
 pub(crate) enum Body {
     Json(Json),
-    Rows(Rows),
+    /// Rows, written in the request's format.
+    Batches(SchemaRef, Vec<RecordBatch>),
+}
+
+/// Rows in `format`: JSON `{"rows": [...]}`, CSV with a header, an Arrow IPC
+/// stream, or a Parquet file.
+fn encode(format: Format, schema: SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, ApiError> {
+    match format {
+        Format::Json | Format::Csv => {
+            let rows = Rows::from_batches(&schema, batches).map_err(ApiError::internal)?;
+            if format == Format::Json {
+                return serde_json::to_vec(&json!({ "rows": rows.json() }))
+                    .map_err(ApiError::internal);
+            }
+            let mut out = Vec::new();
+            rows.write_csv(&mut out).map_err(ApiError::internal)?;
+            Ok(out)
+        }
+        Format::Arrow => {
+            let mut w = arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &schema)
+                .map_err(ApiError::internal)?;
+            for b in batches {
+                w.write(b).map_err(ApiError::internal)?;
+            }
+            w.finish().map_err(ApiError::internal)?;
+            w.into_inner().map_err(ApiError::internal)
+        }
+        Format::Parquet => {
+            let mut w = parquet::arrow::ArrowWriter::try_new(Vec::new(), schema, None)
+                .map_err(ApiError::internal)?;
+            for b in batches {
+                w.write(b).map_err(ApiError::internal)?;
+            }
+            w.into_inner().map_err(ApiError::internal)
+        }
+    }
+}
+
+/// Runs `sql` for a rows answer.
+fn rows_body(
+    conn: &duckdb::Connection,
+    sql: &str,
+    params: &[&dyn ToSql],
+) -> Result<Body, ApiError> {
+    let (schema, batches) =
+        crate::transform::rows::batches(conn, sql, params).map_err(ApiError::internal)?;
+    Ok(Body::Batches(schema, batches))
 }
 
 async fn health(State(app): State<App>, headers: HeaderMap) -> Result<Response, ApiError> {
@@ -272,13 +328,11 @@ async fn releases(
         format,
         &headers,
         |_, conn, _| {
-            Rows::fetch(
+            rows_body(
                 conn,
                 "SELECT * FROM serving.releases ORDER BY dataset, ord",
                 &[],
             )
-            .map(Body::Rows)
-            .map_err(ApiError::internal)
         },
     )
     .await
@@ -364,9 +418,7 @@ async fn table(
             let query = TableQuery::parse(&name, columns, params)?;
             query.check_values(conn)?;
             let args: Vec<&dyn ToSql> = query.args.iter().map(|a| a as &dyn ToSql).collect();
-            Rows::fetch(conn, &query.sql, &args)
-                .map(Body::Rows)
-                .map_err(ApiError::internal)
+            rows_body(conn, &query.sql, &args)
         },
     )
     .await

@@ -7,6 +7,7 @@ use std::io::{self, Write};
 
 use duckdb::arrow::array::{Array, AsArray};
 use duckdb::arrow::datatypes::{self as dt, DataType};
+use duckdb::arrow::datatypes::{Schema, SchemaRef};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::arrow::util::display::{ArrayFormatter, FormatOptions};
 use duckdb::{Connection, ToSql};
@@ -40,17 +41,19 @@ impl Rows {
         sql: &str,
         params: &[&dyn ToSql],
     ) -> Result<Rows, duckdb::Error> {
-        let mut stmt = conn.prepare(sql)?;
-        let stream = stmt.stream_arrow(params)?;
-        let schema = stream.get_schema();
-        let batches: Vec<RecordBatch> = stream.collect::<Result<_, _>>()?;
+        let (schema, batches) = batches(conn, sql, params)?;
+        Rows::from_batches(&schema, &batches)
+    }
+
+    /// Renders Arrow batches (see [`batches`]).
+    pub fn from_batches(schema: &Schema, batches: &[RecordBatch]) -> Result<Rows, duckdb::Error> {
         let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         let options = FormatOptions::default()
             .with_null("")
             .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.f"))
             .with_timestamp_tz_format(Some("%Y-%m-%d %H:%M:%S%.f%:z"));
         let mut rows = Vec::new();
-        for batch in &batches {
+        for batch in batches {
             let mut batch_rows = vec![Vec::with_capacity(columns.len()); batch.num_rows()];
             for array in batch.columns() {
                 let formatter = ArrayFormatter::try_new(array.as_ref(), &options)
@@ -85,6 +88,19 @@ impl Rows {
         }
         Ok(())
     }
+}
+
+/// Runs `sql` once with `params` on `conn`: its schema and Arrow batches.
+pub fn batches(
+    conn: &Connection,
+    sql: &str,
+    params: &[&dyn ToSql],
+) -> Result<(SchemaRef, Vec<RecordBatch>), duckdb::Error> {
+    let mut stmt = conn.prepare(sql)?;
+    let stream = stmt.stream_arrow(params)?;
+    let schema = stream.get_schema();
+    let batches: Vec<RecordBatch> = stream.collect::<Result<_, _>>()?;
+    Ok((schema, batches))
 }
 
 /// A value as text: NULL is empty, strings as they are.

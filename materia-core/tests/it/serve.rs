@@ -66,6 +66,18 @@ fn get(url: &str) -> reqwest::blocking::Response {
     client().get(url).send().expect(url)
 }
 
+/// The smallest `market_year` of a JSON answer.
+fn rows_json_min_year(url: &str) -> i64 {
+    let body: Value = serde_json::from_slice(&get(url).bytes().expect("body")).expect("json");
+    body["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["market_year"].as_i64().expect("year"))
+        .min()
+        .expect("a row")
+}
+
 #[test]
 fn every_endpoint_answers_with_caching_and_named_errors() {
     let f = fixture();
@@ -159,6 +171,45 @@ fn every_endpoint_answers_with_caching_and_named_errors() {
         .text()
         .expect("text");
     assert_eq!(suffix, csv);
+
+    // Arrow IPC and Parquet: the same rows, read back by real readers.
+    let arrow = client()
+        .get(&url)
+        .header("accept", "application/vnd.apache.arrow.stream")
+        .send()
+        .expect("arrow");
+    assert_eq!(
+        arrow.headers()["content-type"],
+        "application/vnd.apache.arrow.stream"
+    );
+    let reader = arrow_ipc::reader::StreamReader::try_new(
+        std::io::Cursor::new(arrow.bytes().expect("bytes").to_vec()),
+        None,
+    )
+    .expect("an Arrow stream");
+    let names: Vec<String> = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, ["market_year", "attribute_id", "value"]);
+    let n: usize = reader.map(|b| b.expect("batch").num_rows()).sum();
+    assert_eq!(n, 5);
+    let parquet = get(&url.replace("psd_latest?", "psd_latest.parquet?"))
+        .bytes()
+        .expect("parquet");
+    let file = f.dir.path().join("answer.parquet");
+    std::fs::write(&file, &parquet).expect("write");
+    let duck = materia_core::transform::duckdb::Connection::open_in_memory().expect("duckdb");
+    let (rows, min_year): (i64, i64) = duck
+        .query_row(
+            "SELECT count(*), min(market_year) FROM read_parquet(?)",
+            [file.to_string_lossy()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("DuckDB reads it");
+    assert_eq!((rows, min_year), (5, rows_json_min_year(&url)));
 
     // The client holding the ETag: 304, no body.
     let again = client()
