@@ -185,6 +185,10 @@ enum Command {
         /// A query's time limit, in seconds (then 503).
         #[arg(long, default_value_t = 10)]
         timeout_secs: u64,
+        /// Run clients' SQL at POST /v1/sql (hardened: no files, ATTACH,
+        /// extensions or SET; at most 10000 rows).
+        #[arg(long)]
+        allow_sql: bool,
     },
     /// Run SQL read-only against the published lakehouse.
     ///
@@ -394,9 +398,15 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         bind,
         max_in_flight,
         timeout_secs,
+        allow_sql,
     } = &cli.command
     {
-        return serve(&cli.duckdb_path, *bind, *max_in_flight, *timeout_secs);
+        let mut options = materia_core::serve::ServeOptions::new(&cli.duckdb_path);
+        options.bind = *bind;
+        options.max_in_flight = *max_in_flight;
+        options.timeout = std::time::Duration::from_secs(*timeout_secs);
+        options.allow_sql = *allow_sql;
+        return serve(&options);
     }
     if let Command::Notify {
         alert_url,
@@ -928,20 +938,10 @@ fn print_stats(stats: &Stats) -> Result<(), BoxError> {
 }
 
 /// `materia serve`: binds, says where, serves until SIGTERM or Ctrl-C.
-fn serve(
-    duckdb_path: &std::path::Path,
-    bind: std::net::SocketAddr,
-    max_in_flight: usize,
-    timeout_secs: u64,
-) -> Result<ExitCode, BoxError> {
-    use materia_core::serve::{ServeOptions, Server};
-    let mut options = ServeOptions::new(duckdb_path);
-    options.bind = bind;
-    options.max_in_flight = max_in_flight;
-    options.timeout = std::time::Duration::from_secs(timeout_secs);
-    let server = Server::bind(&options)?;
+fn serve(options: &materia_core::serve::ServeOptions) -> Result<ExitCode, BoxError> {
+    let server = materia_core::serve::Server::bind(options)?;
     let addr = server.local_addr()?;
-    tracing::info!(lakehouse = %duckdb_path.display(), "serving on http://{addr}");
+    tracing::info!(lakehouse = %options.duckdb_path.display(), "serving on http://{addr}");
     // The address, for whoever started us (port 0 picks one).
     writeln!(io::stdout(), "listening on http://{addr}")?;
     io::stdout().flush()?;

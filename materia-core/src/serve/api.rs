@@ -29,6 +29,7 @@ pub(crate) struct App {
     pub readers: Readers,
     pub permits: Arc<Semaphore>,
     pub timeout: Duration,
+    pub allow_sql: bool,
 }
 
 pub(crate) fn router(app: App) -> Router {
@@ -37,6 +38,8 @@ pub(crate) fn router(app: App) -> Router {
         .route("/v1/releases", get(releases))
         .route("/v1/tables", get(tables))
         .route("/v1/tables/{name}", get(table))
+        .route("/v1/sql", axum::routing::post(sql))
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint", None) })
         .with_state(app)
 }
@@ -543,4 +546,53 @@ impl TableQuery {
         }
         Ok(())
     }
+}
+
+/// `POST /v1/sql` (only with `--allow-sql`): the body is one SQL query, run
+/// on the build's hardened connection (no files, no `ATTACH`, no extensions,
+/// no `SET`); at most [`MAX_LIMIT`] rows, the server's time limit.
+async fn sql(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Response, ApiError> {
+    if !app.allow_sql {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "SQL is off: start the server with --allow-sql",
+            None,
+        ));
+    }
+    let format = Format::pick(&mut String::new(), &headers);
+    let params = vec![("sql".to_owned(), body)];
+    answer(
+        &app,
+        true,
+        "/v1/sql",
+        params,
+        format,
+        &headers,
+        |_, conn, params| {
+            let text = &params[0].1;
+            let refused = |e: duckdb::Error| ApiError::bad("sql", e.to_string());
+            let mut stmt = conn.prepare(text).map_err(refused)?;
+            let stream = stmt.stream_arrow([]).map_err(refused)?;
+            let schema = stream.get_schema();
+            let mut batches = Vec::new();
+            let mut rows = 0;
+            for batch in stream {
+                let batch = batch.map_err(refused)?;
+                rows += batch.num_rows();
+                if rows > MAX_LIMIT {
+                    return Err(ApiError::bad(
+                        "sql",
+                        format!("more than {MAX_LIMIT} rows: add a LIMIT"),
+                    ));
+                }
+                batches.push(batch);
+            }
+            Ok(Body::Batches(schema, batches))
+        },
+    )
+    .await
 }

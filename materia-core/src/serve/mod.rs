@@ -8,13 +8,16 @@
 //!   every column. JSON (`{"rows": [...]}`) or CSV (`Accept: text/csv` or a
 //!   `.csv` suffix).
 //! - `GET /v1/releases`: the loaded releases.
+//! - `POST /v1/sql` (only with `allow_sql`): one query in the body, on the
+//!   hardened read-only connection (no files, `ATTACH`, extensions or `SET`),
+//!   at most 10000 rows (body at most 64 KiB).
 //!
 //! Every answer about a build carries an `ETag` (the build id and a hash of
 //! the normalised request), `Last-Modified` (the publish time) and
 //! `Cache-Control`; an `If-None-Match` holding the ETag is answered `304`
 //! before anything is queried. The server never blocks a transform nor waits
 //! for one: each request takes the newest build ([`Readers`]), in-flight ones
-//! finish on theirs. No SQL comes from the client. Bounded: a query timeout,
+//! finish on theirs. No SQL comes from the client unless allowed. Bounded: a query timeout,
 //! requests in flight (then `503`), bad parameters `400` with the parameter
 //! named, unknown tables `404`.
 
@@ -49,6 +52,9 @@ pub struct ServeOptions {
     pub connections: usize,
     /// A query's time limit (then 503).
     pub timeout: Duration,
+    /// Whether `POST /v1/sql` runs clients' SQL (on the hardened read-only
+    /// connection, at most [`MAX_LIMIT`] rows); off by default.
+    pub allow_sql: bool,
 }
 
 impl ServeOptions {
@@ -60,6 +66,7 @@ impl ServeOptions {
             max_in_flight: 64,
             connections: std::thread::available_parallelism().map_or(2, usize::from),
             timeout: Duration::from_secs(10),
+            allow_sql: false,
         }
     }
 }
@@ -92,6 +99,7 @@ impl Server {
             readers,
             permits: Arc::new(tokio::sync::Semaphore::new(options.max_in_flight.max(1))),
             timeout: options.timeout,
+            allow_sql: options.allow_sql,
         });
         Ok(Server {
             listener,

@@ -28,8 +28,13 @@ impl Drop for Running {
 }
 
 fn serve(f: &Fixture) -> Running {
+    serve_with(f, false)
+}
+
+fn serve_with(f: &Fixture, allow_sql: bool) -> Running {
     let mut options = ServeOptions::new(&f.options.duckdb_path);
     options.bind = "127.0.0.1:0".parse().expect("addr");
+    options.allow_sql = allow_sql;
     let server = Server::bind(&options).expect("bind");
     let base = format!("http://{}", server.local_addr().expect("addr"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -323,4 +328,71 @@ fn a_publish_under_eight_clients_fails_no_request_and_mixes_no_builds() {
     let counts: std::collections::BTreeSet<usize> = by_build.values().copied().collect();
     assert!(counts.contains(&3), "{by_build:?}");
     assert!(counts.iter().all(|n| (1..=3).contains(n)), "{by_build:?}");
+}
+
+fn post_sql(base: &str, sql: &str) -> (u16, Value) {
+    let r = client()
+        .post(format!("{base}/v1/sql"))
+        .body(sql.to_owned())
+        .send()
+        .expect("post");
+    let status = r.status().as_u16();
+    let body = serde_json::from_slice(&r.bytes().expect("body")).unwrap_or(Value::Null);
+    (status, body)
+}
+
+#[test]
+fn sql_is_off_by_default_and_when_on_cannot_escape() {
+    let f = fixture();
+    land(&f, 1);
+    transform(&f.store, &f.options).expect("build");
+    let off = serve(&f);
+    let (status, body) = post_sql(&off.base, "SELECT 1");
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .contains("--allow-sql")
+    );
+    drop(off);
+
+    let on = serve_with(&f, true);
+    let (status, body) = post_sql(&on.base, "SELECT count(*) AS n FROM raw.releases");
+    assert_eq!(
+        (status, &body["rows"][0]["n"]),
+        (200, &Value::from(1)),
+        "{body}"
+    );
+    let written = f.dir.path().join("escaped.csv");
+    let escapes = [
+        format!("COPY (SELECT 1) TO '{}'", written.display()),
+        "SELECT * FROM read_csv('/etc/passwd')".to_owned(),
+        "SELECT * FROM read_text('/proc/self/environ')".to_owned(),
+        format!(
+            "ATTACH '{}' AS other",
+            f.dir.path().join("other.duckdb").display()
+        ),
+        "INSTALL httpfs".to_owned(),
+        "SET enable_external_access = true".to_owned(),
+        "CREATE TABLE serving.x AS SELECT 1".to_owned(),
+    ];
+    for sql in &escapes {
+        let (status, body) = post_sql(&on.base, sql);
+        assert_eq!(status, 400, "{sql}: {body}");
+        assert_eq!(body["parameter"], "sql", "{body}");
+    }
+    assert!(!written.exists(), "COPY wrote a file");
+    assert!(
+        !f.dir.path().join("other.duckdb").exists(),
+        "ATTACH created a file"
+    );
+    let (status, body) = post_sql(&on.base, "SELECT * FROM range(20000)");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .contains("add a LIMIT")
+    );
 }
