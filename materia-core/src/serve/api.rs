@@ -34,6 +34,7 @@ pub(crate) struct App {
 
 pub(crate) fn router(app: App) -> Router {
     Router::new()
+        .route("/", get(page))
         .route("/v1/health", get(health))
         .route("/v1/releases", get(releases))
         .route("/v1/tables", get(tables))
@@ -42,6 +43,19 @@ pub(crate) fn router(app: App) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint", None) })
         .with_state(app)
+}
+
+/// The page: the World balance, a country picker and a revision history, from
+/// this API (plain HTML, SVG and a little script; nothing fetched elsewhere).
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        include_str!("page.html"),
+    )
+        .into_response()
 }
 
 /// A JSON error: `{"error": "...", "parameter": "..."}`.

@@ -1,5 +1,7 @@
 //! `materia serve`: a read-only HTTP API over the published lakehouse.
 //!
+//! - `GET /`: a page — the World coffee balance over market years, a country
+//!   picker, how one production estimate moved release by release.
 //! - `GET /v1/health`: the build id, when it was published, its age.
 //! - `GET /v1/tables`: every table and view, its columns with types, its rows.
 //! - `GET /v1/tables/{schema.name}`: rows; filters `column=value` and

@@ -396,3 +396,126 @@ fn sql_is_off_by_default_and_when_on_cannot_escape() {
             .contains("add a LIMIT")
     );
 }
+
+/// Headless Chromium from Debian (`MATERIA_TEST_CHROMIUM`, default
+/// `/usr/bin/chromium`); missing, the test fails saying how to install it.
+fn chromium() -> String {
+    let path =
+        std::env::var("MATERIA_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "no browser at {path}: apt-get install chromium (or set MATERIA_TEST_CHROMIUM); .ci/run does this"
+    );
+    path
+}
+
+/// The page as Chromium renders it, scripts run (`--dump-dom` after the
+/// page's fetches, within a virtual time budget).
+fn rendered(url: &str, profile: &std::path::Path, extra: &[&str]) -> String {
+    let out = std::process::Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=15000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("chromium runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_page_renders_the_world_balance_and_a_revision_history_in_a_browser() {
+    let f = fixture();
+    let sample =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/psd_coffee_sample.zip");
+    let mut spec = materia_core::extract::DatasetSpec::psd();
+    spec.url = format!("file://{}", sample.display());
+    materia_core::extract::Extractor::new(materia_core::extract::Limits::default())
+        .expect("client")
+        .fetch(&f.store, &spec)
+        .expect("lands the sample");
+    transform(&f.store, &f.options).expect("build");
+    let s = serve(&f);
+
+    let page = get(&format!("{}/", s.base));
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/html")
+    );
+
+    let dom = rendered(
+        &format!("{}/", s.base),
+        &f.dir.path().join("chromium"),
+        &["--dump-dom"],
+    );
+    assert!(
+        dom.contains("data-ready=\"1\""),
+        "the page's script did not finish: {dom}"
+    );
+    // The newest World market year, as the API has it and as the page shows it.
+    let api: Value = serde_json::from_slice(
+        &get(&format!(
+            "{}/v1/tables/serving.coffee_balance?country_code=WORLD&columns=market_year,production",
+            s.base
+        ))
+        .bytes()
+        .expect("body"),
+    )
+    .expect("json");
+    let newest = api["rows"]
+        .as_array()
+        .expect("rows")
+        .last()
+        .expect("a year")
+        .clone();
+    let year = newest["market_year"].as_i64().expect("year");
+    let production = newest["production"].as_f64().expect("production").round() as i64;
+    let shown = {
+        let digits = production.to_string();
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    };
+    let row =
+        format!("<tr data-year=\"{year}\"><td>{year}</td><td class=\"production\">{shown}</td>");
+    assert!(dom.contains(&row), "expected {row} in the rendered page");
+    assert!(dom.contains("<polyline"), "the chart was drawn");
+    let revisions = dom
+        .split("id=\"revisions\"")
+        .nth(1)
+        .expect("revisions table");
+    assert!(revisions.contains("<td>"), "a revision history is shown");
+    // The screenshot step of the README, as a check that it works.
+    let shot = f.dir.path().join("page.png");
+    rendered(
+        &format!("{}/", s.base),
+        &f.dir.path().join("chromium-shot"),
+        &[
+            "--window-size=1000,900",
+            &format!("--screenshot={}", shot.display()),
+        ],
+    );
+    assert!(std::fs::metadata(&shot).expect("screenshot").len() > 10_000);
+}
