@@ -1,6 +1,5 @@
 //! The HTTP API: tables, releases and health of the published lakehouse.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -157,11 +156,8 @@ fn etag(snap: &Snapshot, path: &str, params: &[(String, String)], format: Format
         h.update(v.as_bytes());
     }
     h.update(format!("{format:?}").as_bytes());
-    let digest: String = h.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("\"{}.{digest}\"", snap.build)
+    let digest = crate::landing::Sha256Digest::from_hasher(h).to_string();
+    format!("\"{}.{}\"", snap.build, &digest[..16])
 }
 
 /// Headers every answer about a build carries, and whether the client's
@@ -224,14 +220,16 @@ where
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-    let tag = etag(&snap, path, &params, format);
-    let (mut headers, matched) = caching(&snap, &tag, request);
-    if !cacheable {
-        headers = HeaderMap::new();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    } else if matched {
-        return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
-    }
+    let mut headers = if cacheable {
+        let tag = etag(&snap, path, &params, format);
+        let (headers, matched) = caching(&snap, &tag, request);
+        if matched {
+            return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
+        }
+        headers
+    } else {
+        HeaderMap::from_iter([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))])
+    };
     let job = tokio::task::spawn_blocking(move || {
         snap.with_connection(|conn| work(&snap, conn, &params))
     });
@@ -355,38 +353,12 @@ async fn releases(
     .await
 }
 
-/// A table's kind (`BASE TABLE`, `VIEW`) and columns (name, DuckDB type).
-type Relation = (String, Vec<(String, String)>);
-
-/// Every table and view, by `schema.name`.
-fn catalog(conn: &duckdb::Connection) -> Result<BTreeMap<String, Relation>, ApiError> {
-    let rows = Rows::fetch(
-        conn,
-        "SELECT c.table_schema || '.' || c.table_name, t.table_type, c.column_name, c.data_type \
-         FROM information_schema.columns AS c \
-         JOIN information_schema.tables AS t USING (table_schema, table_name) \
-         WHERE c.table_schema IN ('raw', 'serving', 'materia') \
-         ORDER BY 1, c.ordinal_position",
-        &[],
-    )
-    .map_err(ApiError::internal)?;
-    let mut out: BTreeMap<String, Relation> = BTreeMap::new();
-    for r in rows.rows {
-        let s = |i: usize| crate::transform::rows::text(&r[i]);
-        out.entry(s(0))
-            .or_insert_with(|| (s(1), Vec::new()))
-            .1
-            .push((s(2), s(3)));
-    }
-    Ok(out)
-}
-
 async fn tables(State(app): State<App>, headers: HeaderMap) -> Result<Response, ApiError> {
     answer(&app, true, "/v1/tables", Vec::new(), Format::Json, &headers, |snap, conn, _| {
         let mut list = Vec::new();
-        for (name, (kind, columns)) in catalog(conn)? {
+        for (name, (kind, columns)) in snap.catalog(conn).map_err(ApiError::internal)? {
             let rows: i64 = conn
-                .query_row(&format!("SELECT count(*) FROM {}", quoted(&name)), [], |r| r.get(0))
+                .query_row(&format!("SELECT count(*) FROM {}", quoted(name)), [], |r| r.get(0))
                 .map_err(ApiError::internal)?;
             list.push(json!({
                 "name": name,
@@ -423,8 +395,8 @@ async fn table(
         params,
         format,
         &headers,
-        move |_, conn, params| {
-            let catalog = catalog(conn)?;
+        move |snap, conn, params| {
+            let catalog = snap.catalog(conn).map_err(ApiError::internal)?;
             let Some((_, columns)) = catalog.get(&name) else {
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,

@@ -1,14 +1,18 @@
 //! Readers of the published lakehouse for a server: cheap to clone, shared
 //! across threads, switching to a new build when `transform` publishes one.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use duckdb::Connection;
 
 use crate::error::{Error, Result};
-use crate::transform::Lakehouse;
+use crate::transform::{Lakehouse, Rows, rows::text};
+
+/// A table's kind (`BASE TABLE`, `VIEW`) and columns (name, DuckDB type).
+pub(crate) type Relation = (String, Vec<(String, String)>);
 
 /// The published lakehouse at a path, as one build at a time ([`Snapshot`]).
 ///
@@ -47,6 +51,8 @@ pub struct Snapshot {
     _lake: Mutex<Lakehouse>,
     pool: Vec<Mutex<Connection>>,
     next: AtomicUsize,
+    /// Every table and view, read once per build.
+    catalog: OnceLock<BTreeMap<String, Relation>>,
 }
 
 fn inode(path: &Path) -> Result<((u64, u64), jiff::Timestamp)> {
@@ -92,6 +98,7 @@ impl Snapshot {
             _lake: Mutex::new(lake),
             pool,
             next: AtomicUsize::new(0),
+            catalog: OnceLock::new(),
         })
     }
 
@@ -106,6 +113,37 @@ impl Snapshot {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
         let conn = self.pool[i].lock().unwrap_or_else(PoisonError::into_inner);
         f(&conn)
+    }
+}
+
+impl Snapshot {
+    /// Every table and view of this build, by `schema.name` (read on first
+    /// use through `conn`, a connection of this build).
+    pub(crate) fn catalog(
+        &self,
+        conn: &Connection,
+    ) -> std::result::Result<&BTreeMap<String, Relation>, duckdb::Error> {
+        if let Some(catalog) = self.catalog.get() {
+            return Ok(catalog);
+        }
+        let rows = Rows::fetch(
+            conn,
+            "SELECT c.table_schema || '.' || c.table_name, t.table_type, c.column_name, c.data_type \
+             FROM information_schema.columns AS c \
+             JOIN information_schema.tables AS t USING (table_schema, table_name) \
+             WHERE c.table_schema IN ('raw', 'serving', 'materia') \
+             ORDER BY 1, c.ordinal_position",
+            &[],
+        )?;
+        let mut out: BTreeMap<String, Relation> = BTreeMap::new();
+        for r in rows.rows {
+            let s = |i: usize| text(&r[i]);
+            out.entry(s(0))
+                .or_insert_with(|| (s(1), Vec::new()))
+                .1
+                .push((s(2), s(3)));
+        }
+        Ok(self.catalog.get_or_init(|| out))
     }
 }
 

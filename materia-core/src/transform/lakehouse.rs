@@ -52,7 +52,8 @@ pub struct Lakehouse {
 /// `transform` never updates one of them in place (`publish.rs`).
 static OPEN: std::sync::Mutex<BTreeMap<(u64, u64), usize>> = std::sync::Mutex::new(BTreeMap::new());
 
-fn inode_of(path: &Path) -> Option<(u64, u64)> {
+/// The (device, inode) of the file at `path` (a link followed).
+pub(crate) fn inode_of(path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }

@@ -449,11 +449,7 @@ pub(crate) fn fingerprint(models: &[Model]) -> String {
         hasher.update(m.sql.as_bytes());
         hasher.update([0]);
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::landing::Sha256Digest::from_hasher(hasher).to_string()
 }
 
 /// The audit statements of an audit model.

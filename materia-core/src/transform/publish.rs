@@ -26,14 +26,11 @@
 //! fsynced, checkpointed file.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use duckdb::Connection;
 
-use super::{
-    build_path, duck, remove_path, remove_with_wal, restrict_mode, sql_string, with_suffix,
-};
+use super::{build_path, duck, remove_path, restrict_mode, sql_string, with_suffix};
 use crate::error::{Error, IoContext, Result};
 
 /// Where the next build goes.
@@ -68,10 +65,10 @@ fn slots(target: &Path) -> [PathBuf; 2] {
 
 /// The slot `target` is not (a hard link to): the one to write next.
 fn next_slot(target: &Path) -> PathBuf {
+    use super::lakehouse::inode_of;
     let [a, b] = slots(target);
-    let inode = |p: &Path| fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
-    match inode(target) {
-        Some(published) if inode(&a) == Some(published) => b,
+    match inode_of(target) {
+        Some(published) if inode_of(&a) == Some(published) => b,
         _ => a,
     }
 }
@@ -88,7 +85,7 @@ pub(crate) fn attach(
 ) -> Result<Slot> {
     let slot = next_slot(target);
     if slot.exists() && !held(&slot) {
-        match attach_file(conn, &slot) {
+        match attach_file(conn, &slot, "") {
             Ok(()) => {
                 if built_from(conn, history_id, models) {
                     return Ok(Slot::Update(slot));
@@ -103,12 +100,8 @@ pub(crate) fn attach(
         }
     }
     let file = build_path(target);
-    conn.execute_batch(&format!(
-        "ATTACH {} AS lake (STORAGE_VERSION {}); USE lake",
-        sql_string(&file.to_string_lossy()),
-        sql_string(storage_version)
-    ))
-    .map_err(duck("creating the build"))?;
+    let options = format!(" (STORAGE_VERSION {})", sql_string(storage_version));
+    attach_file(conn, &file, &options).map_err(duck("creating the build"))?;
     Ok(Slot::Fresh { file, slot })
 }
 
@@ -154,9 +147,14 @@ fn held(path: &Path) -> bool {
     fcntl(&file, FcntlArg::F_OFD_SETLK(&lock)).is_err()
 }
 
-fn attach_file(conn: &Connection, path: &Path) -> std::result::Result<(), duckdb::Error> {
+/// `ATTACH path AS lake{options}` and makes it the default database.
+fn attach_file(
+    conn: &Connection,
+    path: &Path,
+    options: &str,
+) -> std::result::Result<(), duckdb::Error> {
     conn.execute_batch(&format!(
-        "ATTACH {} AS lake; USE lake",
+        "ATTACH {} AS lake{options}; USE lake",
         sql_string(&path.to_string_lossy())
     ))
 }
@@ -200,7 +198,7 @@ pub(crate) fn publish(slot: &Slot, target: &Path) -> Result<()> {
     let dir = target.parent().unwrap_or(Path::new("/"));
     if let Slot::Fresh { file, slot } = slot {
         // The slot's WAL belongs to the file being replaced.
-        remove_with_wal(&with_suffix(slot, ".wal"))?;
+        remove_path(&with_suffix(slot, ".wal"))?;
         fs::rename(file, slot).at(slot)?;
     }
     // A WAL beside the target belongs to no build of ours (the published file
