@@ -612,6 +612,7 @@ fn extract(
         .iter()
         .map(|name| config.dataset(name).cloned())
         .collect::<Result<Vec<_>, _>>()?;
+    let months = args.archive.as_deref().map(parse_month_range).transpose()?;
     let extractor =
         Extractor::new(config.limits.clone())?.with_progress(io::stderr().is_terminal());
     let mut failed = 0;
@@ -621,7 +622,7 @@ fn extract(
         if let Some(url) = args.url.clone().or_else(|| std::env::var(&env_name).ok()) {
             spec.url = url;
         }
-        let Some(range) = &args.archive else {
+        let Some(months) = &months else {
             match extractor.fetch(store, &spec) {
                 Ok(done) => report_extracted(&done, args.json)?,
                 Err(e) if names.len() > 1 => {
@@ -632,7 +633,7 @@ fn extract(
             }
             continue;
         };
-        for (year, month) in parse_month_range(range)? {
+        for &(year, month) in months {
             match extractor.fetch_archive(store, &spec, year, month) {
                 Ok(done) => report_extracted(&done, args.json)?,
                 Err(e) => {

@@ -112,9 +112,7 @@ impl<'a> History<'a> {
             ),
         };
         tracing::info!(history = %path.display(), "rebuilding the history: {why}");
-        conn.execute_batch("USE memory; DETACH history")
-            .map_err(duck("detaching the history"))?;
-        remove_history(path)?;
+        discard(conn, path)?;
         Ok(None)
     }
 
@@ -446,4 +444,11 @@ fn count(conn: &Connection, sql: &str) -> Result<u64> {
 /// Deletes the history and its WAL (it is rebuilt from the landing zone).
 pub(crate) fn remove_history(path: &Path) -> Result<()> {
     super::remove_with_wal(path)
+}
+
+/// Detaches the attached history at `path` from `conn` and deletes it.
+pub(crate) fn discard(conn: &Connection, path: &Path) -> Result<()> {
+    conn.execute_batch("USE memory; DETACH history")
+        .map_err(duck("detaching the history"))?;
+    remove_history(path)
 }

@@ -361,9 +361,7 @@ fn build(
             && resets == 0
         {
             tracing::info!(release = %first, "a release landed out of publication order: rebuilding the history");
-            conn.execute_batch("USE memory; DETACH history")
-                .map_err(duck("detaching the history"))?;
-            history::remove_history(&history_path)?;
+            history::discard(conn, &history_path)?;
             resets += 1;
             continue;
         }
