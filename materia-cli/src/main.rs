@@ -189,6 +189,9 @@ enum Command {
         /// extensions or SET; at most 10000 rows).
         #[arg(long)]
         allow_sql: bool,
+        /// MiB of answers kept in memory for the current build (0: none).
+        #[arg(long, default_value_t = 64)]
+        cache_mib: usize,
     },
     /// Run SQL read-only against the published lakehouse.
     ///
@@ -399,6 +402,7 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         max_in_flight,
         timeout_secs,
         allow_sql,
+        cache_mib,
     } = &cli.command
     {
         let mut options = materia_core::serve::ServeOptions::new(&cli.duckdb_path);
@@ -406,6 +410,7 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         options.max_in_flight = *max_in_flight;
         options.timeout = std::time::Duration::from_secs(*timeout_secs);
         options.allow_sql = *allow_sql;
+        options.cache_bytes = cache_mib.saturating_mul(1 << 20);
         return serve(&options);
     }
     if let Command::Notify {

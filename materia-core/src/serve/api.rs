@@ -1,9 +1,10 @@
 //! The HTTP API: tables, releases and health of the published lakehouse.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -15,8 +16,9 @@ use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use super::readers::{Readers, Snapshot};
+use super::cache::{Cache, Cached};
 use crate::transform::Rows;
+use crate::transform::{Readers, Snapshot};
 
 /// Rows a table request returns at most (`limit` above it is a 400).
 pub const MAX_LIMIT: usize = 10_000;
@@ -29,6 +31,7 @@ pub(crate) struct App {
     pub permits: Arc<Semaphore>,
     pub timeout: Duration,
     pub allow_sql: bool,
+    pub cache: Arc<Cache>,
 }
 
 pub(crate) fn router(app: App) -> Router {
@@ -192,8 +195,11 @@ fn caching(snap: &Snapshot, etag: &str, request: &HeaderMap) -> (HeaderMap, bool
 }
 
 /// Runs `work` on a connection of the current build, bounded by the server's
-/// permits and timeout; a `cacheable` answer carries the caching headers and
-/// is a 304 when the client holds its ETag (an uncacheable one: `no-store`).
+/// permits and timeout (a query past it is interrupted); a `cacheable` answer
+/// carries the caching headers, is a 304 when the client holds its ETag, and
+/// is kept in memory for the next client asking the same of this build
+/// (`Cache-Control: no-cache` in a request skips the kept copy); an
+/// uncacheable one is `no-store`.
 async fn answer<F>(
     app: &App,
     cacheable: bool,
@@ -215,27 +221,61 @@ where
             None,
         ));
     };
-    let readers = app.readers.clone();
-    let snap = tokio::task::spawn_blocking(move || readers.snapshot())
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
-    let mut headers = if cacheable {
+    let snap = match app.readers.current().map_err(ApiError::internal)? {
+        Some(snap) => snap,
+        None => {
+            let readers = app.readers.clone();
+            tokio::task::spawn_blocking(move || readers.snapshot())
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(ApiError::internal)?
+        }
+    };
+    let (mut headers, tag) = if cacheable {
         let tag = etag(&snap, path, &params, format);
-        let (headers, matched) = caching(&snap, &tag, request);
+        let (mut headers, matched) = caching(&snap, &tag, request);
         if matched {
             return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
         }
-        headers
+        if !no_cache(request)
+            && let Some(kept) = app.cache.get(&snap.build, &tag)
+        {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(kept.content_type),
+            );
+            headers.insert("x-cache", HeaderValue::from_static("hit"));
+            return Ok((StatusCode::OK, headers, kept.body).into_response());
+        }
+        headers.insert("x-cache", HeaderValue::from_static("miss"));
+        (headers, Some(tag))
     } else {
-        HeaderMap::from_iter([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))])
+        let headers =
+            HeaderMap::from_iter([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))]);
+        (headers, None)
     };
-    let job = tokio::task::spawn_blocking(move || {
-        snap.with_connection(|conn| work(&snap, conn, &params))
+    let build = snap.build.clone();
+    let running: Arc<Mutex<Option<Arc<duckdb::InterruptHandle>>>> = Arc::default();
+    let job = tokio::task::spawn_blocking({
+        let running = Arc::clone(&running);
+        move || {
+            snap.with_connection(|conn| {
+                *lock(&running) = Some(conn.interrupt_handle());
+                let out = work(&snap, conn, &params);
+                *lock(&running) = None;
+                out
+            })
+        }
     });
     let body = match tokio::time::timeout(app.timeout, job).await {
         Ok(joined) => joined.map_err(ApiError::internal)??,
         Err(_) => {
+            // Stop the query so the connection serves others again (the
+            // closure clears the handle under the same lock once done, so
+            // only a query of this request is ever interrupted).
+            if let Some(handle) = lock(&running).take() {
+                handle.interrupt();
+            }
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("the query took longer than {} s", app.timeout.as_secs()),
@@ -247,11 +287,35 @@ where
         header::CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
     );
-    let bytes = match body {
+    let bytes = Bytes::from(match body {
         Body::Json(v) => serde_json::to_vec(&v).map_err(ApiError::internal)?,
         Body::Batches(schema, batches) => encode(format, schema, &batches)?,
-    };
+    });
+    if let Some(tag) = tag {
+        let kept = Cached {
+            content_type: format.content_type(),
+            body: bytes.clone(),
+        };
+        app.cache.put(&build, tag, kept);
+    }
     Ok((StatusCode::OK, headers, bytes).into_response())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Whether the request asks for an answer computed anew (`Cache-Control:
+/// no-cache`).
+fn no_cache(request: &HeaderMap) -> bool {
+    request
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|d| d.trim().eq_ignore_ascii_case("no-cache"))
+        })
 }
 
 /// What a handler's query produced.
@@ -405,16 +469,21 @@ async fn table(
                 ));
             };
             let query = TableQuery::parse(&name, columns, params)?;
-            query.check_values(conn)?;
             let args: Vec<&dyn ToSql> = query.args.iter().map(|a| a as &dyn ToSql).collect();
-            rows_body(conn, &query.sql, &args)
+            // A value that does not cast fails the query: then name it.
+            rows_body(conn, &query.sql, &args).or_else(|e| {
+                query.check_values(conn)?;
+                Err(e)
+            })
         },
     )
     .await
 }
 
 /// A table request as SQL: allow-listed columns, equality or `from..to`
-/// filters on any column (values bound, cast to the column's type), a limit.
+/// filters on any column (values bound, cast to the column's type: a value
+/// that does not cast fails the query, and [`TableQuery::check_values`] then
+/// names it), a limit.
 struct TableQuery {
     sql: String,
     args: Vec<String>,
@@ -480,7 +549,7 @@ impl TableQuery {
                          casts: &mut Vec<(String, String, String)>| {
                             args.push(v.to_owned());
                             casts.push((column.to_owned(), v.to_owned(), ty.clone()));
-                            format!("TRY_CAST(? AS {ty})")
+                            format!("CAST(? AS {ty})")
                         };
                     match value.split_once("..") {
                         Some((from, to)) => {

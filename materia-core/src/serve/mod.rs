@@ -17,22 +17,27 @@
 //! Every answer about a build carries an `ETag` (the build id and a hash of
 //! the normalised request), `Last-Modified` (the publish time) and
 //! `Cache-Control`; an `If-None-Match` holding the ETag is answered `304`
-//! before anything is queried. The server never blocks a transform nor waits
-//! for one: each request takes the newest build ([`Readers`]), in-flight ones
-//! finish on theirs. No SQL comes from the client unless allowed. Bounded: a query timeout,
-//! requests in flight (then `503`), bad parameters `400` with the parameter
-//! named, unknown tables `404`.
+//! before anything is queried. Answers are kept in memory for the build
+//! being served (`cache_bytes`, oldest out first, all dropped on a new
+//! publish; `X-Cache: hit|miss` says which), so a repeated request costs no
+//! query; a request with `Cache-Control: no-cache` is computed anew.
+//!
+//! The server never blocks a transform nor waits for one: each request takes
+//! the newest build ([`Readers`]), in-flight ones finish on theirs. No SQL
+//! comes from the client unless allowed. Bounded: a query timeout (then `503`;
+//! the query is interrupted, its connection freed), requests in flight (then
+//! `503`), bad parameters `400` with the parameter named, unknown tables `404`.
 
 mod api;
-mod readers;
+mod cache;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::transform::{Readers, Snapshot};
 pub use api::{DEFAULT_LIMIT, MAX_LIMIT};
-pub use readers::{Readers, Snapshot};
 
 use crate::error::{Error, Result};
 
@@ -50,13 +55,16 @@ pub struct ServeOptions {
     pub bind: SocketAddr,
     /// Requests in flight at most; more are answered 503.
     pub max_in_flight: usize,
-    /// DuckDB connections per build.
+    /// DuckDB connections per build (default twice the cores: a query
+    /// waits on the client side as much as it computes).
     pub connections: usize,
     /// A query's time limit (then 503).
     pub timeout: Duration,
     /// Whether `POST /v1/sql` runs clients' SQL (on the hardened read-only
     /// connection, at most [`MAX_LIMIT`] rows); off by default.
     pub allow_sql: bool,
+    /// Bytes of answers kept in memory for the current build (0: none).
+    pub cache_bytes: usize,
 }
 
 impl ServeOptions {
@@ -66,9 +74,10 @@ impl ServeOptions {
             duckdb_path: duckdb_path.into(),
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_in_flight: 64,
-            connections: std::thread::available_parallelism().map_or(2, usize::from),
+            connections: 2 * std::thread::available_parallelism().map_or(2, usize::from),
             timeout: Duration::from_secs(10),
             allow_sql: false,
+            cache_bytes: 64 << 20,
         }
     }
 }
@@ -78,6 +87,7 @@ pub struct Server {
     listener: tokio::net::TcpListener,
     router: axum::Router,
     runtime: tokio::runtime::Runtime,
+    timeout: Duration,
 }
 
 impl Server {
@@ -102,11 +112,13 @@ impl Server {
             permits: Arc::new(tokio::sync::Semaphore::new(options.max_in_flight.max(1))),
             timeout: options.timeout,
             allow_sql: options.allow_sql,
+            cache: Arc::new(cache::Cache::new(options.cache_bytes)),
         });
         Ok(Server {
             listener,
             router,
             runtime,
+            timeout: options.timeout,
         })
     }
 
@@ -128,16 +140,18 @@ impl Server {
             listener,
             router,
             runtime,
+            timeout,
         } = self;
-        runtime
-            .block_on(async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            })
-            .map_err(|source| Error::System {
-                what: "serving".into(),
-                source,
-            })
+        let served = runtime.block_on(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        });
+        // Queries still running past their time limit are not waited for.
+        runtime.shutdown_timeout(timeout);
+        served.map_err(|source| Error::System {
+            what: "serving".into(),
+            source,
+        })
     }
 }

@@ -12,7 +12,10 @@ use crate::error::{Error, Result};
 
 /// The published lakehouse, open read-only. Any number of processes can hold it
 /// open while `transform` publishes new builds; each keeps the snapshot it
-/// opened until it reopens.
+/// opened until it reopens. One `Lakehouse` is one connection (`Send`, not
+/// `Sync`) to one build; a server wants [`Readers`](super::Readers) instead:
+/// `Clone + Send + Sync`, a few connections per build with the same
+/// hardening, switching to each new build as it is published.
 ///
 /// # Untrusted SQL
 ///

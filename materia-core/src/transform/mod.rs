@@ -46,6 +46,7 @@ mod history;
 mod lakehouse;
 mod models;
 mod publish;
+mod readers;
 pub mod rows;
 mod serving;
 
@@ -60,6 +61,7 @@ use serde::Serialize;
 pub use duckdb;
 pub use lakehouse::{Balance, Lakehouse, Revision};
 pub use models::{Model, Severity};
+pub use readers::{Readers, Snapshot};
 pub use rows::Rows;
 
 use history::{History, Loaded};

@@ -96,7 +96,8 @@ pub fn batches(
     sql: &str,
     params: &[&dyn ToSql],
 ) -> Result<(SchemaRef, Vec<RecordBatch>), duckdb::Error> {
-    let mut stmt = conn.prepare(sql)?;
+    // Cached per connection: a server runs the same few shapes of query.
+    let mut stmt = conn.prepare_cached(sql)?;
     let stream = stmt.stream_arrow(params)?;
     let schema = stream.get_schema();
     let batches: Vec<RecordBatch> = stream.collect::<Result<_, _>>()?;

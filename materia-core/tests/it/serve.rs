@@ -28,13 +28,13 @@ impl Drop for Running {
 }
 
 fn serve(f: &Fixture) -> Running {
-    serve_with(f, false)
+    serve_with(f, |_| ())
 }
 
-fn serve_with(f: &Fixture, allow_sql: bool) -> Running {
+fn serve_with(f: &Fixture, set: impl FnOnce(&mut ServeOptions)) -> Running {
     let mut options = ServeOptions::new(&f.options.duckdb_path);
     options.bind = "127.0.0.1:0".parse().expect("addr");
-    options.allow_sql = allow_sql;
+    set(&mut options);
     let server = Server::bind(&options).expect("bind");
     let base = format!("http://{}", server.local_addr().expect("addr"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -148,10 +148,27 @@ fn every_endpoint_answers_with_caching_and_named_errors() {
             .contains("max-age")
     );
     assert!(r.headers().contains_key("last-modified"));
-    let body: Value = r
-        .bytes()
-        .map(|b| serde_json::from_slice::<Value>(&b).expect("json"))
-        .expect("body");
+    assert_eq!(r.headers()["x-cache"], "miss");
+    let first_body = r.bytes().expect("body");
+    // The same request again is answered from memory, byte for byte; with
+    // `Cache-Control: no-cache` it is computed anew, to the same bytes.
+    let kept = get(&url);
+    assert_eq!(
+        (
+            kept.headers()["x-cache"].to_str().ok(),
+            kept.headers()["etag"].to_str().ok()
+        ),
+        (Some("hit"), Some(etag.as_str()))
+    );
+    assert_eq!(kept.bytes().expect("body"), first_body);
+    let fresh = client()
+        .get(&url)
+        .header("cache-control", "no-cache")
+        .send()
+        .expect("no-cache");
+    assert_eq!(fresh.headers()["x-cache"], "miss");
+    assert_eq!(fresh.bytes().expect("body"), first_body);
+    let body: Value = serde_json::from_slice(&first_body).expect("json");
     let rows = body["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 5);
     for row in rows {
@@ -271,6 +288,11 @@ fn every_endpoint_answers_with_caching_and_named_errors() {
         .expect("new");
     assert_eq!(r.status(), 200);
     assert_ne!(r.headers()["etag"].to_str().expect("etag"), etag);
+    assert_eq!(
+        r.headers()["x-cache"],
+        "miss",
+        "nothing kept from the old build"
+    );
     let releases: Value = get(&format!("{}/v1/releases", s.base))
         .bytes()
         .map(|b| serde_json::from_slice::<Value>(&b).expect("json"))
@@ -357,7 +379,7 @@ fn sql_is_off_by_default_and_when_on_cannot_escape() {
     );
     drop(off);
 
-    let on = serve_with(&f, true);
+    let on = serve_with(&f, |o| o.allow_sql = true);
     let (status, body) = post_sql(&on.base, "SELECT count(*) AS n FROM raw.releases");
     assert_eq!(
         (status, &body["rows"][0]["n"]),
@@ -395,6 +417,42 @@ fn sql_is_off_by_default_and_when_on_cannot_escape() {
             .expect("error")
             .contains("add a LIMIT")
     );
+}
+
+#[test]
+fn a_query_past_the_time_limit_is_interrupted_and_frees_its_connection() {
+    let f = fixture();
+    land(&f, 1);
+    transform(&f.store, &f.options).expect("build");
+    // One connection: a query left running would hold it for hours, and every
+    // later request would time out too.
+    let s = serve_with(&f, |o| {
+        o.allow_sql = true;
+        o.connections = 1;
+        o.timeout = std::time::Duration::from_secs(1);
+    });
+    let (status, body) = post_sql(
+        &s.base,
+        "SELECT sum(hash(i)) AS h FROM range(100000000000000) AS t(i)",
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .contains("longer than 1 s"),
+        "{body}"
+    );
+    // The next request gets the connection (a try or two while DuckDB notices
+    // the interrupt).
+    let ok = (0..3).any(|_| {
+        let (status, _) = post_sql(&s.base, "SELECT count(*) AS n FROM raw.releases");
+        status == 200 || {
+            thread::sleep(std::time::Duration::from_millis(500));
+            false
+        }
+    });
+    assert!(ok, "the timed-out query still holds the only connection");
 }
 
 /// Headless Chromium from Debian (`MATERIA_TEST_CHROMIUM`, default

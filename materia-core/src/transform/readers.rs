@@ -1,5 +1,6 @@
-//! Readers of the published lakehouse for a server: cheap to clone, shared
-//! across threads, switching to a new build when `transform` publishes one.
+//! Readers of the published lakehouse for servers: cheap to clone, shared
+//! across threads, switching to a new build when `transform` publishes one
+//! (`materia serve` is built on them; a Rust web app can use them directly).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,8 +9,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use duckdb::Connection;
 
+use super::{Lakehouse, Rows, rows::text};
 use crate::error::{Error, Result};
-use crate::transform::{Lakehouse, Rows, rows::text};
 
 /// A table's kind (`BASE TABLE`, `VIEW`) and columns (name, DuckDB type).
 pub(crate) type Relation = (String, Vec<(String, String)>);
@@ -22,7 +23,7 @@ pub(crate) type Relation = (String, Vec<(String, String)>);
 /// old snapshot finish on it.
 ///
 /// ```no_run
-/// let readers = materia_core::serve::Readers::open("/data/materia/lakehouse.duckdb", 4)?;
+/// let readers = materia_core::transform::Readers::open("/data/materia/lakehouse.duckdb", 4)?;
 /// let snap = readers.snapshot()?;
 /// let n: i64 = snap.with_connection(|c| c.query_row("SELECT count(*) FROM raw.releases", [], |r| r.get(0)))?;
 /// println!("build {}: {n} releases", snap.build);
@@ -159,6 +160,19 @@ impl Readers {
                 current: Mutex::new(Arc::new(first)),
             }),
         })
+    }
+
+    /// The build already open when it is still the published one (one `stat`,
+    /// no DuckDB work: cheap enough for an async task), else `None` — then
+    /// [`Readers::snapshot`] opens the new one (blocking).
+    pub fn current(&self) -> Result<Option<Arc<Snapshot>>> {
+        let (ino, _) = inode(&self.inner.path)?;
+        let current = self
+            .inner
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok((current.inode == ino).then(|| Arc::clone(&current)))
     }
 
     /// The newest published build (see the type's docs).
