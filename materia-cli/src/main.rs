@@ -111,6 +111,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Publish the lakehouse as Parquet files with a manifest per build on a
+    /// bucket, for readers beyond this server (see the README's "Publish");
+    /// S3 settings as for the mirror. Exit 2 naming the failure; a publish
+    /// that lost the race to another is a conflict, nothing lost.
+    ///
+    /// Example: materia publish --to s3://materia-lake/v1 --keep 7
+    #[cfg(feature = "s3")]
+    Publish {
+        /// The bucket prefix, s3://bucket/prefix.
+        #[arg(long, env = "MATERIA_PUBLISH_URL")]
+        to: String,
+        /// Keep the files of the N newest builds; remove what only older
+        /// builds use (default: remove nothing).
+        #[arg(long, env = "MATERIA_PUBLISH_KEEP", value_name = "N")]
+        keep: Option<usize>,
+        /// DuckDB memory_limit while writing Parquet.
+        #[arg(long, env = "MATERIA_DUCKDB_MEMORY", default_value = "2GB")]
+        memory_limit: String,
+        /// Print one JSON object (build, files uploaded and skipped, bytes).
+        #[arg(long)]
+        json: bool,
+    },
     /// Restore the bucket into a temporary directory, check every file, rebuild
     /// the lakehouse from it and compare with the published one; exit 1 naming
     /// each difference. The outcome shows in `materia status`.
@@ -397,6 +419,48 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
     if let Command::Query { sql, format } = &cli.command {
         return query::run(&cli.duckdb_path, sql, *format);
     }
+    #[cfg(feature = "s3")]
+    if let Command::Publish {
+        to,
+        keep,
+        memory_limit,
+        json,
+    } = &cli.command
+    {
+        let mut options = materia_core::publish::PublishOptions::new(&cli.duckdb_path, to);
+        options.keep = *keep;
+        options.memory_limit.clone_from(memory_limit);
+        let report = materia_core::publish::publish(&options)?;
+        if *json {
+            print_json(&report)?;
+        } else if report.unchanged {
+            writeln!(
+                io::stdout(),
+                "build {} is already the latest at {to}: nothing written",
+                report.build
+            )?;
+        } else {
+            writeln!(
+                io::stdout(),
+                "published build {}: {} table(s), {} file(s) ({} uploaded, {} already there), {} bytes uploaded; latest.json -> {}",
+                report.build,
+                report.tables,
+                report.files,
+                report.uploaded,
+                report.skipped,
+                report.bytes_uploaded,
+                report.manifest
+            )?;
+        }
+        if report.removed > 0 {
+            writeln!(
+                io::stderr(),
+                "removed {} object(s) of older builds",
+                report.removed
+            )?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Command::Serve {
         bind,
         max_in_flight,
@@ -430,6 +494,10 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
     };
     match cli.command {
         Command::Query { .. } | Command::Notify { .. } | Command::Serve { .. } => {
+            unreachable!("handled above")
+        }
+        #[cfg(feature = "s3")]
+        Command::Publish { .. } => {
             unreachable!("handled above")
         }
         Command::Transform {

@@ -29,6 +29,9 @@ pub(crate) enum StepName {
     Mirror,
     /// `materia check`: freshness; runs even when extract failed.
     Check,
+    /// `materia publish` (needs MATERIA_PUBLISH_URL); skipped when transform
+    /// failed in the same cycle.
+    Publish,
 }
 
 impl StepName {
@@ -38,6 +41,7 @@ impl StepName {
             StepName::Transform => "transform",
             StepName::Mirror => "mirror",
             StepName::Check => "check",
+            StepName::Publish => "publish",
         }
     }
 }
@@ -122,8 +126,11 @@ fn options(
             argv.push("--json".into());
         }
         let mut step = Step::new(name.as_str(), argv, timeout);
-        if *name == StepName::Mirror {
+        if matches!(name, StepName::Mirror | StepName::Publish) {
             step = step.with_secrets();
+        }
+        if *name == StepName::Publish && args.steps.contains(&StepName::Transform) {
+            step = step.needs("transform");
         }
         if *name == StepName::Transform && args.steps.contains(&StepName::Extract) {
             step = step.needs("extract");

@@ -130,6 +130,22 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// Publishing the lakehouse to a bucket failed (`materia publish`); what
+    /// `latest.json` pointed to before is untouched.
+    #[error("publish {url}: {reason}")]
+    Publish {
+        /// The bucket URL (`s3://bucket/prefix`; never a credential).
+        url: String,
+        /// What went wrong.
+        reason: String,
+        /// What kind of failure it is; [`RemoteKind::Conflict`]: another
+        /// publish moved `latest.json` first.
+        kind: RemoteKind,
+        /// The S3 client's error, when it failed.
+        #[source]
+        source: Option<BoxError>,
+    },
+
     /// A configuration file or value is not valid.
     #[error("config {origin}: {reason}")]
     Config {

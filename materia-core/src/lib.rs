@@ -14,6 +14,8 @@
 //!   DuckDB lakehouse, built aside and published atomically; `Lakehouse` reads it.
 //! - `mirror` (feature `s3`, on by default): push the landing zone to an
 //!   S3-compatible bucket (R2) and restore it from there.
+//! - `publish` (features `s3` and `duckdb`): the published lakehouse as
+//!   Parquet files and a manifest per build on the bucket (`materia publish`).
 //! - `check` (features `http` and `duckdb`): freshness of each dataset's newest
 //!   release and of the lakehouse (`materia check`).
 //! - `drill` (features `s3` and `duckdb`): restore the bucket into a temporary
@@ -61,6 +63,8 @@ pub mod landing;
 pub mod mirror;
 #[cfg(feature = "http")]
 mod progress;
+#[cfg(feature = "publish")]
+pub mod publish;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod supervise;

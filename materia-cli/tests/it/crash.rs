@@ -20,7 +20,7 @@ mod powercut;
 #[cfg(feature = "s3")]
 use materia_testkit::s3;
 
-fn seed(step: &str) -> fastrand::Rng {
+pub(crate) fn seed(step: &str) -> fastrand::Rng {
     let seed: u64 = std::env::var("MATERIA_KILL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -38,7 +38,7 @@ fn materia(landing: &Path) -> Command {
 
 /// Spawns `cmd`, sleeps up to `max`, SIGKILLs it; returns whether it was still
 /// running (a kill mid-run rather than after the end).
-fn kill_after(cmd: &mut Command, rng: &mut fastrand::Rng, max: Duration) -> bool {
+pub(crate) fn kill_after(cmd: &mut Command, rng: &mut fastrand::Rng, max: Duration) -> bool {
     let mut child = cmd.spawn().expect("spawn");
     std::thread::sleep(max.mul_f64(rng.f64()));
     let running = child.try_wait().expect("wait").is_none();

@@ -13,6 +13,8 @@ mod lakehouse;
 #[cfg(feature = "s3")]
 mod mirror;
 mod ops;
+#[cfg(feature = "s3")]
+mod publish;
 mod supervise;
 
 /// The `materia` binary over the landing zone at `landing`, with nothing from
@@ -28,6 +30,8 @@ pub fn materia(landing: &Path) -> Command {
         "MATERIA_STEPS",
         "MATERIA_CONFIG",
         "MATERIA_MIRROR_URL",
+        "MATERIA_PUBLISH_URL",
+        "MATERIA_PUBLISH_KEEP",
         "DUCKDB_PATH",
         "MATERIA_DRILL_DIR",
         "MATERIA_MODELS",

@@ -313,7 +313,7 @@ fn http_status(text: &str) -> Option<u16> {
 }
 
 /// What kind of failure an `object_store` error is.
-fn classify(e: &object_store::Error) -> RemoteKind {
+pub(crate) fn classify(e: &object_store::Error) -> RemoteKind {
     use object_store::Error as E;
     match e {
         E::NotFound { .. } => RemoteKind::NotFound,
@@ -358,15 +358,26 @@ enum Upload {
     Conflict,
 }
 
-impl Mirror {
-    /// Connects to `options.url` (no request is made yet).
-    ///
-    /// ```
-    /// use materia_core::mirror::{Mirror, MirrorOptions};
-    /// let err = Mirror::new(MirrorOptions::new("https://example.com/x")).err().unwrap();
-    /// assert!(err.to_string().contains("s3://bucket/prefix"));
-    /// ```
-    pub fn new(options: MirrorOptions) -> Result<Mirror> {
+/// An S3 client for `options.url` and what it was built from (shared by
+/// the mirror and `publish`).
+pub(crate) struct S3Target {
+    pub s3: AmazonS3,
+    pub prefix: Path,
+    /// `options.url`.
+    pub url: String,
+    /// Endpoint, bucket and prefix.
+    pub identity: String,
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub allow_http: bool,
+}
+
+impl S3Target {
+    /// The client for `options.url` (`s3://bucket/prefix`), with the
+    /// endpoint, keys, retries and timeouts of `options` (else the
+    /// environment's `AWS_*`); no request is made.
+    pub(crate) fn connect(options: &MirrorOptions) -> Result<S3Target> {
         let url = options.url.clone();
         let parsed = reqwest::Url::parse(&url)
             .map_err(|e| remote(&url, RemoteKind::Config, format!("not a URL: {e}")))?;
@@ -375,13 +386,6 @@ impl Mirror {
                 &url,
                 RemoteKind::Config,
                 "expected s3://bucket/prefix",
-            ));
-        }
-        if options.part_size < 5 * MIB {
-            return Err(remote(
-                &url,
-                RemoteKind::Config,
-                "part size must be at least 5 MiB",
             ));
         }
         let prefix = Path::parse(parsed.path().trim_matches('/'))
@@ -436,6 +440,45 @@ impl Mirror {
         let s3 = builder
             .build()
             .map_err(|e| remote_store(&url, String::new(), e))?;
+        Ok(S3Target {
+            s3,
+            prefix,
+            url,
+            identity,
+            endpoint,
+            bucket,
+            region,
+            allow_http,
+        })
+    }
+}
+
+impl Mirror {
+    /// Connects to `options.url` (no request is made yet).
+    ///
+    /// ```
+    /// use materia_core::mirror::{Mirror, MirrorOptions};
+    /// let err = Mirror::new(MirrorOptions::new("https://example.com/x")).err().unwrap();
+    /// assert!(err.to_string().contains("s3://bucket/prefix"));
+    /// ```
+    pub fn new(options: MirrorOptions) -> Result<Mirror> {
+        let S3Target {
+            s3,
+            prefix,
+            url,
+            identity,
+            endpoint,
+            bucket,
+            region,
+            allow_http,
+        } = S3Target::connect(&options)?;
+        if options.part_size < 5 * MIB {
+            return Err(remote(
+                &url,
+                RemoteKind::Config,
+                "part size must be at least 5 MiB",
+            ));
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 
 use super::cache::{Cache, Cached};
 use crate::transform::Rows;
-use crate::transform::{Readers, Snapshot};
+use crate::transform::{Readers, Snapshot, quoted_name as quoted};
 
 /// Rows a table request returns at most (`limit` above it is a 400).
 pub const MAX_LIMIT: usize = 10_000;
@@ -434,14 +434,6 @@ async fn tables(State(app): State<App>, headers: HeaderMap) -> Result<Response, 
         Ok(Body::Json(json!({ "build": snap.build, "tables": list })))
     })
     .await
-}
-
-/// `schema.name` as a quoted identifier.
-fn quoted(name: &str) -> String {
-    name.split('.')
-        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(".")
 }
 
 async fn table(

@@ -71,6 +71,17 @@ fn inode(path: &Path) -> Result<((u64, u64), jiff::Timestamp)> {
     Ok(((meta.dev(), meta.ino()), modified))
 }
 
+/// A published build's id: its generation and the first 8 hex digits of its
+/// history id (`materia.build`); `0` when it has none.
+pub(crate) fn build_id(conn: &Connection) -> String {
+    conn.query_row(
+        "SELECT generation::VARCHAR || '-' || left(history_id, 8) FROM materia.build",
+        [],
+        |r| r.get::<_, String>(0),
+    )
+    .unwrap_or_else(|_| "0".into())
+}
+
 impl Snapshot {
     fn open(path: &Path, connections: usize) -> Result<Snapshot> {
         let (ino, published_at) = inode(path)?;
@@ -80,14 +91,7 @@ impl Snapshot {
             reason: e.to_string(),
             source: Some(Box::new(e)),
         };
-        let build = lake
-            .connection()
-            .query_row(
-                "SELECT generation::VARCHAR || '-' || left(history_id, 8) FROM materia.build",
-                [],
-                |r| r.get::<_, String>(0),
-            )
-            .unwrap_or_else(|_| "0".into());
+        let build = build_id(lake.connection());
         let pool = (0..connections.max(1))
             .map(|_| lake.connection().try_clone().map(Mutex::new))
             .collect::<std::result::Result<Vec<_>, _>>()

@@ -104,6 +104,14 @@ pub fn batches(
     Ok((schema, batches))
 }
 
+/// `schema.name` (or `name`) as a quoted identifier.
+pub(crate) fn quoted_name(name: &str) -> String {
+    name.split('.')
+        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 /// A value as text: NULL is empty, strings as they are.
 pub fn text(v: &Json) -> String {
     match v {

@@ -10,6 +10,8 @@ mod keys_prop;
 mod landing;
 #[cfg(feature = "s3")]
 mod mirror;
+#[cfg(feature = "publish")]
+mod publish;
 #[cfg(feature = "serve")]
 mod serve;
 mod supervise;

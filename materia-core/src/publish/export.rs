@@ -1,0 +1,247 @@
+//! The published lakehouse as local Parquet files, written by DuckDB's own
+//! Parquet writer (compiled in: nothing is downloaded), each named by the
+//! SHA-256 of its bytes.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use duckdb::Connection;
+use sha2::{Digest, Sha256};
+
+use super::manifest::Column;
+use crate::error::{Error, Result};
+use crate::landing::Sha256Digest;
+use crate::transform::{Lakehouse, Rows, rows::text};
+
+/// A table to publish: its name, columns, and the column its files are
+/// split by.
+pub(crate) struct Listed {
+    pub name: String,
+    pub columns: Vec<Column>,
+    pub partition_by: Option<String>,
+}
+
+/// One table written out.
+pub(crate) struct Exported {
+    pub name: String,
+    pub columns: Vec<Column>,
+    pub partition_by: Option<String>,
+    pub files: Vec<Written>,
+}
+
+/// One Parquet file written out.
+pub(crate) struct Written {
+    pub local: PathBuf,
+    pub sha256: Sha256Digest,
+    pub bytes: u64,
+    pub rows: u64,
+    pub partition: Option<i64>,
+}
+
+/// What the lakehouse is: build id, models fingerprint, releases, views.
+pub(crate) struct Build {
+    pub build: String,
+    pub models: String,
+    pub releases: serde_json::Value,
+    pub views: std::collections::BTreeMap<String, String>,
+}
+
+/// The lakehouse at `path`, open for export (read-only; DuckDB may write the
+/// Parquet files, which the hardened reader may not).
+pub(crate) struct Source {
+    path: PathBuf,
+    lake: Lakehouse,
+}
+
+fn duck(path: &Path, what: &str) -> impl FnOnce(duckdb::Error) -> Error {
+    let path = path.to_path_buf();
+    let what = what.to_owned();
+    move |e| Error::Lakehouse {
+        path,
+        reason: format!("{what}: {e}"),
+        source: Some(Box::new(e)),
+    }
+}
+
+impl Source {
+    pub fn open(path: &Path, memory_limit: &str) -> Result<Source> {
+        let lake = Lakehouse::open_trusted(path)?;
+        lake.connection()
+            .execute_batch(&format!(
+                "SET memory_limit = '{}'; SET preserve_insertion_order = true;",
+                memory_limit.replace('\'', "")
+            ))
+            .map_err(duck(path, "settings"))?;
+        Ok(Source {
+            path: path.to_path_buf(),
+            lake,
+        })
+    }
+
+    fn conn(&self) -> &Connection {
+        self.lake.connection()
+    }
+
+    /// The build id, models fingerprint and releases.
+    pub fn build(&self) -> Result<Build> {
+        let build = crate::transform::build_id(self.conn());
+        let models = self
+            .conn()
+            .query_row("SELECT models FROM materia.published", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .unwrap_or_default();
+        let releases = Rows::fetch(
+            self.conn(),
+            "SELECT * FROM serving.releases ORDER BY dataset, ord",
+            &[],
+        )
+        .map_err(duck(&self.path, "serving.releases"))?;
+        let views = Rows::fetch(
+            self.conn(),
+            "SELECT schema_name || '.' || view_name, sql FROM duckdb_views() \
+             WHERE NOT internal AND schema_name = 'serving' ORDER BY 1",
+            &[],
+        )
+        .map_err(duck(&self.path, "listing views"))?
+        .rows
+        .into_iter()
+        .map(|r| (text(&r[0]), text(&r[1])))
+        .collect();
+        Ok(Build {
+            build,
+            models,
+            views,
+            releases: serde_json::Value::Array(
+                releases
+                    .json()
+                    .into_iter()
+                    .map(serde_json::Value::Object)
+                    .collect(),
+            ),
+        })
+    }
+
+    /// The tables to publish: every table of `serving`, and the change
+    /// history of each dataset (`raw.*_changes`, `raw.*_closed`: split by
+    /// the release that added each row, so a day adds one file to each).
+    pub fn tables(&self) -> Result<Vec<Listed>> {
+        let rows = Rows::fetch(
+            self.conn(),
+            "SELECT c.table_schema || '.' || c.table_name, c.column_name, c.data_type \
+             FROM information_schema.columns AS c \
+             JOIN information_schema.tables AS t USING (table_schema, table_name) \
+             WHERE t.table_type = 'BASE TABLE' AND (c.table_schema = 'serving' \
+                OR (c.table_schema = 'raw' AND (suffix(c.table_name, '_changes') \
+                    OR suffix(c.table_name, '_closed')))) \
+             ORDER BY 1, c.ordinal_position",
+            &[],
+        )
+        .map_err(duck(&self.path, "listing tables"))?;
+        let mut out: Vec<Listed> = Vec::new();
+        for r in rows.rows {
+            let (table, name, ty) = (text(&r[0]), text(&r[1]), text(&r[2]));
+            if out.last().is_none_or(|t| t.name != table) {
+                out.push(Listed {
+                    name: table.clone(),
+                    columns: Vec::new(),
+                    partition_by: None,
+                });
+            }
+            let last = out.last_mut().expect("pushed above");
+            let split = if table.ends_with("_changes") {
+                "from_ord"
+            } else {
+                "to_ord"
+            };
+            if table.starts_with("raw.") && name == split {
+                last.partition_by = Some(name.clone());
+            }
+            last.columns.push(Column { name, ty });
+        }
+        Ok(out)
+    }
+
+    /// Writes `table` into `dir`: one file, or one per value of its partition
+    /// column; zstd, `row_group_rows` rows per row group, statistics on
+    /// (DuckDB's default).
+    pub fn export(&self, dir: &Path, listed: Listed, row_group_rows: usize) -> Result<Exported> {
+        let Listed {
+            name,
+            columns,
+            partition_by,
+        } = listed;
+        let table = name.as_str();
+        let quoted = crate::transform::quoted_name(table);
+        let parts: Vec<Option<i64>> = match &partition_by {
+            None => vec![None],
+            Some(col) => {
+                let sql = format!(
+                    "SELECT DISTINCT \"{col}\" FROM {quoted} WHERE \"{col}\" IS NOT NULL ORDER BY 1"
+                );
+                let mut stmt = self.conn().prepare(&sql).map_err(duck(&self.path, table))?;
+                let values = stmt
+                    .query_map([], |r| r.get::<_, i64>(0))
+                    .and_then(Iterator::collect::<std::result::Result<Vec<i64>, _>>)
+                    .map_err(duck(&self.path, table))?;
+                // An empty table still gets one (empty) file: its schema.
+                if values.is_empty() {
+                    vec![None]
+                } else {
+                    values.into_iter().map(Some).collect()
+                }
+            }
+        };
+        let mut files = Vec::with_capacity(parts.len());
+        for (i, part) in parts.into_iter().enumerate() {
+            let local = dir.join(format!("{table}.{i}.parquet"));
+            let filter = match (&partition_by, part) {
+                (Some(col), Some(v)) => format!(" WHERE \"{col}\" = {v}"),
+                _ => String::new(),
+            };
+            let sql = format!(
+                "COPY (SELECT * FROM {quoted}{filter}) TO '{}' \
+                 (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {row_group_rows})",
+                local.display().to_string().replace('\'', "''")
+            );
+            let rows = self
+                .conn()
+                .execute(&sql, [])
+                .map_err(duck(&self.path, table))? as u64;
+            let (sha256, bytes) = hash_file(&local)?;
+            files.push(Written {
+                local,
+                sha256,
+                bytes,
+                rows,
+                partition: part,
+            });
+        }
+        Ok(Exported {
+            name,
+            columns,
+            partition_by,
+            files,
+        })
+    }
+}
+
+fn hash_file(path: &Path) -> Result<(Sha256Digest, u64)> {
+    let io = |e: std::io::Error| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    Ok((Sha256Digest::from_hasher(hasher), bytes))
+}

@@ -1,0 +1,520 @@
+//! `materia publish`: the published lakehouse as Parquet files on an
+//! S3-compatible bucket (R2), with a manifest per build, for readers beyond
+//! this server (DuckDB with httpfs, Polars, Spark, a DuckLake catalog).
+//!
+//! Under the prefix (`MATERIA_PUBLISH_URL`, e.g. `s3://materia-lake/v1`):
+//! - `data/{schema.table}/{sha256}.parquet`: every table of `serving` and the
+//!   change history of each dataset (`raw.*_changes` and `raw.*_closed`, one
+//!   file per release that added rows, so a day adds one file to each), zstd,
+//!   row groups of a million rows, min/max statistics. Named by the SHA-256 of
+//!   the bytes: a file is written once and never changes; one the bucket
+//!   already has is not uploaded again.
+//! - `manifests/{build}.{sha}.json`: a build's [`Manifest`] — tables, their
+//!   columns, files and row counts, the releases.
+//! - `latest.json`: a copy of the newest manifest, written last with a
+//!   conditional write (`If-Match` on the ETag read at the start, or
+//!   `If-None-Match: *` for the first): a reader sees a whole build or the one
+//!   before, never a mix, and of two publishes racing one fails cleanly
+//!   ([`RemoteKind::Conflict`]) with nothing lost.
+//!
+//! A publish whose build and models are what `latest.json` already holds
+//! writes nothing. `keep` removes the files that only builds older than the
+//! N newest use, then their manifests. Parquet comes from DuckDB's own
+//! writer, compiled in (the arrow-rs writer was measured too:
+//! `benches/publish.sh`).
+
+mod export;
+mod manifest;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use object_store::aws::AmazonS3;
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use serde::Serialize;
+
+pub use manifest::{Column, FORMAT, File, Manifest, Table};
+
+use crate::error::{Error, RemoteKind, Result};
+use crate::mirror::{MirrorOptions, S3Target};
+
+/// What to publish, and where.
+///
+/// ```
+/// use materia_core::publish::PublishOptions;
+/// let o = PublishOptions::new("/data/materia/lakehouse.duckdb", "s3://materia-lake/v1");
+/// assert_eq!(o.keep, None);
+/// ```
+#[derive(Clone, Debug)]
+pub struct PublishOptions {
+    /// The published lakehouse (`DUCKDB_PATH`).
+    pub duckdb_path: PathBuf,
+    /// The bucket: `url` is `s3://bucket/prefix`; endpoint, keys, retries and
+    /// concurrency as for the mirror.
+    pub s3: MirrorOptions,
+    /// Keep the files of the N newest builds; remove what only older ones
+    /// use. `None`: remove nothing.
+    pub keep: Option<usize>,
+    /// Rows per Parquet row group.
+    pub row_group_rows: usize,
+    /// DuckDB's memory limit while writing Parquet.
+    pub memory_limit: String,
+}
+
+impl PublishOptions {
+    /// Defaults for publishing `duckdb_path` to `url`.
+    pub fn new(duckdb_path: impl Into<PathBuf>, url: impl Into<String>) -> PublishOptions {
+        PublishOptions {
+            duckdb_path: duckdb_path.into(),
+            s3: MirrorOptions::new(url),
+            keep: None,
+            row_group_rows: 1 << 20,
+            memory_limit: "2GB".into(),
+        }
+    }
+}
+
+/// What a publish did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PublishReport {
+    /// The build published.
+    pub build: String,
+    /// Its manifest's key under the prefix.
+    pub manifest: String,
+    /// `latest.json` already held this build: nothing was written.
+    pub unchanged: bool,
+    /// Tables in the build.
+    pub tables: usize,
+    /// Parquet files in the build.
+    pub files: usize,
+    /// Files uploaded (the rest the bucket had).
+    pub uploaded: usize,
+    /// Files the bucket already had.
+    pub skipped: usize,
+    /// Bytes uploaded (Parquet files and the manifest).
+    pub bytes_uploaded: u64,
+    /// Bytes of the build's Parquet files.
+    pub bytes_total: u64,
+    /// Objects removed by `keep` (files and manifests).
+    pub removed: usize,
+}
+
+/// Publishes the lakehouse (see the module docs).
+///
+/// ```no_run
+/// use materia_core::publish::{publish, PublishOptions};
+/// let report = publish(&PublishOptions::new("/data/materia/lakehouse.duckdb", "s3://materia-lake/v1"))?;
+/// println!("build {}: {} files uploaded, {} already there", report.build, report.uploaded, report.skipped);
+/// # Ok::<(), materia_core::Error>(())
+/// ```
+pub fn publish(options: &PublishOptions) -> Result<PublishReport> {
+    Prepared::prepare(options)?.commit()
+}
+
+/// A publish up to, not including, the move of `latest.json`: every file and
+/// the manifest are in the bucket; [`Prepared::commit`] makes it the latest.
+pub struct Prepared {
+    target: Target,
+    options: PublishOptions,
+    manifest: Manifest,
+    manifest_key: String,
+    /// `latest.json` as read before anything was written (ETag, content).
+    previous: Option<(UpdateVersion, Vec<u8>)>,
+    report: PublishReport,
+}
+
+impl Prepared {
+    /// Exports the lakehouse to Parquet, uploads what the bucket lacks and
+    /// writes the manifest (nothing when `latest.json` is already this build).
+    pub fn prepare(options: &PublishOptions) -> Result<Prepared> {
+        let target = Target::connect(&options.s3)?;
+        let previous = target.read_latest()?;
+        let source = export::Source::open(&options.duckdb_path, &options.memory_limit)?;
+        let build = source.build()?;
+        let mut report = PublishReport {
+            build: build.build.clone(),
+            ..PublishReport::default()
+        };
+        if let Some((_, bytes)) = &previous
+            && let Ok(latest) = serde_json::from_slice::<Manifest>(bytes)
+            && latest.build == build.build
+            && latest.models == build.models
+            && latest.format == FORMAT
+        {
+            report.unchanged = true;
+            report.tables = latest.tables.len();
+            report.files = latest.paths().count();
+            report.manifest = manifest_key(&latest);
+            return Ok(Prepared {
+                manifest_key: report.manifest.clone(),
+                target,
+                options: options.clone(),
+                manifest: latest,
+                previous,
+                report,
+            });
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("materia-publish-")
+            .tempdir()
+            .map_err(|e| Error::System {
+                what: "a temporary directory for the Parquet files".into(),
+                source: e,
+            })?;
+        let published_at = std::fs::metadata(&options.duckdb_path)
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| jiff::Timestamp::try_from(t).ok())
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let mut manifest = Manifest {
+            format: FORMAT,
+            build: build.build,
+            published_at: published_at.to_string(),
+            models: build.models,
+            prefix: target.url.trim_end_matches('/').to_owned(),
+            tables: BTreeMap::new(),
+            releases: build.releases,
+            views: build.views,
+        };
+        let existing = target.list("data")?;
+        for listed in source.tables()? {
+            let exported = source.export(dir.path(), listed, options.row_group_rows)?;
+            let name = exported.name;
+            let mut files = Vec::new();
+            for w in exported.files {
+                let path = format!("data/{name}/{}.parquet", w.sha256);
+                report.files += 1;
+                report.bytes_total += w.bytes;
+                if existing.contains(&path) || !target.upload(&path, &w.local, w.bytes)? {
+                    report.skipped += 1;
+                } else {
+                    report.uploaded += 1;
+                    report.bytes_uploaded += w.bytes;
+                }
+                // Free the disk as we go.
+                let _ = std::fs::remove_file(&w.local);
+                files.push(File {
+                    url: format!("{}/{path}", manifest.prefix),
+                    path,
+                    sha256: w.sha256.to_string(),
+                    bytes: w.bytes,
+                    rows: w.rows,
+                    partition: w.partition,
+                });
+            }
+            report.tables += 1;
+            manifest.tables.insert(
+                name,
+                Table {
+                    rows: files.iter().map(|f| f.rows).sum(),
+                    columns: exported.columns,
+                    partition_by: exported.partition_by,
+                    files,
+                },
+            );
+        }
+        let manifest_key = manifest_key(&manifest);
+        let bytes = manifest.to_bytes();
+        if target.put_new(&manifest_key, bytes.clone())? {
+            report.bytes_uploaded += bytes.len() as u64;
+        }
+        report.manifest = manifest_key.clone();
+        Ok(Prepared {
+            target,
+            options: options.clone(),
+            manifest,
+            manifest_key,
+            previous,
+            report,
+        })
+    }
+
+    /// The build's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Moves `latest.json` to this build — only if nobody moved it since
+    /// [`Prepared::prepare`] read it (else [`RemoteKind::Conflict`]; the
+    /// files stay, a new publish reuses them) — then applies `keep`.
+    pub fn commit(mut self) -> Result<PublishReport> {
+        if !self.report.unchanged {
+            let bytes = self.manifest.to_bytes();
+            self.target
+                .move_latest(self.previous.as_ref().map(|(v, _)| v.clone()), &bytes)?;
+            self.report.bytes_uploaded += bytes.len() as u64;
+        }
+        if let Some(keep) = self.options.keep {
+            self.report.removed = self.target.keep(keep, &self.manifest_key)?;
+        }
+        Ok(self.report)
+    }
+}
+
+/// `manifests/{build}.{first 16 hex of the manifest's SHA-256}.json`.
+fn manifest_key(m: &Manifest) -> String {
+    let digest = crate::landing::Sha256Digest::of(&m.to_bytes()).to_string();
+    format!("manifests/{}.{}.json", m.build, &digest[..16])
+}
+
+/// The bucket and prefix, and a runtime to talk to them.
+struct Target {
+    url: String,
+    s3: Arc<AmazonS3>,
+    prefix: Key,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// The mirror's client errors, as this module's.
+fn as_publish(e: Error) -> Error {
+    match e {
+        Error::Mirror {
+            url,
+            reason,
+            kind,
+            source,
+        } => Error::Publish {
+            url,
+            reason,
+            kind,
+            source,
+        },
+        other => other,
+    }
+}
+
+fn remote(url: &str, kind: RemoteKind, reason: impl std::fmt::Display) -> Error {
+    Error::Publish {
+        url: url.to_owned(),
+        reason: reason.to_string(),
+        kind,
+        source: None,
+    }
+}
+
+impl Target {
+    fn connect(options: &MirrorOptions) -> Result<Target> {
+        let S3Target {
+            s3, prefix, url, ..
+        } = S3Target::connect(options).map_err(as_publish)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                remote(
+                    &url,
+                    RemoteKind::Other,
+                    format!("cannot start a runtime: {e}"),
+                )
+            })?;
+        Ok(Target {
+            url,
+            s3: Arc::new(s3),
+            prefix,
+            runtime,
+        })
+    }
+
+    fn key(&self, path: &str) -> Key {
+        Key::from_iter(self.prefix.parts().chain(Key::from(path).parts()))
+    }
+
+    fn fail(&self, what: &str, e: object_store::Error) -> Error {
+        Error::Publish {
+            url: self.url.clone(),
+            reason: format!("{what}: {e}"),
+            kind: crate::mirror::classify(&e),
+            source: Some(Box::new(e)),
+        }
+    }
+
+    /// `latest.json`'s version and bytes, if there is one.
+    fn read_latest(&self) -> Result<Option<(UpdateVersion, Vec<u8>)>> {
+        let key = self.key("latest.json");
+        self.runtime.block_on(async {
+            match self.s3.get(&key).await {
+                Ok(got) => {
+                    let version = UpdateVersion {
+                        e_tag: got.meta.e_tag.clone(),
+                        version: got.meta.version.clone(),
+                    };
+                    let bytes = got
+                        .bytes()
+                        .await
+                        .map_err(|e| self.fail("reading latest.json", e))?;
+                    Ok(Some((version, bytes.to_vec())))
+                }
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(self.fail("reading latest.json", e)),
+            }
+        })
+    }
+
+    /// Every key under `{prefix}/{dir}`, relative to the prefix.
+    fn list(&self, dir: &str) -> Result<BTreeSet<String>> {
+        use futures::TryStreamExt;
+        let under = self.key(dir);
+        let strip = self.prefix.as_ref().len();
+        self.runtime.block_on(async {
+            let metas: Vec<_> = self
+                .s3
+                .list(Some(&under))
+                .try_collect()
+                .await
+                .map_err(|e| self.fail(&format!("listing {dir}/"), e))?;
+            Ok(metas
+                .into_iter()
+                .map(|m| {
+                    let k = m.location.as_ref();
+                    k.get(strip..)
+                        .unwrap_or(k)
+                        .trim_start_matches('/')
+                        .to_owned()
+                })
+                .collect())
+        })
+    }
+
+    /// Creates `path` from a local file unless it exists (then `false`).
+    fn upload(&self, path: &str, local: &std::path::Path, bytes: u64) -> Result<bool> {
+        const MULTIPART: u64 = 64 << 20;
+        let key = self.key(path);
+        if bytes < MULTIPART {
+            let data = std::fs::read(local).map_err(|e| Error::Io {
+                path: local.to_path_buf(),
+                source: e,
+            })?;
+            return self.put_new(path, data);
+        }
+        // A multipart upload cannot be a conditional create: the listing said
+        // it is missing, and the content is the same whoever wins.
+        self.runtime.block_on(async {
+            use tokio::io::AsyncReadExt;
+            let upload = self
+                .s3
+                .put_multipart(&key)
+                .await
+                .map_err(|e| self.fail(path, e))?;
+            let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, 16 << 20);
+            let mut file = tokio::fs::File::open(local).await.map_err(|e| Error::Io {
+                path: local.to_path_buf(),
+                source: e,
+            })?;
+            let mut buf = vec![0u8; 8 << 20];
+            loop {
+                let n = file.read(&mut buf).await.map_err(|e| Error::Io {
+                    path: local.to_path_buf(),
+                    source: e,
+                })?;
+                if n == 0 {
+                    break;
+                }
+                writer
+                    .wait_for_capacity(4)
+                    .await
+                    .map_err(|e| self.fail(path, e))?;
+                writer.write(&buf[..n]);
+            }
+            writer.finish().await.map_err(|e| self.fail(path, e))?;
+            Ok(true)
+        })
+    }
+
+    /// Creates `path` with `data` unless it exists (then `false`).
+    fn put_new(&self, path: &str, data: Vec<u8>) -> Result<bool> {
+        let key = self.key(path);
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        self.runtime.block_on(async {
+            match self.s3.put_opts(&key, PutPayload::from(data), opts).await {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+                Err(e) => Err(self.fail(path, e)),
+            }
+        })
+    }
+
+    /// Writes `latest.json` only if it is still `previous` (or still absent).
+    fn move_latest(&self, previous: Option<UpdateVersion>, bytes: &[u8]) -> Result<()> {
+        let key = self.key("latest.json");
+        let mode = match previous {
+            Some(v) => PutMode::Update(v),
+            None => PutMode::Create,
+        };
+        let opts = PutOptions {
+            mode,
+            ..PutOptions::default()
+        };
+        self.runtime.block_on(async {
+            match self
+                .s3
+                .put_opts(&key, PutPayload::from(bytes.to_vec()), opts)
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(
+                    e @ (object_store::Error::Precondition { .. }
+                    | object_store::Error::AlreadyExists { .. }),
+                ) => Err(Error::Publish {
+                    url: self.url.clone(),
+                    reason: "latest.json moved since this publish read it (another publish won): \
+                             nothing is lost, publish again"
+                        .into(),
+                    kind: RemoteKind::Conflict,
+                    source: Some(Box::new(e)),
+                }),
+                Err(e) => Err(self.fail("moving latest.json", e)),
+            }
+        })
+    }
+
+    /// Keeps the `keep` newest manifests (and `current`): removes the files
+    /// only older ones use, then those manifests. Returns objects removed.
+    fn keep(&self, keep: usize, current: &str) -> Result<usize> {
+        let mut builds = Vec::new();
+        for path in self.list("manifests")? {
+            let key = self.key(&path);
+            let bytes = self.runtime.block_on(async {
+                match self.s3.get(&key).await {
+                    Ok(got) => got.bytes().await.map(Some),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            });
+            let bytes = bytes.map_err(|e| self.fail(&path, e))?;
+            // An unreadable manifest is not ours to judge: leave it.
+            if let Some(m) = bytes.and_then(|b| serde_json::from_slice::<Manifest>(&b).ok()) {
+                builds.push((m.published_at.clone(), path, m));
+            }
+        }
+        builds.sort_by(|a, b| (&b.0, &b.1).cmp(&(&a.0, &a.1)));
+        let (kept, old): (Vec<_>, Vec<_>) = builds
+            .into_iter()
+            .enumerate()
+            .partition(|(i, (_, path, _))| *i < keep.max(1) || path == current);
+        let used: BTreeSet<&str> = kept.iter().flat_map(|(_, (_, _, m))| m.paths()).collect();
+        let mut doomed: BTreeSet<String> = BTreeSet::new();
+        for (_, (_, _, m)) in &old {
+            doomed.extend(m.paths().filter(|p| !used.contains(p)).map(str::to_owned));
+        }
+        let mut removed = 0;
+        // Files first, then the manifests naming them: a crash in between
+        // leaves a manifest of an old build, never a kept one, missing files.
+        for path in doomed.iter().chain(old.iter().map(|(_, (_, p, _))| p)) {
+            let key = self.key(path);
+            self.runtime.block_on(async {
+                match self.s3.delete(&key).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(self.fail(path, e)),
+                }
+            })?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,227 @@
+//! `materia_core::publish` against a real S3 server on loopback (moto): the
+//! files and manifests in the bucket, read back by DuckDB.
+
+use std::collections::BTreeSet;
+
+use materia_core::publish::{Manifest, Prepared, PublishOptions, publish};
+use materia_core::transform::transform;
+use materia_core::{Error, RemoteKind};
+use materia_testkit::s3::S3Server;
+
+use crate::{Fixture, fixture};
+
+const BUCKET: &str = "materia-lake";
+
+fn options(f: &Fixture, server: &S3Server) -> PublishOptions {
+    let mut o = PublishOptions::new(&f.options.duckdb_path, format!("s3://{BUCKET}/v1"));
+    o.s3.endpoint = Some(server.endpoint.clone());
+    o.s3.region = Some("us-east-1".into());
+    o.s3.access_key_id = Some("test".into());
+    o.s3.secret_access_key = Some("test-secret".into());
+    o.s3.allow_http = Some(true);
+    o.s3.retries = 1;
+    o.memory_limit = "512MB".into();
+    o
+}
+
+fn land(f: &Fixture, k: u64) {
+    let body = materia_testkit::psd_csv(&materia_testkit::PsdSpec {
+        min_bytes: 80_000,
+        seed: k,
+    });
+    f.put_release("psd", (2026, k as i64), &format!("p{k}"), &body);
+}
+
+fn latest(server: &S3Server) -> (Vec<u8>, Manifest) {
+    let bytes = server
+        .get_raw(BUCKET, "v1/latest.json")
+        .expect("latest.json");
+    let m = serde_json::from_slice(&bytes).expect("a manifest");
+    (bytes, m)
+}
+
+fn objects(server: &S3Server) -> BTreeSet<String> {
+    server.list_raw(BUCKET, "v1").into_iter().collect()
+}
+
+/// Each table of `m`, read back from the bucket's files by DuckDB, has the
+/// rows of the lakehouse's table: count and the sum of every row's hash.
+fn assert_matches_lakehouse(f: &Fixture, server: &S3Server, m: &Manifest) {
+    let lake = f.lake();
+    let duck = materia_core::transform::duckdb::Connection::open_in_memory().expect("duckdb");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fingerprint = "SELECT count(*), coalesce(sum(hash(*COLUMNS(*))::HUGEINT), 0)::VARCHAR";
+    for (name, table) in &m.tables {
+        let mut local = Vec::new();
+        for (i, file) in table.files.iter().enumerate() {
+            let body = server
+                .get_raw(BUCKET, &format!("v1/{}", file.path))
+                .unwrap_or_else(|| panic!("{name}: {} is missing", file.path));
+            assert_eq!(
+                materia_core::landing::Sha256Digest::of(&body).to_string(),
+                file.sha256,
+                "{name}: {} is named by its content",
+                file.path
+            );
+            assert!(file.path.ends_with(&format!("{}.parquet", file.sha256)));
+            let path = dir.path().join(format!("{name}.{i}.parquet"));
+            std::fs::write(&path, body).expect("write");
+            local.push(format!("'{}'", path.display()));
+        }
+        let from_files: (i64, String) = duck
+            .query_row(
+                &format!("{fingerprint} FROM read_parquet([{}])", local.join(",")),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("DuckDB reads the files");
+        let from_lake: (i64, String) = lake
+            .connection()
+            .query_row(&format!("{fingerprint} FROM {name}"), [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("the lakehouse");
+        assert_eq!(from_files, from_lake, "{name}");
+        assert_eq!(
+            table.rows, from_lake.0 as u64,
+            "{name}: rows in the manifest"
+        );
+    }
+}
+
+#[test]
+fn publish_uploads_each_file_once_moves_latest_last_and_keeps_n_builds() {
+    let server = S3Server::start();
+    server.create_bucket(BUCKET);
+    let f = fixture();
+    land(&f, 1);
+    land(&f, 2);
+    transform(&f.store, &f.options).expect("build");
+    let o = options(&f, &server);
+
+    let first = publish(&o).expect("publish");
+    assert!(!first.unchanged);
+    assert_eq!((first.uploaded, first.skipped), (first.files, 0));
+    let (bytes, m) = latest(&server);
+    assert_eq!(m.build, first.build);
+    assert_eq!(
+        server.get_raw(BUCKET, &format!("v1/{}", first.manifest)),
+        Some(bytes),
+        "latest.json is a copy of the build's manifest"
+    );
+    for table in [
+        "serving.coffee_balance",
+        "serving.psd_latest",
+        "serving.releases",
+        "raw.psd_changes",
+        "raw.psd_closed",
+    ] {
+        assert!(m.tables.contains_key(table), "{table} published");
+    }
+    let changes = &m.tables["raw.psd_changes"];
+    assert_eq!(changes.partition_by.as_deref(), Some("from_ord"));
+    assert_eq!(changes.files.len(), 2, "one file per release");
+    assert_eq!(m.releases.as_array().map(Vec::len), Some(2));
+    assert!(
+        m.views.contains_key("serving.psd_history"),
+        "{:?}",
+        m.views.keys()
+    );
+    assert_matches_lakehouse(&f, &server, &m);
+
+    // Nothing new: nothing written.
+    let before = objects(&server);
+    let again = publish(&o).expect("again");
+    assert!(again.unchanged);
+    assert_eq!((again.uploaded, again.bytes_uploaded), (0, 0));
+    assert_eq!(objects(&server), before);
+
+    // One more release: its partition and the rebuilt tables go up; the
+    // earlier releases' change files are the same bytes, not uploaded again.
+    land(&f, 3);
+    transform(&f.store, &f.options).expect("second build");
+    let third = publish(&o).expect("publish the new build");
+    let (_, m3) = latest(&server);
+    assert_eq!(m3.build, third.build);
+    assert_ne!(m3.build, m.build);
+    let old_changes: BTreeSet<&str> = changes.files.iter().map(|f| f.path.as_str()).collect();
+    let new_changes: BTreeSet<&str> = m3.tables["raw.psd_changes"]
+        .files
+        .iter()
+        .map(|f| f.path.as_str())
+        .collect();
+    assert_eq!(new_changes.len(), 3);
+    assert!(
+        old_changes.is_subset(&new_changes),
+        "the first two releases' change files are reused"
+    );
+    assert!(third.skipped >= 2, "{third:?}");
+    assert!(third.uploaded < third.files, "{third:?}");
+    assert_matches_lakehouse(&f, &server, &m3);
+
+    // Keep one build: the files only the old build used go, then its
+    // manifest; everything the latest names is still there.
+    let mut keep = o.clone();
+    keep.keep = Some(1);
+    let kept = publish(&keep).expect("keep 1");
+    assert!(kept.unchanged);
+    let only_old: BTreeSet<String> = m
+        .paths()
+        .filter(|p| !m3.paths().any(|q| q == *p))
+        .map(str::to_owned)
+        .collect();
+    assert!(!only_old.is_empty());
+    assert_eq!(kept.removed, only_old.len() + 1, "{kept:?}");
+    let left = objects(&server);
+    for p in &only_old {
+        assert!(!left.contains(&format!("v1/{p}")), "{p} removed");
+    }
+    assert!(!left.contains(&format!("v1/{}", first.manifest)));
+    for p in m3.paths() {
+        assert!(left.contains(&format!("v1/{p}")), "{p} kept");
+    }
+    assert_matches_lakehouse(&f, &server, &m3);
+}
+
+#[test]
+fn of_two_racing_publishes_one_wins_and_the_other_fails_cleanly() {
+    let server = S3Server::start();
+    server.create_bucket(BUCKET);
+    let (a, b) = (fixture(), fixture());
+    land(&a, 1);
+    land(&b, 1);
+    land(&b, 2);
+    transform(&a.store, &a.options).expect("a");
+    transform(&b.store, &b.options).expect("b");
+    // Both read latest.json (absent) before either moves it.
+    let pa = Prepared::prepare(&options(&a, &server)).expect("prepare a");
+    let pb = Prepared::prepare(&options(&b, &server)).expect("prepare b");
+    let b_manifest = pb.manifest().clone();
+    let won = pa.commit().expect("a wins");
+    let lost = pb.commit().expect_err("b loses");
+    assert!(
+        matches!(
+            lost,
+            Error::Publish {
+                kind: RemoteKind::Conflict,
+                ..
+            }
+        ),
+        "{lost}"
+    );
+    assert!(lost.to_string().contains("another publish"), "{lost}");
+    let (_, m) = latest(&server);
+    assert_eq!(m.build, won.build, "latest.json is the winner's, whole");
+    assert_matches_lakehouse(&a, &server, &m);
+    // Nothing of the loser's is lost: its files are there, and publishing
+    // again (after the winner) succeeds, reusing them.
+    let left = objects(&server);
+    for p in b_manifest.paths() {
+        assert!(left.contains(&format!("v1/{p}")), "{p}");
+    }
+    let retry = publish(&options(&b, &server)).expect("b again");
+    assert_eq!(retry.uploaded, 0, "{retry:?}");
+    let (_, m) = latest(&server);
+    assert_eq!(m, b_manifest);
+    assert_matches_lakehouse(&b, &server, &m);
+}
