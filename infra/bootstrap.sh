@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Installs Materia on one server: the binary, a dedicated user, /data/materia
-# with tight permissions, /etc/materia/materia.env, and the systemd units.
-# Idempotent: run it again after `cargo build --release` to upgrade the binary.
+# with tight permissions, /etc/materia/materia.env, the R2 keys' root-only
+# /etc/materia/r2.env, and the systemd units.
+# Idempotent, and the way to upgrade: run it again with a new binary. The
+# binary is swapped atomically, the units reloaded, and the supervisor
+# restarted between cycles, never during one (it waits for the run lock).
 #
-#   sudo infra/bootstrap.sh            # install and start
+#   sudo infra/bootstrap.sh            # install (or upgrade) and start
 #   sudo infra/bootstrap.sh --no-start # install, enable nothing
 #   ROOT=/tmp/stage infra/bootstrap.sh --no-start   # staged install (CI), no root needed
 #
 # The binary comes from $MATERIA_BIN, else $CARGO_TARGET_DIR/release/materia,
-# else target/release/materia.
+# else target/release/materia. $SYSTEMCTL names the systemctl to call (tests
+# pass a stand-in; with it, a staged install runs the start/restart part too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +21,7 @@ START=1
 for arg in "$@"; do
     case "$arg" in
         --no-start) START=0 ;;
-        -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "bootstrap.sh: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
@@ -57,7 +61,18 @@ install -d -m 0750 -o root -g "$owner" "$ROOT/etc/materia" 2>/dev/null || instal
 if [[ ! -e "$ROOT/etc/materia/materia.env" ]]; then
     install -m 0640 infra/materia.env.example "$ROOT/etc/materia/materia.env"
     staged || chgrp "$owner" "$ROOT/etc/materia/materia.env"
-    echo "wrote $ROOT/etc/materia/materia.env: fill in MATERIA_MIRROR_URL and the AWS_* values"
+    echo "wrote $ROOT/etc/materia/materia.env: fill in MATERIA_MIRROR_URL and AWS_ENDPOINT"
+fi
+# The R2 keys: root's alone; systemd passes them to the bucket units as a
+# credential (LoadCredential=r2:/etc/materia/r2.env). Never overwritten.
+if [[ ! -e "$ROOT/etc/materia/r2.env" ]]; then
+    install -m 0600 infra/r2.env.example "$ROOT/etc/materia/r2.env"
+    staged || chown root:root "$ROOT/etc/materia/r2.env"
+    echo "wrote $ROOT/etc/materia/r2.env (0600, root only): fill in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+fi
+if grep -Eq '^[[:space:]]*(export[[:space:]]+)?AWS_SECRET_ACCESS_KEY=.+' "$ROOT/etc/materia/materia.env"; then
+    echo "bootstrap.sh: warning: $ROOT/etc/materia/materia.env holds AWS_SECRET_ACCESS_KEY, readable by the" \
+        "service user: move the AWS_* keys to /etc/materia/r2.env" >&2
 fi
 
 install -d -m 0755 "$ROOT/etc/systemd/system"
@@ -67,9 +82,25 @@ for unit in materia-supervisor.service materia-backup.service materia-backup.tim
 done
 echo "installed $("$ROOT/usr/local/bin/materia" --version) and the units"
 
-if ! staged && [[ $START -eq 1 ]]; then
-    systemctl daemon-reload
-    systemctl enable --now materia-supervisor.service materia-backup.timer materia-drill.timer \
+SYSTEMCTL="${SYSTEMCTL:-}"
+if [[ -z "$SYSTEMCTL" ]] && ! staged; then
+    SYSTEMCTL=systemctl
+fi
+if [[ -n "$SYSTEMCTL" && $START -eq 1 ]]; then
+    "$SYSTEMCTL" daemon-reload
+    "$SYSTEMCTL" enable materia-supervisor.service materia-backup.timer materia-drill.timer \
         materia-serve.service
-    systemctl --no-pager status materia-supervisor.service || true
+    "$SYSTEMCTL" start materia-backup.timer materia-drill.timer
+    # The supervisor picks up the new binary on restart: between cycles, never
+    # during one. A cycle holds the run lock (flock) from start to end; wait
+    # for it, and restart while holding it so no cycle starts in between.
+    lock="$ROOT/data/materia/landing/.materia/run.lock"
+    if [[ -e "$lock" ]]; then
+        echo "restarting the supervisor once no cycle runs (waiting for $lock)"
+        flock "$lock" "$SYSTEMCTL" restart materia-supervisor.service
+    else
+        "$SYSTEMCTL" restart materia-supervisor.service
+    fi
+    "$SYSTEMCTL" restart materia-serve.service
+    staged || systemctl --no-pager status materia-supervisor.service || true
 fi

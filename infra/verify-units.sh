@@ -31,4 +31,22 @@ if [[ -n "$filtered" ]]; then
     echo "$filtered" >&2
     exit 1
 fi
-echo "systemd units verified"
+# Secrets: the R2 keys reach only the units that talk to the bucket, as a
+# systemd credential from a root-only file; the service's env file has none.
+for u in materia-supervisor.service materia-backup.service materia-drill.service; do
+    grep -qx 'LoadCredential=r2:/etc/materia/r2.env' "infra/$u" \
+        || { echo "verify-units.sh: $u lacks LoadCredential=r2:/etc/materia/r2.env" >&2; exit 1; }
+done
+for u in materia-serve.service materia-alert@.service; do
+    if grep -q '^LoadCredential=' "infra/$u"; then
+        echo "verify-units.sh: $u must not get the R2 credential" >&2
+        exit 1
+    fi
+done
+if grep -Eq '^[[:space:]]*AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY)=' infra/materia.env.example; then
+    echo "verify-units.sh: materia.env.example holds an AWS key (they belong in r2.env)" >&2
+    exit 1
+fi
+mode="$(stat -c %a "$stage/etc/materia/r2.env")"
+[[ "$mode" == 600 ]] || { echo "verify-units.sh: the staged r2.env is mode $mode, not 600" >&2; exit 1; }
+echo "systemd units verified (R2 keys: a root-only credential for supervisor, backup, drill)"

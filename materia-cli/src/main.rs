@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+mod credentials;
 mod ops;
 mod query;
 mod supervise;
@@ -76,6 +77,10 @@ enum Command {
         /// (objects lost remotely are uploaded again); `off` never does.
         #[arg(long, env = "MATERIA_MIRROR_FULL_EVERY", default_value = "7d")]
         full_every: String,
+        /// Create the bucket first when it is missing (idempotent), and check
+        /// it honours conditional writes (else exit 2) and checksums.
+        #[arg(long, conflicts_with = "verify")]
+        create_bucket: bool,
         /// Only compare: list the bucket and check every object against its local file.
         #[arg(long)]
         verify: bool,
@@ -428,6 +433,7 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
     } = &cli.command
     {
         let mut options = materia_core::publish::PublishOptions::new(&cli.duckdb_path, to);
+        options.s3 = credentials::mirror_options(to)?;
         options.keep = *keep;
         options.memory_limit.clone_from(memory_limit);
         let report = materia_core::publish::publish(&options)?;
@@ -544,7 +550,7 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             let mirror = MirrorOptions {
                 concurrency,
                 progress: io::stderr().is_terminal(),
-                ..MirrorOptions::new(from)
+                ..credentials::mirror_options(from)?
             };
             let mut options = materia_core::drill::DrillOptions::new(&cli.duckdb_path);
             options.memory_limit = memory_limit;
@@ -564,6 +570,7 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             to,
             full,
             full_every,
+            create_bucket,
             verify,
             sample,
             concurrency,
@@ -584,9 +591,10 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
                             .map_err(|e| format!("--full-every: {e}"))?,
                     ),
                 },
-                ..MirrorOptions::new(to)
+                ..credentials::mirror_options(to)?
             },
             full,
+            create_bucket,
             verify.then_some(sample),
             json,
         ),
@@ -599,7 +607,7 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             let options = MirrorOptions {
                 concurrency,
                 progress: io::stderr().is_terminal(),
-                ..MirrorOptions::new(from)
+                ..credentials::mirror_options(from)?
             };
             let report = Mirror::new(options)?.restore(&store)?;
             if json {
@@ -861,10 +869,29 @@ fn mirror(
     store: &LandingStore,
     options: MirrorOptions,
     full: bool,
+    create_bucket: bool,
     verify: Option<Option<usize>>,
     json: bool,
 ) -> Result<ExitCode, BoxError> {
     let mirror = Mirror::new(options)?;
+    if create_bucket {
+        let b = mirror.create_bucket()?;
+        writeln!(
+            io::stderr(),
+            "bucket {}: {}; conditional writes honoured; checksums {}",
+            b.bucket,
+            if b.created {
+                "created"
+            } else {
+                "already there"
+            },
+            if b.checksum_verified {
+                "verified by the server"
+            } else {
+                "NOT verified by this server (R2 and S3 verify them)"
+            }
+        )?;
+    }
     if let Some(sample) = verify {
         let report = match sample {
             Some(n) => mirror.verify_sample(store, n)?,

@@ -142,6 +142,13 @@ fn options(
         .filter(|(k, _)| is_passed_to_steps(k))
         .filter(|(k, _)| !matches!(k.as_str(), "LANDING_DIR" | "DUCKDB_PATH" | "MATERIA_CONFIG"))
         .collect();
+    // The R2 secret from systemd's credential: for the bucket steps only
+    // (the supervisor passes `AWS_*` to no other step).
+    for (key, value) in crate::credentials::r2()? {
+        if !env.iter().any(|(k, _)| *k == key) {
+            env.push((key, value));
+        }
+    }
     env.push((
         "LANDING_DIR".into(),
         landing_dir.to_string_lossy().into_owned(),
@@ -277,6 +284,18 @@ pub(crate) fn status(
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = io::stdout().lock();
+    let mine = env!("CARGO_PKG_VERSION");
+    match status.state.version.as_deref() {
+        Some(v) if v != mine => writeln!(
+            out,
+            "supervisor: materia {v} is running; this binary is {mine} (restart pending: infra/bootstrap.sh restarts it between cycles)"
+        )?,
+        Some(v) => writeln!(out, "supervisor: materia {v}")?,
+        None => writeln!(
+            out,
+            "supervisor: not started yet (this binary: materia {mine})"
+        )?,
+    }
     match &status.state.last_cycle {
         Some(c) => writeln!(
             out,

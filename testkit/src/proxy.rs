@@ -20,6 +20,9 @@ pub enum Fault {
     LoseResponse,
     /// Hold the request without answering until the proxy is dropped.
     Hang,
+    /// Forward the request without this header (e.g. `if-none-match`: a
+    /// server that ignores conditional writes).
+    DropHeader(&'static str),
 }
 
 struct Rule {
@@ -137,6 +140,20 @@ fn serve(client: TcpStream, upstream: &str, state: &State) {
             Some(Fault::LoseResponse) => {
                 let _ = forward(upstream, &head, &body);
                 status_reply(500)
+            }
+            Some(Fault::DropHeader(name)) => {
+                let kept: Vec<u8> = head
+                    .split_inclusive(|&b| b == b'\n')
+                    .filter(|line| {
+                        let text = String::from_utf8_lossy(line);
+                        !text
+                            .split_once(':')
+                            .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+                    })
+                    .flatten()
+                    .copied()
+                    .collect();
+                forward(upstream, &kept, &body).unwrap_or_else(|| status_reply(502))
             }
             None => match forward(upstream, &head, &body) {
                 Some(reply) => reply,

@@ -528,26 +528,9 @@ fn transform_runs_the_models_in_materia_models() {
     );
 }
 
-/// A Python with `duckdb==1.5.6` (a 1.x client, as most web apps use):
-/// `MATERIA_TEST_PYTHON`, which `.ci/run` sets after installing it. Missing,
-/// the test fails saying how to get it.
+/// A Python with `duckdb==1.5.6` (a 1.x client, as most web apps use).
 fn python_duckdb_1x() -> String {
-    let python = std::env::var("MATERIA_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!(
-            "MATERIA_TEST_PYTHON is not set: it must name a python with duckdb==1.5.6 \
-             (python3 -m venv V && V/bin/pip install duckdb==1.5.6; .ci/run does this)"
-        )
-    });
-    let version = std::process::Command::new(&python)
-        .args(["-c", "import duckdb; print(duckdb.__version__)"])
-        .output()
-        .expect("MATERIA_TEST_PYTHON runs");
-    assert_eq!(
-        String::from_utf8_lossy(&version.stdout).trim(),
-        "1.5.6",
-        "MATERIA_TEST_PYTHON must have duckdb==1.5.6: {version:?}"
-    );
-    python
+    crate::python_with("duckdb", "1.5.6")
 }
 
 /// Reads the lakehouse in a loop until stdin closes (and one round after):

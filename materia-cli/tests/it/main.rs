@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 mod cli;
 mod crash;
 mod faults;
+mod infra;
 mod lakehouse;
 #[cfg(feature = "s3")]
 mod mirror;
@@ -95,4 +96,27 @@ impl Env {
         assert!(out.status.success(), "{args:?}: {out:?}");
         serde_json::from_slice(&out.stdout).expect("JSON")
     }
+}
+
+/// `MATERIA_TEST_PYTHON` — the venv `.ci/run` makes with duckdb 1.5.6, Polars
+/// and boto3 — checked to have `module` at `version`. Unset or without it,
+/// the test fails saying how to get it.
+pub fn python_with(module: &str, version: &str) -> String {
+    let how = "python3 -m venv V && V/bin/pip install duckdb==1.5.6 polars==1.35.2 boto3==1.40.61, \
+               then MATERIA_TEST_PYTHON=V/bin/python (.ci/run does this)";
+    let python = std::env::var("MATERIA_TEST_PYTHON")
+        .unwrap_or_else(|_| panic!("MATERIA_TEST_PYTHON is not set: {how}"));
+    let out = std::process::Command::new(&python)
+        .args([
+            "-c",
+            &format!("import {module}; print({module}.__version__)"),
+        ])
+        .output()
+        .expect("MATERIA_TEST_PYTHON runs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        version,
+        "MATERIA_TEST_PYTHON must have {module}=={version}: {out:?}; {how}"
+    );
+    python
 }

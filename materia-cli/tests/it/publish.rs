@@ -50,27 +50,10 @@ fn assert_complete(server: &S3Server, prefix: &str, manifest: &Value, what: &str
     }
 }
 
-/// A Python with Polars 1.35.2 and boto3 (`MATERIA_TEST_PYTHON`, which
-/// `.ci/run` sets after installing them). Missing, the test fails saying how
-/// to get it.
+/// A Python with Polars 1.35.2 and boto3.
 fn python_polars() -> String {
-    let python = std::env::var("MATERIA_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!(
-            "MATERIA_TEST_PYTHON is not set: it must name a python with polars==1.35.2 \
-             and boto3 (python3 -m venv V && V/bin/pip install polars==1.35.2 boto3==1.40.61; \
-             .ci/run does this)"
-        )
-    });
-    let version = Command::new(&python)
-        .args(["-c", "import polars; print(polars.__version__)"])
-        .output()
-        .expect("MATERIA_TEST_PYTHON runs");
-    assert_eq!(
-        String::from_utf8_lossy(&version.stdout).trim(),
-        "1.35.2",
-        "MATERIA_TEST_PYTHON must have polars==1.35.2: {version:?}"
-    );
-    python
+    crate::python_with("boto3", "1.40.61");
+    crate::python_with("polars", "1.35.2")
 }
 
 /// Reads `latest.json` (boto3), then every table's files with Polars'

@@ -94,6 +94,57 @@ struct Contents {
 }
 
 impl RawLister<'_> {
+    /// One signed request to `{endpoint}/{bucket}{path}` (`path` empty or
+    /// starting with `/`) with `headers` and `body`: its status and body text.
+    pub(crate) async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<(u16, String), String> {
+        if !self.allow_http && self.endpoint.starts_with("http://") {
+            return Err("refusing plain HTTP (AWS_ALLOW_HTTP is not set)".into());
+        }
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        let credential = self
+            .s3
+            .credentials()
+            .get_credential()
+            .await
+            .map_err(|e| e.to_string())?;
+        let url = format!(
+            "{}/{}{path}",
+            self.endpoint.trim_end_matches('/'),
+            self.bucket
+        );
+        let mut builder = http::Request::builder().method(method).uri(&url);
+        for (name, value) in headers {
+            builder = builder.header(*name, value);
+        }
+        let mut request = builder
+            .body(HttpRequestBody::from(body.clone()))
+            .map_err(|e| e.to_string())?;
+        AwsAuthorizer::new(&credential, "s3", &self.region)
+            .try_authorize(&mut request, None)
+            .map_err(|e| e.to_string())?;
+        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+        let response = client
+            .request(method, &url)
+            .headers(request.headers().clone())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
+        let status = response.status().as_u16();
+        let text = response.text().await.map_err(|e| e.to_string())?;
+        Ok((status, text))
+    }
+
     /// Every object under `prefix/`, page by page.
     pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<Listed>, String> {
         if !self.allow_http && self.endpoint.starts_with("http://") {

@@ -29,6 +29,7 @@
 //! One push or restore per URL runs at a time (a lock under
 //! `.materia/mirror/`); a second one is refused with a message naming the lock.
 
+mod bucket;
 mod list;
 mod record;
 
@@ -56,6 +57,7 @@ use crate::landing::durable::Staged;
 use crate::landing::{
     Entry, LandingKey, LandingStore, NewRelease, PutOutcome, Release, Sha256Digest,
 };
+pub use bucket::BucketReport;
 use list::{Listed, RawLister};
 use record::{Pending, Record, SampleCursor};
 
@@ -358,10 +360,12 @@ enum Upload {
     Conflict,
 }
 
-/// An S3 client for `options.url` and what it was built from (shared by
-/// the mirror and `publish`).
+/// An S3 client for `options.url`, the runtime its requests run on, and what
+/// it was built from (shared by the mirror and `publish`).
 pub(crate) struct S3Target {
     pub s3: AmazonS3,
+    /// Where its requests run (two worker threads).
+    pub runtime: tokio::runtime::Runtime,
     pub prefix: Path,
     /// `options.url`.
     pub url: String,
@@ -440,8 +444,20 @@ impl S3Target {
         let s3 = builder
             .build()
             .map_err(|e| remote_store(&url, String::new(), e))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                remote(
+                    &url,
+                    RemoteKind::Other,
+                    format!("cannot start a runtime: {e}"),
+                )
+            })?;
         Ok(S3Target {
             s3,
+            runtime,
             prefix,
             url,
             identity,
@@ -464,6 +480,7 @@ impl Mirror {
     pub fn new(options: MirrorOptions) -> Result<Mirror> {
         let S3Target {
             s3,
+            runtime,
             prefix,
             url,
             identity,
@@ -479,17 +496,6 @@ impl Mirror {
                 "part size must be at least 5 MiB",
             ));
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                remote(
-                    &url,
-                    RemoteKind::Other,
-                    format!("cannot start a runtime: {e}"),
-                )
-            })?;
         let budget_mib = options.memory_budget.max(options.part_size).div_ceil(MIB);
         Ok(Mirror {
             s3: Arc::new(s3),

@@ -23,6 +23,8 @@ pub(crate) struct Listed {
 
 /// One table written out.
 pub(crate) struct Exported {
+    /// Partition values skipped (their published files stand).
+    pub kept: Vec<i64>,
     pub name: String,
     pub columns: Vec<Column>,
     pub partition_by: Option<String>,
@@ -41,6 +43,8 @@ pub(crate) struct Written {
 /// What the lakehouse is: build id, models fingerprint, releases, views.
 pub(crate) struct Build {
     pub build: String,
+    /// The history's full id (`materia.build`).
+    pub history: String,
     pub models: String,
     pub releases: serde_json::Value,
     pub views: std::collections::BTreeMap<String, String>,
@@ -85,6 +89,12 @@ impl Source {
     /// The build id, models fingerprint and releases.
     pub fn build(&self) -> Result<Build> {
         let build = crate::transform::build_id(self.conn());
+        let history = self
+            .conn()
+            .query_row("SELECT history_id FROM materia.build", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .unwrap_or_default();
         let models = self
             .conn()
             .query_row("SELECT models FROM materia.published", [], |r| {
@@ -110,6 +120,7 @@ impl Source {
         .collect();
         Ok(Build {
             build,
+            history,
             models,
             views,
             releases: serde_json::Value::Array(
@@ -163,9 +174,15 @@ impl Source {
     }
 
     /// Writes `table` into `dir`: one file, or one per value of its partition
-    /// column; zstd, `row_group_rows` rows per row group, statistics on
-    /// (DuckDB's default).
-    pub fn export(&self, dir: &Path, listed: Listed, row_group_rows: usize) -> Result<Exported> {
+    /// column but those in `skip` (already published, unchanged); zstd,
+    /// `row_group_rows` rows per row group, statistics on (DuckDB's default).
+    pub fn export(
+        &self,
+        dir: &Path,
+        listed: Listed,
+        row_group_rows: usize,
+        skip: &std::collections::BTreeSet<i64>,
+    ) -> Result<Exported> {
         let Listed {
             name,
             columns,
@@ -193,7 +210,14 @@ impl Source {
             }
         };
         let mut files = Vec::with_capacity(parts.len());
+        let mut kept = Vec::new();
         for (i, part) in parts.into_iter().enumerate() {
+            if let Some(v) = part
+                && skip.contains(&v)
+            {
+                kept.push(v);
+                continue;
+            }
             let local = dir.join(format!("{table}.{i}.parquet"));
             let filter = match (&partition_by, part) {
                 (Some(col), Some(v)) => format!(" WHERE \"{col}\" = {v}"),
@@ -218,6 +242,7 @@ impl Source {
             });
         }
         Ok(Exported {
+            kept,
             name,
             columns,
             partition_by,

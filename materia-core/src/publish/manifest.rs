@@ -25,6 +25,10 @@ pub struct Manifest {
     pub build: String,
     /// When `transform` published that build.
     pub published_at: String,
+    /// The history the build was made from (its full id): builds of one
+    /// history share their change files — a release's changes never change.
+    #[serde(default)]
+    pub history: String,
     /// The models the build was made with (their fingerprint).
     pub models: String,
     /// Where the files are: `s3://bucket/prefix` (a file's URL is this, `/`,

@@ -18,7 +18,9 @@
 //!   ([`RemoteKind::Conflict`]) with nothing lost.
 //!
 //! A publish whose build and models are what `latest.json` already holds
-//! writes nothing. `keep` removes the files that only builds older than the
+//! writes nothing; one of the same history reuses the published change files
+//! of the releases it already had (a release's changes never change) and
+//! writes only the rest. `keep` removes the files that only builds older than the
 //! N newest use, then their manifests. Parquet comes from DuckDB's own
 //! writer, compiled in (the arrow-rs writer was measured too:
 //! `benches/publish.sh`).
@@ -168,8 +170,29 @@ impl Prepared {
             .and_then(|m| m.modified().ok())
             .and_then(|t| jiff::Timestamp::try_from(t).ok())
             .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        // The change files of the history already published stand: a
+        // release's changes (and closings) never change within one history.
+        let standing: BTreeMap<String, BTreeMap<i64, File>> = previous
+            .as_ref()
+            .and_then(|(_, bytes)| serde_json::from_slice::<Manifest>(bytes).ok())
+            .filter(|p| p.format == FORMAT && !p.history.is_empty() && p.history == build.history)
+            .map(|p| {
+                p.tables
+                    .into_iter()
+                    .map(|(name, t)| {
+                        let by_part = t
+                            .files
+                            .into_iter()
+                            .filter_map(|f| Some((f.partition?, f)))
+                            .collect();
+                        (name, by_part)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut manifest = Manifest {
             format: FORMAT,
+            history: build.history,
             build: build.build,
             published_at: published_at.to_string(),
             models: build.models,
@@ -180,9 +203,26 @@ impl Prepared {
         };
         let existing = target.list("data")?;
         for listed in source.tables()? {
-            let exported = source.export(dir.path(), listed, options.row_group_rows)?;
+            let stand = standing.get(&listed.name);
+            let skip: BTreeSet<i64> = stand
+                .map(|files| {
+                    files
+                        .iter()
+                        .filter(|(_, f)| existing.contains(&f.path))
+                        .map(|(v, _)| *v)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let exported = source.export(dir.path(), listed, options.row_group_rows, &skip)?;
             let name = exported.name;
-            let mut files = Vec::new();
+            let mut files: Vec<File> = exported
+                .kept
+                .iter()
+                .filter_map(|v| stand.and_then(|s| s.get(v)).cloned())
+                .collect();
+            report.files += files.len();
+            report.skipped += files.len();
+            report.bytes_total += files.iter().map(|f| f.bytes).sum::<u64>();
             for w in exported.files {
                 let path = format!("data/{name}/{}.parquet", w.sha256);
                 report.files += 1;
@@ -204,6 +244,7 @@ impl Prepared {
                     partition: w.partition,
                 });
             }
+            files.sort_by_key(|f| f.partition);
             report.tables += 1;
             manifest.tables.insert(
                 name,
@@ -285,31 +326,15 @@ fn as_publish(e: Error) -> Error {
     }
 }
 
-fn remote(url: &str, kind: RemoteKind, reason: impl std::fmt::Display) -> Error {
-    Error::Publish {
-        url: url.to_owned(),
-        reason: reason.to_string(),
-        kind,
-        source: None,
-    }
-}
-
 impl Target {
     fn connect(options: &MirrorOptions) -> Result<Target> {
         let S3Target {
-            s3, prefix, url, ..
+            s3,
+            runtime,
+            prefix,
+            url,
+            ..
         } = S3Target::connect(options).map_err(as_publish)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                remote(
-                    &url,
-                    RemoteKind::Other,
-                    format!("cannot start a runtime: {e}"),
-                )
-            })?;
         Ok(Target {
             url,
             s3: Arc::new(s3),

@@ -269,6 +269,11 @@ pub struct State {
     /// The failure streak and what was sent about it.
     #[serde(default)]
     pub alert: AlertState,
+    /// The version of Materia that last wrote this state: the supervisor's
+    /// when it starts and at each cycle (so `status` shows what is running,
+    /// and whether an upgrade still waits for its restart).
+    #[serde(default)]
+    pub version: Option<String>,
 }
 
 /// Where the alerts stand: one alert per failure streak, one on recovery.
@@ -399,6 +404,7 @@ impl Supervisor {
         }
         let landing = &self.options.landing_dir;
         let mut state = self.load_state();
+        state.version = Some(env!("CARGO_PKG_VERSION").to_owned());
         let started = Instant::now();
         let mut cycle = CycleReport {
             started_at: Timestamp::now(),
@@ -557,10 +563,24 @@ impl Supervisor {
         }
     }
 
+    /// Records this binary's version in the state, unless a cycle runs (it
+    /// records it when done): `status` then shows the version running.
+    fn record_version(&self) -> Result<()> {
+        let path = state_dir(&self.options.landing_dir)?.run_lock();
+        let Ok(_held) = LockFile::open(&path, "another materia run or supervise")?.try_hold("")
+        else {
+            return Ok(());
+        };
+        let mut state = self.load_state();
+        state.version = Some(env!("CARGO_PKG_VERSION").to_owned());
+        state.save(&self.options.landing_dir)
+    }
+
     /// Runs cycles on `schedule` until stopped. A cycle that was due while the
     /// supervisor was not running (the machine was down) runs at once.
     pub fn run_forever(&self, schedule: &Schedule) -> Result<()> {
-        tracing::info!(%schedule, "supervisor started");
+        tracing::info!(%schedule, version = env!("CARGO_PKG_VERSION"), "supervisor started");
+        self.record_version()?;
         while !self.stopping() {
             let now = Timestamp::now();
             let last = self.load_state().last_cycle.map(|c| c.started_at);

@@ -700,3 +700,52 @@ fn errors_say_what_kind_of_failure_and_keep_the_cause() {
         "{err:?}"
     );
 }
+
+#[test]
+fn create_bucket_makes_it_once_and_reports_a_bucket_without_conditional_writes() {
+    let server = S3Server::start();
+    let mirror = Mirror::new(options(&server)).expect("mirror");
+    let first = mirror.create_bucket().expect("create");
+    assert!(first.created && first.conditional_create, "{first:?}");
+    // moto does not check checksums (R2 and S3 do): reported, not hidden.
+    assert!(!first.checksum_verified, "{first:?}");
+    let second = mirror.create_bucket().expect("again");
+    assert!(!second.created, "a second run changes nothing: {second:?}");
+    assert!(
+        server.list_raw(BUCKET, "landing").is_empty(),
+        "the probes are removed"
+    );
+    // The bucket is usable: a push lands there.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LandingStore::open(dir.path()).expect("open");
+    let key = land(&store, 1, 1);
+    assert_eq!(mirror.push(&store, false).expect("push").uploaded, 1);
+    assert!(server.get_raw(BUCKET, &format!("landing/{key}")).is_some());
+
+    // A server that ignores If-None-Match (the header never reaches it).
+    let proxy = FaultProxy::start(&server.endpoint);
+    proxy.inject(
+        "PUT",
+        ".materia-probe",
+        Fault::DropHeader("if-none-match"),
+        10,
+    );
+    let careless = Mirror::new(options_at(&proxy.endpoint)).expect("mirror");
+    let err = careless.create_bucket().expect_err("refused");
+    assert!(
+        matches!(
+            err,
+            materia_core::Error::Mirror {
+                kind: materia_core::RemoteKind::Config,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("does not honour conditional writes"),
+        "{err}"
+    );
+    assert!(proxy.injected() >= 1);
+}

@@ -1,0 +1,176 @@
+//! `materia mirror --create-bucket`: the bucket made when it is missing, then
+//! checked fit for the mirror — a second conditional create of one object must
+//! be refused (the mirror never overwrites), and a wrong checksum should be.
+
+use base64::Engine;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::list::RawLister;
+use super::{Mirror, remote};
+use crate::error::{RemoteKind, Result};
+
+/// What [`Mirror::create_bucket`] found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct BucketReport {
+    /// The bucket.
+    pub bucket: String,
+    /// It was missing and is made now (else it was there: nothing changed).
+    pub created: bool,
+    /// A second `If-None-Match: *` PUT of the same key was refused (always
+    /// true in a report: a bucket that does not is an error).
+    pub conditional_create: bool,
+    /// A PUT with a wrong `x-amz-checksum-sha256` was refused (R2 and S3 do;
+    /// some S3-compatible servers, moto among them, do not check).
+    pub checksum_verified: bool,
+}
+
+impl Mirror {
+    /// Creates the bucket when it is missing (idempotent: an existing one is
+    /// left as it is), then checks it with a probe object under
+    /// `{prefix}/.materia-probe/`: a conditional create must be honoured, or
+    /// this fails ([`RemoteKind::Config`]) — the mirror's never-overwrite
+    /// promise rests on it. The probe is removed (a bucket lock that refuses
+    /// deletes leaves it; it is never read).
+    ///
+    /// ```no_run
+    /// use materia_core::mirror::{Mirror, MirrorOptions};
+    /// let mirror = Mirror::new(MirrorOptions::new("s3://materia-raw/landing"))?;
+    /// let report = mirror.create_bucket()?;
+    /// println!("{}: created {}, checksums verified {}", report.bucket, report.created, report.checksum_verified);
+    /// # Ok::<(), materia_core::Error>(())
+    /// ```
+    pub fn create_bucket(&self) -> Result<BucketReport> {
+        crate::blocking::off_runtime(|| self.block_on(self.create_bucket_async()))
+    }
+
+    fn raw(&self) -> RawLister<'_> {
+        RawLister {
+            s3: &self.s3,
+            endpoint: self.endpoint.clone(),
+            bucket: self.bucket.clone(),
+            region: self.region.clone(),
+            allow_http: self.allow_http,
+        }
+    }
+
+    async fn create_bucket_async(&self) -> Result<BucketReport> {
+        let url = &self.options.url;
+        let raw = self.raw();
+        let fail = |kind: RemoteKind, what: String| remote(url, kind, what);
+        let (status, _) = raw
+            .send("HEAD", "", &[], Vec::new())
+            .await
+            .map_err(|e| fail(RemoteKind::Transient, format!("checking the bucket: {e}")))?;
+        let created = match status {
+            200 => false,
+            404 => {
+                // Outside us-east-1 (and R2's `auto`), S3 wants the region named.
+                let body = if matches!(self.region.as_str(), "us-east-1" | "auto") {
+                    Vec::new()
+                } else {
+                    format!(
+                        "<CreateBucketConfiguration><LocationConstraint>{}</LocationConstraint></CreateBucketConfiguration>",
+                        self.region
+                    )
+                    .into_bytes()
+                };
+                let (status, text) = raw.send("PUT", "", &[], body).await.map_err(|e| {
+                    fail(RemoteKind::Transient, format!("creating the bucket: {e}"))
+                })?;
+                match status {
+                    200 => true,
+                    409 if text.contains("BucketAlreadyOwnedByYou") => false,
+                    _ => {
+                        let head: String = text.chars().take(300).collect();
+                        let kind = if status == 403 {
+                            RemoteKind::Auth
+                        } else {
+                            RemoteKind::Config
+                        };
+                        return Err(fail(
+                            kind,
+                            format!("creating bucket {} answered {status}: {head}", self.bucket),
+                        ));
+                    }
+                }
+            }
+            403 => {
+                return Err(fail(
+                    RemoteKind::Auth,
+                    format!(
+                        "bucket {} refuses these credentials (403): another account's, or a token without access",
+                        self.bucket
+                    ),
+                ));
+            }
+            other => {
+                return Err(fail(
+                    RemoteKind::Other,
+                    format!("checking bucket {} answered {other}", self.bucket),
+                ));
+            }
+        };
+
+        let nonce = jiff::Timestamp::now().as_nanosecond();
+        let probe = Path::from_iter(
+            self.prefix
+                .parts()
+                .chain([".materia-probe".into(), format!("{nonce}").into()]),
+        );
+        let create = || PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        self.s3
+            .put_opts(&probe, PutPayload::from_static(b"materia probe"), create())
+            .await
+            .map_err(|e| self.fail_at(&probe, e))?;
+        let second = self
+            .s3
+            .put_opts(&probe, PutPayload::from_static(b"overwritten"), create())
+            .await;
+        let conditional_create = matches!(
+            second,
+            Err(object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. })
+        );
+        // A wrong checksum: a bucket that checks refuses it (400).
+        let wrong = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(b"not this"));
+        let checksummed = format!("/{probe}.checksum");
+        let (status, _) = raw
+            .send(
+                "PUT",
+                &checksummed,
+                &[("x-amz-checksum-sha256", wrong)],
+                b"materia probe".to_vec(),
+            )
+            .await
+            .map_err(|e| fail(RemoteKind::Transient, format!("probing checksums: {e}")))?;
+        let checksum_verified = (400..500).contains(&status);
+        let _ = self.s3.delete(&probe).await;
+        if !checksum_verified {
+            let _ = self
+                .s3
+                .delete(&Path::from(checksummed.trim_start_matches('/')))
+                .await;
+        }
+        if !conditional_create {
+            return Err(fail(
+                RemoteKind::Config,
+                format!(
+                    "bucket {} does not honour conditional writes: a second `If-None-Match: *` PUT of {probe} was accepted, so the mirror could overwrite landed files (R2 and S3 honour them; so does moto)",
+                    self.bucket
+                ),
+            ));
+        }
+        Ok(BucketReport {
+            bucket: self.bucket.clone(),
+            created,
+            conditional_create,
+            checksum_verified,
+        })
+    }
+}
