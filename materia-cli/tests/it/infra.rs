@@ -132,6 +132,18 @@ fn an_upgrade_while_a_cycle_runs_waits_for_it_to_finish() {
         "{calls}"
     );
     assert!(calls.contains("restart materia-serve.service"), "{calls}");
+    // `status` names the version the cycle ran (the supervisor's).
+    let status = crate::materia(&landing)
+        .arg("status")
+        .output()
+        .expect("status runs");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.lines()
+            .next()
+            .is_some_and(|l| l == format!("supervisor: materia {}", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
     // The binary was replaced, the R2 keys file stayed root-only.
     assert!(stage.join("usr/local/bin/materia").exists());
     let mode = std::fs::metadata(stage.join("etc/materia/r2.env"))

@@ -305,3 +305,78 @@ fn under_umask_000_every_file_under_materia_is_0640_and_documented() {
     // ledger, lock, the mirror's record, its .full and its lock
     assert!(files >= 5, "only {files} files");
 }
+
+/// The R2 keys as systemd passes them (`LoadCredential=r2:…`): a file `r2`
+/// under `$CREDENTIALS_DIRECTORY`, no key in the environment.
+#[test]
+fn the_r2_credential_reaches_the_bucket_commands_and_the_mirror_step_only() {
+    let server = s3::S3Server::start();
+    server.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let landing = dir.path().join("landing");
+    let keys = land_many(&landing, 3);
+    let creds = dir.path().join("credentials");
+    fs::create_dir_all(&creds).expect("dir");
+    let keyless = |args: &[&str]| {
+        let mut cmd = materia(&landing, &server.endpoint);
+        cmd.env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("DUCKDB_PATH", dir.path().join("lakehouse.duckdb"))
+            .args(args);
+        cmd
+    };
+    // No keys anywhere: the S3 client has nothing to sign with.
+    let out = keyless(&["mirror"]).output().expect("runs");
+    assert!(!out.status.success(), "{out:?}");
+
+    fs::write(
+        creds.join("r2"),
+        format!("# the R2 token\nAWS_ACCESS_KEY_ID=test\nAWS_SECRET_ACCESS_KEY={SECRET}\n"),
+    )
+    .expect("write");
+    let report = json(
+        &keyless(&["mirror", "--json"])
+            .env("CREDENTIALS_DIRECTORY", &creds)
+            .output()
+            .expect("runs"),
+    );
+    assert_eq!(report["uploaded"], keys.len() as u64, "{report}");
+
+    // The supervisor reads it and hands the keys to its mirror step (which
+    // never sees CREDENTIALS_DIRECTORY itself).
+    land_many_from(&landing, 100, 2);
+    let out = keyless(&["run", "--steps", "mirror,check"])
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .output()
+        .expect("runs");
+    let state: Value =
+        serde_json::from_slice(&fs::read(landing.join(".materia/state.json")).expect("state"))
+            .expect("json");
+    assert_eq!(state["steps"]["mirror"]["outcome"], "ok", "{out:?}");
+    assert_eq!(server.list_raw(BUCKET, "landing").len(), keys.len() + 2);
+
+    // A credential holding anything but AWS_* settings is refused, named.
+    fs::write(
+        creds.join("r2"),
+        "AWS_ACCESS_KEY_ID=test\nLD_PRELOAD=/tmp/evil.so\n",
+    )
+    .expect("write");
+    let out = keyless(&["mirror"])
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 2") && err.contains("LD_PRELOAD"),
+        "{err}"
+    );
+    assert!(!err.contains("evil"), "no value echoed: {err}");
+}
+
+fn land_many_from(landing: &Path, from: u64, n: u64) {
+    let store = LandingStore::open(landing).expect("open");
+    for i in from..from + n {
+        let _ = materia_benches::land_psd_release(&store, i, 4_000).expect("put");
+    }
+}

@@ -94,15 +94,11 @@ struct Contents {
 }
 
 impl RawLister<'_> {
-    /// One signed request to `{endpoint}/{bucket}{path}` (`path` empty or
-    /// starting with `/`) with `headers` and `body`: its status and body text.
-    pub(crate) async fn send(
+    /// An HTTP client (no redirects) and the S3 client's credential; plain
+    /// HTTP only when allowed.
+    async fn client(
         &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, String)],
-        body: Vec<u8>,
-    ) -> Result<(u16, String), String> {
+    ) -> Result<(reqwest::Client, std::sync::Arc<object_store::aws::AwsCredential>), String> {
         if !self.allow_http && self.endpoint.starts_with("http://") {
             return Err("refusing plain HTTP (AWS_ALLOW_HTTP is not set)".into());
         }
@@ -117,6 +113,19 @@ impl RawLister<'_> {
             .get_credential()
             .await
             .map_err(|e| e.to_string())?;
+        Ok((client, credential))
+    }
+
+    /// One signed request to `{endpoint}/{bucket}{path}` (`path` empty or
+    /// starting with `/`) with `headers` and `body`: its status and body text.
+    pub(crate) async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<(u16, String), String> {
+        let (client, credential) = self.client().await?;
         let url = format!(
             "{}/{}{path}",
             self.endpoint.trim_end_matches('/'),
@@ -147,20 +156,7 @@ impl RawLister<'_> {
 
     /// Every object under `prefix/`, page by page.
     pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<Listed>, String> {
-        if !self.allow_http && self.endpoint.starts_with("http://") {
-            return Err("refusing to list over plain HTTP (AWS_ALLOW_HTTP is not set)".into());
-        }
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| e.to_string())?;
-        let credential = self
-            .s3
-            .credentials()
-            .get_credential()
-            .await
-            .map_err(|e| e.to_string())?;
+        let (client, credential) = self.client().await?;
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
