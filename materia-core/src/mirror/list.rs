@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use object_store::aws::{AmazonS3, AwsAuthorizer};
+use object_store::aws::{AmazonS3, AwsAuthorizer, AwsCredential};
 use object_store::client::HttpRequestBody;
 use object_store::path::Path;
 use serde::Deserialize;
@@ -96,9 +96,7 @@ struct Contents {
 impl RawLister<'_> {
     /// An HTTP client (no redirects) and the S3 client's credential; plain
     /// HTTP only when allowed.
-    async fn client(
-        &self,
-    ) -> Result<(reqwest::Client, std::sync::Arc<object_store::aws::AwsCredential>), String> {
+    async fn client(&self) -> Result<(reqwest::Client, std::sync::Arc<AwsCredential>), String> {
         if !self.allow_http && self.endpoint.starts_with("http://") {
             return Err("refusing plain HTTP (AWS_ALLOW_HTTP is not set)".into());
         }
