@@ -170,26 +170,7 @@ impl Prepared {
             .and_then(|m| m.modified().ok())
             .and_then(|t| jiff::Timestamp::try_from(t).ok())
             .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-        // The change files of the history already published stand: a
-        // release's changes (and closings) never change within one history.
-        let standing: BTreeMap<String, BTreeMap<i64, File>> = previous
-            .as_ref()
-            .and_then(|(_, bytes)| serde_json::from_slice::<Manifest>(bytes).ok())
-            .filter(|p| p.format == FORMAT && !p.history.is_empty() && p.history == build.history)
-            .map(|p| {
-                p.tables
-                    .into_iter()
-                    .map(|(name, t)| {
-                        let by_part = t
-                            .files
-                            .into_iter()
-                            .filter_map(|f| Some((f.partition?, f)))
-                            .collect();
-                        (name, by_part)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let standing = standing_files(previous.as_ref(), &build.history);
         let mut manifest = Manifest {
             format: FORMAT,
             history: build.history,
@@ -202,59 +183,20 @@ impl Prepared {
             views: build.views,
         };
         let existing = target.list("data")?;
+        let prefix = manifest.prefix.clone();
+        let writer = TableWriter {
+            source: &source,
+            target: &target,
+            dir: dir.path(),
+            existing: &existing,
+            prefix: &prefix,
+            row_group_rows: options.row_group_rows,
+        };
         for listed in source.tables()? {
             let stand = standing.get(&listed.name);
-            let skip: BTreeSet<i64> = stand
-                .map(|files| {
-                    files
-                        .iter()
-                        .filter(|(_, f)| existing.contains(&f.path))
-                        .map(|(v, _)| *v)
-                        .collect()
-                })
-                .unwrap_or_default();
-            let exported = source.export(dir.path(), listed, options.row_group_rows, &skip)?;
-            let name = exported.name;
-            let mut files: Vec<File> = exported
-                .kept
-                .iter()
-                .filter_map(|v| stand.and_then(|s| s.get(v)).cloned())
-                .collect();
-            report.files += files.len();
-            report.skipped += files.len();
-            report.bytes_total += files.iter().map(|f| f.bytes).sum::<u64>();
-            for w in exported.files {
-                let path = format!("data/{name}/{}.parquet", w.sha256);
-                report.files += 1;
-                report.bytes_total += w.bytes;
-                if existing.contains(&path) || !target.upload(&path, &w.local, w.bytes)? {
-                    report.skipped += 1;
-                } else {
-                    report.uploaded += 1;
-                    report.bytes_uploaded += w.bytes;
-                }
-                // Free the disk as we go.
-                let _ = std::fs::remove_file(&w.local);
-                files.push(File {
-                    url: format!("{}/{path}", manifest.prefix),
-                    path,
-                    sha256: w.sha256.to_string(),
-                    bytes: w.bytes,
-                    rows: w.rows,
-                    partition: w.partition,
-                });
-            }
-            files.sort_by_key(|f| f.partition);
+            let (name, table) = writer.write(listed, stand, &mut report)?;
             report.tables += 1;
-            manifest.tables.insert(
-                name,
-                Table {
-                    rows: files.iter().map(|f| f.rows).sum(),
-                    columns: exported.columns,
-                    partition_by: exported.partition_by,
-                    files,
-                },
-            );
+            manifest.tables.insert(name, table);
         }
         let manifest_key = manifest_key(&manifest);
         let bytes = manifest.to_bytes();
@@ -291,6 +233,106 @@ impl Prepared {
             self.report.removed = self.target.keep(keep, &self.manifest_key)?;
         }
         Ok(self.report)
+    }
+}
+
+/// The change files `latest.json` names by partition, per table, when it is
+/// of the same history: a release's changes (and closings) never change
+/// within one history, so those files stand.
+fn standing_files(
+    previous: Option<&(UpdateVersion, Vec<u8>)>,
+    history: &str,
+) -> BTreeMap<String, BTreeMap<i64, File>> {
+    previous
+        .and_then(|(_, bytes)| serde_json::from_slice::<Manifest>(bytes).ok())
+        .filter(|p| p.format == FORMAT && !p.history.is_empty() && p.history == history)
+        .map(|p| {
+            p.tables
+                .into_iter()
+                .map(|(name, t)| {
+                    let by_part = t
+                        .files
+                        .into_iter()
+                        .filter_map(|f| Some((f.partition?, f)))
+                        .collect();
+                    (name, by_part)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What writing one table needs: the lakehouse, the bucket, a scratch
+/// directory, the bucket's data files, the manifest's prefix.
+struct TableWriter<'a> {
+    source: &'a export::Source,
+    target: &'a Target,
+    dir: &'a std::path::Path,
+    existing: &'a BTreeSet<String>,
+    prefix: &'a str,
+    row_group_rows: usize,
+}
+
+impl TableWriter<'_> {
+    /// One table: its standing files (still in the bucket) kept, the rest
+    /// written, uploaded unless the bucket has them, and removed locally.
+    fn write(
+        &self,
+        listed: export::Listed,
+        stand: Option<&BTreeMap<i64, File>>,
+        report: &mut PublishReport,
+    ) -> Result<(String, Table)> {
+        let (existing, prefix) = (self.existing, self.prefix);
+        let skip: BTreeSet<i64> = stand
+            .map(|files| {
+                files
+                    .iter()
+                    .filter(|(_, f)| existing.contains(&f.path))
+                    .map(|(v, _)| *v)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let exported = self
+            .source
+            .export(self.dir, listed, self.row_group_rows, &skip)?;
+        let name = exported.name;
+        let mut files: Vec<File> = exported
+            .kept
+            .iter()
+            .filter_map(|v| stand.and_then(|s| s.get(v)).cloned())
+            .collect();
+        report.files += files.len();
+        report.skipped += files.len();
+        report.bytes_total += files.iter().map(|f| f.bytes).sum::<u64>();
+        for w in exported.files {
+            let path = format!("data/{name}/{}.parquet", w.sha256);
+            report.files += 1;
+            report.bytes_total += w.bytes;
+            if existing.contains(&path) || !self.target.upload(&path, &w.local, w.bytes)? {
+                report.skipped += 1;
+            } else {
+                report.uploaded += 1;
+                report.bytes_uploaded += w.bytes;
+            }
+            // Free the disk as we go.
+            let _ = std::fs::remove_file(&w.local);
+            files.push(File {
+                url: format!("{prefix}/{path}"),
+                path,
+                sha256: w.sha256.to_string(),
+                bytes: w.bytes,
+                rows: w.rows,
+                partition: w.partition,
+            });
+        }
+        files.sort_by_key(|f| f.partition);
+        let table = Table {
+            rows: files.iter().map(|f| f.rows).sum(),
+            columns: exported.columns,
+            partition_by: exported.partition_by,
+            files,
+        };
+        Ok((name, table))
     }
 }
 
