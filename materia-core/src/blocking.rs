@@ -1,8 +1,8 @@
 //! Blocking APIs that stay usable from async code.
 //!
-//! `Mirror` and `Extractor` block (the mirror on a private tokio runtime, the
-//! extractor in reqwest's blocking client), and tokio panics when such code runs
-//! on a thread that is driving a runtime. [`off_runtime`] runs it on a thread of
+//! `Mirror`, `publish` and `Extractor` block (the first two on a private tokio
+//! runtime, the extractor in reqwest's blocking client), and tokio panics when
+//! such code runs on a thread that is driving a runtime. [`off_runtime`] runs it on a thread of
 //! its own there, so a call from async code blocks its caller but never panics;
 //! `tokio::task::spawn_blocking` remains the way to call them without holding an
 //! executor thread.

@@ -112,7 +112,7 @@ pub struct PublishReport {
 /// # Ok::<(), materia_core::Error>(())
 /// ```
 pub fn publish(options: &PublishOptions) -> Result<PublishReport> {
-    Prepared::prepare(options)?.commit()
+    crate::blocking::off_runtime(|| Prepared::prepare_blocking(options)?.commit_blocking())
 }
 
 /// A publish up to, not including, the move of `latest.json`: every file and
@@ -131,6 +131,10 @@ impl Prepared {
     /// Exports the lakehouse to Parquet, uploads what the bucket lacks and
     /// writes the manifest (nothing when `latest.json` is already this build).
     pub fn prepare(options: &PublishOptions) -> Result<Prepared> {
+        crate::blocking::off_runtime(|| Prepared::prepare_blocking(options))
+    }
+
+    fn prepare_blocking(options: &PublishOptions) -> Result<Prepared> {
         let target = Target::connect(&options.s3)?;
         let previous = target.read_latest()?;
         let source = export::Source::open(&options.duckdb_path, &options.memory_limit)?;
@@ -222,7 +226,11 @@ impl Prepared {
     /// Moves `latest.json` to this build — only if nobody moved it since
     /// [`Prepared::prepare`] read it (else [`RemoteKind::Conflict`]; the
     /// files stay, a new publish reuses them) — then applies `keep`.
-    pub fn commit(mut self) -> Result<PublishReport> {
+    pub fn commit(self) -> Result<PublishReport> {
+        crate::blocking::off_runtime(|| self.commit_blocking())
+    }
+
+    fn commit_blocking(mut self) -> Result<PublishReport> {
         if !self.report.unchanged {
             let bytes = self.manifest.to_bytes();
             self.target
@@ -347,7 +355,18 @@ struct Target {
     url: String,
     s3: Arc<AmazonS3>,
     prefix: Key,
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until dropped (see the `Drop` impl).
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        // Dropping a runtime inside async code panics; shutting it down in the
+        // background never does.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// The mirror's client errors, as this module's.
@@ -381,8 +400,17 @@ impl Target {
             url,
             s3: Arc::new(s3),
             prefix,
-            runtime,
+            runtime: Some(runtime),
         })
+    }
+
+    /// Runs `future` on the target's runtime (the public entry points have
+    /// moved off any other runtime first: `off_runtime`).
+    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        let Some(runtime) = &self.runtime else {
+            unreachable!("the runtime lives as long as the target")
+        };
+        runtime.block_on(future)
     }
 
     fn key(&self, path: &str) -> Key {
@@ -401,7 +429,7 @@ impl Target {
     /// `latest.json`'s version and bytes, if there is one.
     fn read_latest(&self) -> Result<Option<(UpdateVersion, Vec<u8>)>> {
         let key = self.key("latest.json");
-        self.runtime.block_on(async {
+        self.block_on(async {
             match self.s3.get(&key).await {
                 Ok(got) => {
                     let version = UpdateVersion {
@@ -425,7 +453,7 @@ impl Target {
         use futures::TryStreamExt;
         let under = self.key(dir);
         let strip = self.prefix.as_ref().len();
-        self.runtime.block_on(async {
+        self.block_on(async {
             let metas: Vec<_> = self
                 .s3
                 .list(Some(&under))
@@ -458,7 +486,7 @@ impl Target {
         }
         // A multipart upload cannot be a conditional create: the listing said
         // it is missing, and the content is the same whoever wins.
-        self.runtime.block_on(async {
+        self.block_on(async {
             use tokio::io::AsyncReadExt;
             let upload = self
                 .s3
@@ -497,7 +525,7 @@ impl Target {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
-        self.runtime.block_on(async {
+        self.block_on(async {
             match self.s3.put_opts(&key, PutPayload::from(data), opts).await {
                 Ok(_) => Ok(true),
                 Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
@@ -517,7 +545,7 @@ impl Target {
             mode,
             ..PutOptions::default()
         };
-        self.runtime.block_on(async {
+        self.block_on(async {
             match self
                 .s3
                 .put_opts(&key, PutPayload::from(bytes.to_vec()), opts)
@@ -546,7 +574,7 @@ impl Target {
         let mut builds = Vec::new();
         for path in self.list("manifests")? {
             let key = self.key(&path);
-            let bytes = self.runtime.block_on(async {
+            let bytes = self.block_on(async {
                 match self.s3.get(&key).await {
                     Ok(got) => got.bytes().await.map(Some),
                     Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -574,7 +602,7 @@ impl Target {
         // leaves a manifest of an old build, never a kept one, missing files.
         for path in doomed.iter().chain(old.iter().map(|(_, (_, p, _))| p)) {
             let key = self.key(path);
-            self.runtime.block_on(async {
+            self.block_on(async {
                 match self.s3.delete(&key).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
                     Err(e) => Err(self.fail(path, e)),

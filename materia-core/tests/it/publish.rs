@@ -135,6 +135,14 @@ fn publish_uploads_each_file_once_moves_latest_last_and_keeps_n_builds() {
     assert!(again.unchanged);
     assert_eq!((again.uploaded, again.bytes_uploaded), (0, 0));
     assert_eq!(objects(&server), before);
+    // From async code too (a web app's handler): no panic, the same answer.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let inside = runtime
+        .block_on(async { publish(&o) })
+        .expect("from async code");
+    assert!(inside.unchanged, "{inside:?}");
 
     // One more release: its partition and the rebuilt tables go up; the
     // earlier releases' change files are the same bytes, not uploaded again.
