@@ -15,13 +15,11 @@
 //! bit from one build to the next).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 
 use crate::error::{Error, IoContext, Result};
 use crate::landing::durable;
@@ -283,18 +281,9 @@ fn file_sha256(store: &LandingStore, entry: &crate::landing::Entry) -> Result<Sh
     if let Some(release) = &entry.release {
         return Ok(release.file_sha256);
     }
-    let mut reader = store.get(&entry.key)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let path = store.path_of(&entry.key);
-    loop {
-        let n = reader.read(&mut buf).at(&path)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(Sha256Digest::from_hasher(hasher))
+    let reader = store.get(&entry.key)?;
+    let (digest, _) = Sha256Digest::of_reader(reader).at(store.path_of(&entry.key))?;
+    Ok(digest)
 }
 
 /// The rebuilt lakehouse's releases and tables against the published one's.

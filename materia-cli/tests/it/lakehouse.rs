@@ -528,6 +528,17 @@ fn transform_runs_the_models_in_materia_models() {
     );
 }
 
+/// `python -c script lakehouse`, its stdin and stdout piped to the test.
+fn spawn_reader(python: &str, script: &str, lakehouse: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(python)
+        .args(["-c", script])
+        .arg(lakehouse)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python reader")
+}
+
 /// A Python with `duckdb==1.5.6` (a 1.x client, as most web apps use).
 fn python_duckdb_1x() -> String {
     crate::python_with("duckdb", "1.5.6")
@@ -562,13 +573,7 @@ fn duckdb_1x_clients_read_the_lakehouse_while_transform_publishes() {
     let e = env();
     e.land(1);
     assert!(e.run(&["transform"]).status.success());
-    let mut reader = std::process::Command::new(&python)
-        .args(["-c", PY_READER])
-        .arg(&e.duckdb)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python reader");
+    let mut reader = spawn_reader(&python, PY_READER, &e.duckdb);
     // Three more builds while it reads: fresh files, then a slot in place.
     for k in 2..=4 {
         e.land(k);
@@ -620,13 +625,7 @@ fn a_long_lived_1x_reader_sees_a_new_build_once_it_closes_every_connection() {
     let e = env();
     e.land(1);
     assert!(e.run(&["transform"]).status.success());
-    let mut reader = std::process::Command::new(&python)
-        .args(["-c", PY_PICKUP])
-        .arg(&e.duckdb)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python reader");
+    let mut reader = spawn_reader(&python, PY_PICKUP, &e.duckdb);
     let mut out = std::io::BufReader::new(reader.stdout.take().expect("stdout"));
     let mut line = String::new();
     std::io::BufRead::read_line(&mut out, &mut line).expect("held");

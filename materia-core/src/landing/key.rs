@@ -171,6 +171,13 @@ impl Sha256Digest {
         Sha256Digest(hasher.finalize().into())
     }
 
+    /// The digest of everything `reader` yields, and how many bytes that was.
+    pub(crate) fn of_reader(mut reader: impl std::io::Read) -> std::io::Result<(Self, u64)> {
+        let mut hasher = Sha256::new();
+        let bytes = std::io::copy(&mut reader, &mut hasher)?;
+        Ok((Self::from_hasher(hasher), bytes))
+    }
+
     /// The raw 32 bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0

@@ -8,7 +8,6 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::list::RawLister;
 use super::{Mirror, remote};
 use crate::error::{RemoteKind, Result};
 
@@ -44,16 +43,6 @@ impl Mirror {
     /// ```
     pub fn create_bucket(&self) -> Result<BucketReport> {
         crate::blocking::off_runtime(|| self.block_on(self.create_bucket_async()))
-    }
-
-    fn raw(&self) -> RawLister<'_> {
-        RawLister {
-            s3: &self.s3,
-            endpoint: self.endpoint.clone(),
-            bucket: self.bucket.clone(),
-            region: self.region.clone(),
-            allow_http: self.allow_http,
-        }
     }
 
     async fn create_bucket_async(&self) -> Result<BucketReport> {

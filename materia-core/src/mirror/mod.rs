@@ -538,14 +538,7 @@ impl Mirror {
             Ok(objects) => return Ok(objects.into_iter().map(Listed::from).collect()),
             Err(e) => e,
         };
-        let raw = RawLister {
-            s3: &self.s3,
-            endpoint: self.endpoint.clone(),
-            bucket: self.bucket.clone(),
-            region: self.region.clone(),
-            allow_http: self.allow_http,
-        };
-        match raw.list(self.prefix.as_ref()).await {
+        match self.raw().list(self.prefix.as_ref()).await {
             Ok(objects) => {
                 tracing::warn!("object_store could not list the bucket ({error}); listed it raw");
                 Ok(objects)
@@ -554,6 +547,17 @@ impl Mirror {
                 tracing::debug!("the raw listing failed too: {raw_error}");
                 Err(remote_store(&self.options.url, "listing: ".into(), error))
             }
+        }
+    }
+
+    /// Raw signed requests to the bucket (see `list.rs`).
+    fn raw(&self) -> RawLister<'_> {
+        RawLister {
+            s3: &self.s3,
+            endpoint: self.endpoint.clone(),
+            bucket: self.bucket.clone(),
+            region: self.region.clone(),
+            allow_http: self.allow_http,
         }
     }
 
@@ -1225,11 +1229,10 @@ fn check_download(key: &LandingKey, mut file: impl Read) -> Option<String> {
     if !key.etag.is_content_address() {
         return None;
     }
-    let mut gz = flate2::read::MultiGzDecoder::new(std::io::Read::chain(&magic[..], file));
-    let mut hasher = sha2::Sha256::new();
-    if let Err(e) = std::io::copy(&mut gz, &mut hasher) {
-        return Some(format!("not valid gzip: {e}"));
-    }
-    let sha = Sha256Digest::from_hasher(hasher).to_string();
+    let gz = flate2::read::MultiGzDecoder::new(std::io::Read::chain(&magic[..], file));
+    let sha = match Sha256Digest::of_reader(gz) {
+        Ok((digest, _)) => digest.to_string(),
+        Err(e) => return Some(format!("not valid gzip: {e}")),
+    };
     (sha != etag).then(|| format!("content SHA-256 is {sha}, not the {etag} its name claims"))
 }

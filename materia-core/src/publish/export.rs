@@ -2,11 +2,9 @@
 //! Parquet writer (compiled in: nothing is downloaded), each named by the
 //! SHA-256 of its bytes.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use duckdb::Connection;
-use sha2::{Digest, Sha256};
 
 use super::manifest::Column;
 use crate::error::{Error, Result};
@@ -252,21 +250,10 @@ impl Source {
 }
 
 fn hash_file(path: &Path) -> Result<(Sha256Digest, u64)> {
-    let io = |e: std::io::Error| Error::Io {
-        path: path.to_path_buf(),
-        source: e,
-    };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut bytes = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        bytes += n as u64;
-    }
-    Ok((Sha256Digest::from_hasher(hasher), bytes))
+    std::fs::File::open(path)
+        .and_then(Sha256Digest::of_reader)
+        .map_err(|e| Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })
 }

@@ -122,8 +122,8 @@ pub struct Prepared {
     options: PublishOptions,
     manifest: Manifest,
     manifest_key: String,
-    /// `latest.json` as read before anything was written (ETag, content).
-    previous: Option<(UpdateVersion, Vec<u8>)>,
+    /// `latest.json`'s version as read before anything was written.
+    previous: Option<UpdateVersion>,
     report: PublishReport,
 }
 
@@ -136,32 +136,40 @@ impl Prepared {
 
     fn prepare_blocking(options: &PublishOptions) -> Result<Prepared> {
         let target = Target::connect(&options.s3)?;
-        let previous = target.read_latest()?;
+        // `latest.json`'s version (for the conditional move) and, when it is
+        // a manifest of this format, its content.
+        let (previous, latest) = match target.read_latest()? {
+            Some((version, bytes)) => (
+                Some(version),
+                serde_json::from_slice::<Manifest>(&bytes)
+                    .ok()
+                    .filter(|m| m.format == FORMAT),
+            ),
+            None => (None, None),
+        };
         let source = export::Source::open(&options.duckdb_path, &options.memory_limit)?;
         let build = source.build()?;
         let mut report = PublishReport {
             build: build.build.clone(),
             ..PublishReport::default()
         };
-        if let Some((_, bytes)) = &previous
-            && let Ok(latest) = serde_json::from_slice::<Manifest>(bytes)
-            && latest.build == build.build
-            && latest.models == build.models
-            && latest.format == FORMAT
-        {
-            report.unchanged = true;
-            report.tables = latest.tables.len();
-            report.files = latest.paths().count();
-            report.manifest = manifest_key(&latest);
-            return Ok(Prepared {
-                manifest_key: report.manifest.clone(),
-                target,
-                options: options.clone(),
-                manifest: latest,
-                previous,
-                report,
-            });
-        }
+        let latest = match latest {
+            Some(latest) if latest.build == build.build && latest.models == build.models => {
+                report.unchanged = true;
+                report.tables = latest.tables.len();
+                report.files = latest.paths().count();
+                report.manifest = manifest_key(&latest);
+                return Ok(Prepared {
+                    manifest_key: report.manifest.clone(),
+                    target,
+                    options: options.clone(),
+                    manifest: latest,
+                    previous,
+                    report,
+                });
+            }
+            other => other,
+        };
         let dir = tempfile::Builder::new()
             .prefix("materia-publish-")
             .tempdir()
@@ -169,12 +177,8 @@ impl Prepared {
                 what: "a temporary directory for the Parquet files".into(),
                 source: e,
             })?;
-        let published_at = std::fs::metadata(&options.duckdb_path)
-            .ok()
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| jiff::Timestamp::try_from(t).ok())
-            .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-        let standing = standing_files(previous.as_ref(), &build.history);
+        let (_, published_at) = crate::transform::stat_published(&options.duckdb_path)?;
+        let standing = standing_files(latest, &build.history);
         let mut manifest = Manifest {
             format: FORMAT,
             history: build.history,
@@ -233,8 +237,7 @@ impl Prepared {
     fn commit_blocking(mut self) -> Result<PublishReport> {
         if !self.report.unchanged {
             let bytes = self.manifest.to_bytes();
-            self.target
-                .move_latest(self.previous.as_ref().map(|(v, _)| v.clone()), &bytes)?;
+            self.target.move_latest(self.previous.clone(), &bytes)?;
             self.report.bytes_uploaded += bytes.len() as u64;
         }
         if let Some(keep) = self.options.keep {
@@ -248,12 +251,11 @@ impl Prepared {
 /// of the same history: a release's changes (and closings) never change
 /// within one history, so those files stand.
 fn standing_files(
-    previous: Option<&(UpdateVersion, Vec<u8>)>,
+    latest: Option<Manifest>,
     history: &str,
 ) -> BTreeMap<String, BTreeMap<i64, File>> {
-    previous
-        .and_then(|(_, bytes)| serde_json::from_slice::<Manifest>(bytes).ok())
-        .filter(|p| p.format == FORMAT && !p.history.is_empty() && p.history == history)
+    latest
+        .filter(|p| !p.history.is_empty() && p.history == history)
         .map(|p| {
             p.tables
                 .into_iter()

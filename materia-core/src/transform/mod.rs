@@ -61,8 +61,8 @@ use serde::Serialize;
 pub use duckdb;
 pub use lakehouse::{Balance, Lakehouse, Revision};
 pub use models::{Model, Severity};
-pub(crate) use readers::build_id;
 pub use readers::{Readers, Snapshot};
+pub(crate) use readers::{build_id, stat_published};
 pub use rows::Rows;
 pub(crate) use rows::quoted_name;
 

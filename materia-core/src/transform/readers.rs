@@ -56,7 +56,9 @@ pub struct Snapshot {
     catalog: OnceLock<BTreeMap<String, Relation>>,
 }
 
-fn inode(path: &Path) -> Result<((u64, u64), jiff::Timestamp)> {
+/// The published lakehouse's inode (a new one: a new build) and when it was
+/// published (its modification time).
+pub(crate) fn stat_published(path: &Path) -> Result<((u64, u64), jiff::Timestamp)> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).map_err(|e| Error::Lakehouse {
         path: path.to_path_buf(),
@@ -84,7 +86,7 @@ pub(crate) fn build_id(conn: &Connection) -> String {
 
 impl Snapshot {
     fn open(path: &Path, connections: usize) -> Result<Snapshot> {
-        let (ino, published_at) = inode(path)?;
+        let (ino, published_at) = stat_published(path)?;
         let lake = Lakehouse::open_read_only(path)?;
         let fail = |e: duckdb::Error| Error::Lakehouse {
             path: path.to_path_buf(),
@@ -170,7 +172,7 @@ impl Readers {
     /// no DuckDB work: cheap enough for an async task), else `None` — then
     /// [`Readers::snapshot`] opens the new one (blocking).
     pub fn current(&self) -> Result<Option<Arc<Snapshot>>> {
-        let (ino, _) = inode(&self.inner.path)?;
+        let (ino, _) = stat_published(&self.inner.path)?;
         let current = self
             .inner
             .current
@@ -181,7 +183,7 @@ impl Readers {
 
     /// The newest published build (see the type's docs).
     pub fn snapshot(&self) -> Result<Arc<Snapshot>> {
-        let (ino, _) = inode(&self.inner.path)?;
+        let (ino, _) = stat_published(&self.inner.path)?;
         let mut current = self
             .inner
             .current
