@@ -58,10 +58,37 @@ install -d -m 0750 -o "$owner" -g "$owner" "$ROOT/data/materia" "$ROOT/data/mate
 
 # Settings: never overwritten once there (it holds the R2 secret).
 install -d -m 0750 -o root -g "$owner" "$ROOT/etc/materia" 2>/dev/null || install -d -m 0750 "$ROOT/etc/materia"
-if [[ ! -e "$ROOT/etc/materia/materia.env" ]]; then
-    install -m 0640 infra/materia.env.example "$ROOT/etc/materia/materia.env"
-    staged || chgrp "$owner" "$ROOT/etc/materia/materia.env"
-    echo "wrote $ROOT/etc/materia/materia.env: fill in MATERIA_MIRROR_URL and AWS_ENDPOINT"
+env_file="$ROOT/etc/materia/materia.env"
+for name in MATERIA_MIRROR_URL AWS_ENDPOINT; do
+    [[ "${!name:-}" =~ ^[A-Za-z0-9:/._@-]*$ ]] || {
+        echo "bootstrap.sh: $name holds characters a URL of it cannot: ${!name}" >&2
+        exit 2
+    }
+done
+if [[ ! -e "$env_file" ]]; then
+    # The bucket's settings, when given (cloud-init's install.env passes them),
+    # are written in; else the example's placeholders stay for the operator.
+    edits=(-e '')
+    for name in MATERIA_MIRROR_URL AWS_ENDPOINT; do
+        [[ -n "${!name:-}" ]] && edits+=(-e "s|^$name=.*|$name=${!name}|")
+    done
+    sed "${edits[@]}" infra/materia.env.example > "$env_file.new"
+    chmod 0640 "$env_file.new"
+    staged || chgrp "$owner" "$env_file.new"
+    mv -f "$env_file.new" "$env_file"
+    echo "wrote $env_file"
+fi
+# A setting of materia.env (the last line that sets it; quotes removed).
+setting() {
+    sed -n -E "s/^[[:space:]]*(export[[:space:]]+)?$1=[\"']?([^\"']*)[\"']?[[:space:]]*\$/\2/p" "$env_file" | tail -n 1
+}
+# An AWS_* line with an empty value counts as unset (older examples shipped
+# `AWS_ACCESS_KEY_ID=`); say which, so they can go.
+empty_aws="$(grep -E "^[[:space:]]*(export[[:space:]]+)?AWS_[A-Z0-9_]*=[[:space:]]*[\"']{0,2}[[:space:]]*\$" "$env_file" \
+    | sed -E 's/^[[:space:]]*(export[[:space:]]+)?//; s/=.*//' | tr '\n' ' ' || true)"
+if [[ -n "$empty_aws" ]]; then
+    echo "bootstrap.sh: warning: $env_file has empty settings: ${empty_aws% } (ignored; remove those" \
+        "lines — the keys belong in /etc/materia/r2.env)" >&2
 fi
 # The R2 keys: root's alone; systemd passes them to the bucket units as a
 # credential (LoadCredential=r2:/etc/materia/r2.env). Never overwritten.
@@ -88,13 +115,25 @@ if [[ -z "$SYSTEMCTL" ]] && ! staged; then
 fi
 if [[ -n "$SYSTEMCTL" && $START -eq 1 ]]; then
     "$SYSTEMCTL" daemon-reload
-    "$SYSTEMCTL" enable materia-supervisor.service materia-backup.timer materia-drill.timer \
-        materia-serve.service
-    "$SYSTEMCTL" start materia-backup.timer materia-drill.timer
+    "$SYSTEMCTL" enable materia-supervisor.service materia-serve.service
+    # The backup and its drill need the bucket: enabled only once it is set
+    # (`materia status` says when no backup has run).
+    mirror_url="$(setting MATERIA_MIRROR_URL)"
+    endpoint="$(setting AWS_ENDPOINT)"
+    if [[ -n "$mirror_url" && -n "$endpoint" && "$endpoint" != *ACCOUNT_ID* ]]; then
+        "$SYSTEMCTL" enable materia-backup.timer materia-drill.timer
+        "$SYSTEMCTL" start materia-backup.timer materia-drill.timer
+    else
+        "$SYSTEMCTL" disable materia-backup.timer materia-drill.timer >/dev/null 2>&1 || true
+        echo "bootstrap.sh: the backup and drill timers are NOT enabled: set MATERIA_MIRROR_URL and" \
+            "AWS_ENDPOINT in $env_file (and the keys in /etc/materia/r2.env), then run bootstrap.sh again" >&2
+    fi
     # The supervisor picks up the new binary on restart: between cycles, never
     # during one. A cycle holds the run lock (flock) from start to end; wait
-    # for it, and restart while holding it so no cycle starts in between.
-    lock="$ROOT/data/materia/landing/.materia/run.lock"
+    # for it, and restart while holding it so no cycle starts in between. The
+    # lock is under the LANDING_DIR the units run with.
+    landing="$(setting LANDING_DIR)"
+    lock="$ROOT${landing:-/data/materia/landing}/.materia/run.lock"
     if [[ -e "$lock" ]]; then
         echo "restarting the supervisor once no cycle runs (waiting for $lock)"
         flock "$lock" "$SYSTEMCTL" restart materia-supervisor.service

@@ -31,9 +31,15 @@ for f in doc["write_files"]:
         out.write(f["content"])
     os.chmod(path, int(str(f.get("permissions", "0644")), 8))
 PY
+# The bucket's inputs, filled in as an operator would: they reach materia.env.
+sed -i -e 's|^MATERIA_MIRROR_URL=$|MATERIA_MIRROR_URL=s3://materia-raw/landing-ci|' \
+    -e 's|^AWS_ENDPOINT=$|AWS_ENDPOINT=https://ci-account.r2.cloudflarestorage.com|' \
+    "$stage/etc/materia/install.env"
 # The install script, as runcmd runs it, against the staged tree.
 ROOT="$stage" MATERIA_INSTALL_ENV="$stage/etc/materia/install.env" MATERIA_SRC="$PWD" \
     MATERIA_BIN="$bin" "$stage/usr/local/sbin/materia-install" --no-start
+grep -q '^MATERIA_MIRROR_URL=s3://materia-raw/landing-ci$' "$stage/etc/materia/materia.env"
+grep -q '^AWS_ENDPOINT=https://ci-account.r2.cloudflarestorage.com$' "$stage/etc/materia/materia.env"
 "$stage/usr/local/bin/materia" --version
 for f in etc/systemd/system/materia-supervisor.service etc/materia/materia.env data/materia/landing; do
     [[ -e "$stage/$f" ]] || { echo "verify-cloud-init.sh: the install left no $f" >&2; exit 1; }

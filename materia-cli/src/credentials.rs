@@ -60,12 +60,35 @@ fn parse(text: &str) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
+/// Whether the environment sets `name` to something (an empty value counts
+/// as unset: old `materia.env` files shipped `AWS_ACCESS_KEY_ID=`).
+pub(crate) fn env_is_set(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| !v.is_empty())
+}
+
+/// Warns once about each `AWS_*` variable set to the empty string: it is
+/// ignored (the credential's value, or none, is used instead).
+pub(crate) fn warn_empty_aws_settings() {
+    for (name, value) in std::env::vars_os() {
+        if let Some(name) = name.to_str()
+            && name.starts_with("AWS_")
+            && value.is_empty()
+        {
+            tracing::warn!(
+                "{name} is set but empty: ignored; remove the line from /etc/materia/materia.env \
+                 (the keys belong in /etc/materia/r2.env)"
+            );
+        }
+    }
+}
+
 /// `MirrorOptions` for `url`, with the credential's keys where the environment
-/// has none.
+/// has none (or an empty value).
 pub(crate) fn mirror_options(url: impl Into<String>) -> Result<MirrorOptions, BoxError> {
+    warn_empty_aws_settings();
     let mut options = MirrorOptions::new(url);
     for (key, value) in r2()? {
-        if std::env::var_os(&key).is_some() {
+        if env_is_set(&key) {
             continue;
         }
         match key.as_str() {

@@ -378,6 +378,7 @@ struct LandArgs {
 }
 
 fn main() -> ExitCode {
+    restrict_umask();
     let cli = Cli::parse();
     init_tracing();
     match run(cli) {
@@ -399,6 +400,15 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Adds `027` to the process umask (keeping anything stricter): every file
+/// created from here on — DuckDB's own too, a WAL or spill file left by an
+/// interrupted transform — is at most 0640, every directory 0750.
+fn restrict_umask() {
+    use nix::sys::stat::{Mode, umask};
+    let old = umask(Mode::from_bits_truncate(0o027));
+    umask(old | Mode::from_bits_truncate(0o027));
 }
 
 fn init_tracing() {
@@ -492,7 +502,20 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
     {
         return supervise::notify(alert_url, alert_format.as_deref(), failed_unit.as_deref());
     }
-    let store = LandingStore::open(&cli.landing_dir)?;
+    // Commands that only read never create the landing zone: a mistyped
+    // path is an error naming it.
+    let store = if matches!(
+        cli.command,
+        Command::Ls { .. }
+            | Command::Verify { .. }
+            | Command::Stats { .. }
+            | Command::Status { .. }
+            | Command::Check { .. }
+    ) {
+        LandingStore::open_existing(&cli.landing_dir)?
+    } else {
+        LandingStore::open(&cli.landing_dir)?
+    };
     let paths = supervise::Paths {
         landing_dir: &cli.landing_dir,
         duckdb_path: &cli.duckdb_path,

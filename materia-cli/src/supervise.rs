@@ -138,8 +138,13 @@ fn options(
         steps.push(step);
     }
     let landing_dir = absolute(paths.landing_dir)?;
-    let mut env: Vec<(String, String)> = std::env::vars()
+    crate::credentials::warn_empty_aws_settings();
+    // `vars_os`: `vars` panics on a variable that is not UTF-8.
+    let mut env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .filter(|(k, _)| is_passed_to_steps(k))
+        // An empty `AWS_*` is unset: it must not hide the r2 credential.
+        .filter(|(k, v)| !(k.starts_with("AWS_") && v.is_empty()))
         .filter(|(k, _)| !matches!(k.as_str(), "LANDING_DIR" | "DUCKDB_PATH" | "MATERIA_CONFIG"))
         .collect();
     // The R2 secret from systemd's credential: for the bucket steps only
@@ -229,6 +234,21 @@ struct Status {
     /// The last restore drill.
     #[cfg(feature = "s3")]
     last_drill: Option<materia_core::drill::LastDrill>,
+    /// When a push to the backup bucket last wrote its record (`None`: no
+    /// `materia mirror` has run on this landing zone).
+    last_backup: Option<Timestamp>,
+}
+
+/// The newest change to the mirror's records under `.materia/mirror/` (its
+/// locks aside): when a push last ran.
+fn last_backup(store: &LandingStore) -> Option<Timestamp> {
+    std::fs::read_dir(store.meta().mirror())
+        .ok()?
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().ends_with(".lock"))
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .max()
+        .and_then(|t| Timestamp::try_from(t).ok())
 }
 
 /// `materia status`: the last run of each step, the landing zone, the lakehouse.
@@ -278,6 +298,7 @@ pub(crate) fn status(
         lakehouse,
         #[cfg(feature = "s3")]
         last_drill: materia_core::drill::LastDrill::load(paths.landing_dir)?,
+        last_backup: last_backup(store),
     };
     if json {
         print_json(&status)?;
@@ -359,6 +380,14 @@ pub(crate) fn status(
     }
     for r in status.lakehouse.iter().flat_map(|p| &p.rejected) {
         writeln!(out, "  QUARANTINED {}: {}", r.landing_key, r.reason)?;
+    }
+    match status.last_backup {
+        Some(t) => writeln!(out, "backup: last push {t}")?,
+        None => writeln!(
+            out,
+            "backup: none yet — set MATERIA_MIRROR_URL and AWS_ENDPOINT in /etc/materia/materia.env \
+             (the keys in /etc/materia/r2.env); infra/bootstrap.sh then enables materia-backup.timer"
+        )?,
     }
     #[cfg(feature = "s3")]
     match &status.last_drill {

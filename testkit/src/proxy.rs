@@ -37,6 +37,7 @@ struct State {
     rules: Mutex<Vec<Rule>>,
     injected: AtomicUsize,
     requests: Mutex<Vec<String>>,
+    authorizations: Mutex<Vec<String>>,
     stop: AtomicBool,
 }
 
@@ -90,6 +91,16 @@ impl FaultProxy {
         self.state.requests.lock().expect("requests").clone()
     }
 
+    /// Every request's `Authorization` header (empty when it had none), in
+    /// arrival order: which key signed it (`Credential=KEY/…`).
+    pub fn authorizations(&self) -> Vec<String> {
+        self.state
+            .authorizations
+            .lock()
+            .expect("authorizations")
+            .clone()
+    }
+
     /// Drops all rules.
     pub fn clear(&self) {
         self.state.rules.lock().expect("rules").clear();
@@ -114,6 +125,19 @@ fn serve(client: TcpStream, upstream: &str, state: &State) {
             return;
         };
         state.requests.lock().expect("requests").push(line.clone());
+        let authorization = String::from_utf8_lossy(&head)
+            .lines()
+            .find_map(|l| {
+                l.split_once(':')
+                    .filter(|(n, _)| n.trim().eq_ignore_ascii_case("authorization"))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+            .unwrap_or_default();
+        state
+            .authorizations
+            .lock()
+            .expect("authorizations")
+            .push(authorization);
         let mut parts = line.split(' ');
         let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         let fault = {

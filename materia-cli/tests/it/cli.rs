@@ -550,3 +550,108 @@ fn under_umask_000_every_file_is_0640_and_every_dir_0750() {
         "node_exporter reads it"
     );
 }
+
+/// Regression (issue 24): Ctrl-C during a transform left DuckDB's WAL with the
+/// umask's mode (0644 under 022; 0666 under 000), not the promised 0640.
+#[test]
+fn an_interrupted_transform_leaves_no_file_wider_than_0640() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let landing = dir.path().join("landing");
+    let lake_dir = dir.path().join("lake");
+    {
+        let store = LandingStore::open(&landing).expect("open");
+        for k in 0..8 {
+            let _ = materia_benches::land_psd_release(&store, k, 6 << 20).expect("put");
+        }
+    }
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("umask 000 && exec \"$0\" transform")
+        .arg(env!("CARGO_BIN_EXE_materia"))
+        .env("LANDING_DIR", &landing)
+        .env("DUCKDB_PATH", lake_dir.join("lakehouse.duckdb"))
+        .env("MATERIA_DUCKDB_MEMORY", "512MB")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("runs");
+    let wal = |d: &Path| {
+        fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".wal"))
+    };
+    let started = Instant::now();
+    while !wal(&lake_dir) {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the transform ended before it wrote a WAL"
+        );
+        assert!(started.elapsed().as_secs() < 120, "no WAL within 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("Ctrl-C");
+    let _ = child.wait().expect("ends");
+    let mut seen = 0;
+    for entry in fs::read_dir(&lake_dir).expect("lake dir") {
+        let entry = entry.expect("entry");
+        let mode = entry.metadata().expect("meta").permissions().mode() & 0o777;
+        let allowed = if entry.path().is_dir() { 0o750 } else { 0o640 };
+        assert_eq!(mode & !allowed, 0, "{} is {mode:o}", entry.path().display());
+        seen += 1;
+    }
+    assert!(seen >= 1, "nothing left to check");
+}
+
+/// Regression (issue 24): `ls --landing-dir /typo/path` and `status` in an
+/// empty directory created the landing zone.
+#[test]
+fn commands_that_only_read_never_create_the_landing_zone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let typo = dir.path().join("typo/landing");
+    for args in [
+        &["ls"][..],
+        &["verify"],
+        &["stats"],
+        &["status"],
+        &["check"],
+        &["query", "SELECT 1"],
+    ] {
+        let out = materia(&typo)
+            .env("DUCKDB_PATH", dir.path().join("typo/lakehouse.duckdb"))
+            .args(args)
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("typo/"), "{args:?} names the path: {err}");
+        assert!(!dir.path().join("typo").exists(), "{args:?} created it");
+    }
+    // With the defaults (./data/landing), in an empty directory.
+    let empty = dir.path().join("empty");
+    fs::create_dir(&empty).expect("dir");
+    let out = materia(&typo)
+        .env_remove("LANDING_DIR")
+        .env_remove("DUCKDB_PATH")
+        .current_dir(&empty)
+        .arg("status")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("data/landing") && err.contains("LANDING_DIR"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read_dir(&empty).expect("dir").count(),
+        0,
+        "nothing created"
+    );
+}

@@ -28,7 +28,17 @@ fn an_upgrade_while_a_cycle_runs_waits_for_it_to_finish() {
     let stage = dir.path().join("stage");
     let out = bootstrap(&stage).arg("--no-start").output().expect("runs");
     assert!(out.status.success(), "first install: {out:?}");
-    let landing = stage.join("data/materia/landing");
+    // The operator keeps the landing zone elsewhere (regression, issue 24:
+    // the upgrade waited on /data/materia/landing's lock whatever LANDING_DIR
+    // said, and restarted the supervisor mid-cycle).
+    let env_file = stage.join("etc/materia/materia.env");
+    let settings = std::fs::read_to_string(&env_file).expect("materia.env");
+    std::fs::write(
+        &env_file,
+        format!("{settings}LANDING_DIR=\"/srv/materia-landing\"\n"),
+    )
+    .expect("write");
+    let landing = stage.join("srv/materia-landing");
 
     // A systemctl that logs each call with the time.
     let log = dir.path().join("systemctl.log");
@@ -132,6 +142,15 @@ fn an_upgrade_while_a_cycle_runs_waits_for_it_to_finish() {
         "{calls}"
     );
     assert!(calls.contains("restart materia-serve.service"), "{calls}");
+    // No bucket set (the example's placeholders): the backup and drill
+    // timers are not enabled, and both bootstrap and `status` say so.
+    assert!(!calls.contains("enable materia-backup.timer"), "{calls}");
+    assert!(!calls.contains("start materia-backup.timer"), "{calls}");
+    let said = String::from_utf8_lossy(&upgrade.stderr);
+    assert!(
+        said.contains("timers are NOT enabled") && said.contains("MATERIA_MIRROR_URL"),
+        "{said}"
+    );
     // `status` names the version the cycle ran (the supervisor's).
     let status = crate::materia(&landing)
         .arg("status")
@@ -144,10 +163,57 @@ fn an_upgrade_while_a_cycle_runs_waits_for_it_to_finish() {
             .is_some_and(|l| l == format!("supervisor: materia {}", env!("CARGO_PKG_VERSION"))),
         "{text}"
     );
+    assert!(
+        text.contains("backup: none yet") && text.contains("MATERIA_MIRROR_URL"),
+        "{text}"
+    );
     // The binary was replaced, the R2 keys file stayed root-only.
     assert!(stage.join("usr/local/bin/materia").exists());
     let mode = std::fs::metadata(stage.join("etc/materia/r2.env"))
         .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
         .expect("r2.env");
     assert_eq!(mode, 0o600);
+}
+
+/// With the bucket given (as cloud-init's install.env passes it), a first
+/// install writes it into materia.env and enables the backup and drill timers.
+#[test]
+fn the_backup_timers_are_enabled_once_the_bucket_is_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stage = dir.path().join("stage");
+    let log = dir.path().join("systemctl.log");
+    let fake = dir.path().join("systemctl");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\necho \"$*\" >> '{}'\n", log.display()),
+    )
+    .expect("write");
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let out = bootstrap(&stage)
+        .env("SYSTEMCTL", &fake)
+        .env("MATERIA_MIRROR_URL", "s3://materia-raw/landing")
+        .env("AWS_ENDPOINT", "https://acct.r2.cloudflarestorage.com")
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    let settings = std::fs::read_to_string(stage.join("etc/materia/materia.env")).expect("env");
+    assert!(
+        settings.contains("\nMATERIA_MIRROR_URL=s3://materia-raw/landing\n")
+            && settings.contains("\nAWS_ENDPOINT=https://acct.r2.cloudflarestorage.com\n"),
+        "{settings}"
+    );
+    let calls = std::fs::read_to_string(&log).expect("calls");
+    assert!(
+        calls.contains("enable materia-backup.timer materia-drill.timer"),
+        "{calls}"
+    );
+    // A value that would break the file is refused, named.
+    let out = bootstrap(&dir.path().join("stage2"))
+        .arg("--no-start")
+        .env("AWS_ENDPOINT", "https://x|evil")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AWS_ENDPOINT"));
 }

@@ -374,6 +374,58 @@ fn the_r2_credential_reaches_the_bucket_commands_and_the_mirror_step_only() {
     assert!(!err.contains("evil"), "no value echoed: {err}");
 }
 
+/// Regression (issue 24): an `AWS_*` variable set to the empty string (old
+/// `materia.env` files shipped `AWS_ACCESS_KEY_ID=`) hid the r2 credential,
+/// and the requests were signed with an empty key.
+#[test]
+fn an_empty_aws_variable_does_not_hide_the_r2_credential() {
+    let server = s3::S3Server::start();
+    server.create_bucket(BUCKET);
+    let proxy = proxy::FaultProxy::start(&server.endpoint);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let landing = dir.path().join("landing");
+    let keys = land_many(&landing, 2);
+    let creds = dir.path().join("credentials");
+    fs::create_dir_all(&creds).expect("dir");
+    fs::write(
+        creds.join("r2"),
+        format!("AWS_ACCESS_KEY_ID=from-credential\nAWS_SECRET_ACCESS_KEY={SECRET}\n"),
+    )
+    .expect("write");
+    let empty_keys = |args: &[&str]| {
+        let mut cmd = materia(&landing, &proxy.endpoint);
+        cmd.env("AWS_ACCESS_KEY_ID", "")
+            .env("AWS_SECRET_ACCESS_KEY", "")
+            .env("CREDENTIALS_DIRECTORY", &creds)
+            .env("DUCKDB_PATH", dir.path().join("lakehouse.duckdb"))
+            .args(args);
+        cmd
+    };
+    let out = empty_keys(&["mirror", "--json"]).output().expect("runs");
+    let report = json(&out);
+    assert_eq!(report["uploaded"], keys.len() as u64, "{report}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("AWS_ACCESS_KEY_ID is set but empty"),
+        "the empty line is named: {err}"
+    );
+    // And through the supervisor's mirror step.
+    land_many_from(&landing, 100, 1);
+    let out = empty_keys(&["run", "--steps", "mirror"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    let signed = proxy.authorizations();
+    assert!(!signed.is_empty());
+    for auth in &signed {
+        assert!(
+            auth.contains("Credential=from-credential/"),
+            "signed with another key: {auth:?}"
+        );
+    }
+    assert_eq!(server.list_raw(BUCKET, "landing").len(), keys.len() + 1);
+}
+
 fn land_many_from(landing: &Path, from: u64, n: u64) {
     let store = LandingStore::open(landing).expect("open");
     for i in from..from + n {

@@ -274,3 +274,48 @@ fn notify_test_sends_one_alert_and_fails_clearly_when_it_cannot() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("alert") && !err.contains("s3cr3t"), "{err}");
 }
+
+/// Regression (issue 24): Slack webhooks, healthchecks.io pings and ntfy
+/// topics carry their secret in the path, which the log showed.
+#[test]
+fn alert_and_ping_urls_are_logged_as_scheme_and_host_only() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let e = env();
+    let out = e
+        .materia()
+        .args(["notify", "--test", "--alert-url"])
+        .arg(format!(
+            "http://{closed}/services/T0001/B0001/SUPERSECRETTOKEN"
+        ))
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("http://{closed}/")), "{err}");
+    for secret in ["SUPERSECRETTOKEN", "B0001", "services"] {
+        assert!(!err.contains(secret), "{secret} shown: {err}");
+    }
+
+    let out = e
+        .materia()
+        .args(["run", "--url", "file:///nonexistent/psd.zip"])
+        .env(
+            "MATERIA_HEALTHCHECK_URL",
+            format!("http://{closed}/ping/0b1c2d3e-secret-uuid"),
+        )
+        .env(
+            "MATERIA_ALERT_URL",
+            format!("http://{closed}/services/T0001/B0001/SUPERSECRETTOKEN"),
+        )
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("dead-man's ping failed"), "{err}");
+    assert!(err.contains("alert could not be sent"), "{err}");
+    for secret in ["0b1c2d3e-secret-uuid", "SUPERSECRETTOKEN"] {
+        assert!(!err.contains(secret), "{secret} shown: {err}");
+    }
+}

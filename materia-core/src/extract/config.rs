@@ -397,6 +397,15 @@ impl Config {
                     )));
                 }
             }
+            if let Some(other) = config.datasets.iter().find_map(|(other, spec)| {
+                (other != &name && spec.name.table_prefix() == dataset.table_prefix())
+                    .then_some(other)
+            }) {
+                return Err(err(format!(
+                    "datasets {other:?} and {name:?} would share the lakehouse tables raw.{}_*: rename one",
+                    dataset.table_prefix()
+                )));
+            }
             if !config.fetch.contains(&name) {
                 config.fetch.push(name.clone());
             }

@@ -521,6 +521,31 @@ fn io_chain(e: &io::Error) -> String {
     parts.join(": ")
 }
 
+/// A URL that is a secret as a whole (a webhook, a dead-man's ping, an ntfy
+/// topic: Slack's `/services/T…/B…/SECRET` and healthchecks.io's `/ping/<uuid>`
+/// carry the secret in the path), as logs and errors may show it: the scheme
+/// and the host (and port) only, then `/…`.
+///
+/// ```
+/// use materia_core::extract::redact_secret_url;
+/// assert_eq!(
+///     redact_secret_url("https://hooks.slack.com/services/T0001/B0001/SUPERSECRETTOKEN"),
+///     "https://hooks.slack.com/…"
+/// );
+/// assert_eq!(redact_secret_url("http://u:p@127.0.0.1:9/ping/uuid?x=1"), "http://127.0.0.1:9/…");
+/// assert_eq!(redact_secret_url("not a url /secret"), "(an invalid URL)");
+/// ```
+pub fn redact_secret_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(host), Some(port)) => format!("{}://{host}:{port}/…", u.scheme()),
+            (Some(host), None) => format!("{}://{host}/…", u.scheme()),
+            (None, _) => format!("{}:…", u.scheme()),
+        },
+        Err(_) => "(an invalid URL)".into(),
+    }
+}
+
 /// `url` without its secrets, for logs, errors, state and the ledger: the
 /// password, and the value of every query parameter (signed URLs and API tokens
 /// travel there) are replaced by `***`; parameter names stay, so two URLs can

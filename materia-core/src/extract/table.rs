@@ -219,6 +219,12 @@ impl TableSpec {
                     c.name
                 ));
             }
+            if name.starts_with(INTERNAL_PREFIX) {
+                return Err(format!(
+                    "column {:?}: names starting with {INTERNAL_PREFIX} are Materia's own",
+                    c.name
+                ));
+            }
         }
         for k in &self.key {
             if !self.columns.iter().any(|c| &c.name == k) {
@@ -232,8 +238,8 @@ impl TableSpec {
     }
 }
 
-/// Columns the change history adds to every table.
-const RESERVED: [&str; 7] = [
+/// Columns the change history and its views add to every table.
+const RESERVED: [&str; 9] = [
     "deleted",
     "from_ord",
     "to_ord",
@@ -241,7 +247,14 @@ const RESERVED: [&str; 7] = [
     "until_ord",
     "release_etag",
     "release_id",
+    "release_year",
+    "release_month",
 ];
+
+/// The prefix of the generated SQL's own columns (`__materia_ord`,
+/// `__materia_file`, …): no declared column takes it, so every other CSV
+/// header — `filename`, `ord`, `h` included — can be loaded.
+const INTERNAL_PREFIX: &str = "__materia_";
 
 fn parse_column(text: &str) -> std::result::Result<Column, String> {
     let (name, ty) = text

@@ -282,7 +282,8 @@ pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
 pub(crate) const STATE_TEMP_PREFIX: &str = ".tmp.materia-";
 
 /// [`replace_file`] with another mode (the Prometheus textfile is read by
-/// node_exporter, another user: `0644`).
+/// node_exporter, another user: `0644`). A mode other than [`FILE_MODE`] is
+/// set whatever the umask (the `materia` binary's umask masks 027).
 pub(crate) fn replace_file_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -297,6 +298,11 @@ pub(crate) fn replace_file_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Re
         .try_lock()
         .map_err(io::Error::from)
         .at(temp.path())?;
+    if mode != FILE_MODE {
+        temp.as_file()
+            .set_permissions(Permissions::from_mode(mode))
+            .at(temp.path())?;
+    }
     temp.write_all(bytes).at(temp.path())?;
     temp.as_file().sync_all().at(temp.path())?;
     temp.persist(path).map_err(|e| e.error).at(path)?;

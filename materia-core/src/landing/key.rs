@@ -56,6 +56,19 @@ impl Dataset {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The name as the lakehouse's table names carry it: `-` as `_`
+    /// (`raw.{prefix}_changes`). Two datasets with one prefix cannot both be
+    /// declared.
+    ///
+    /// ```
+    /// use materia_core::landing::Dataset;
+    /// assert_eq!("ico-prices".parse::<Dataset>()?.table_prefix(), "ico_prices");
+    /// # Ok::<(), materia_core::Error>(())
+    /// ```
+    pub fn table_prefix(&self) -> String {
+        self.0.replace('-', "_")
+    }
 }
 
 impl FromStr for Dataset {

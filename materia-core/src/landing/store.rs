@@ -445,6 +445,39 @@ impl LandingStore {
         })
     }
 
+    /// Opens the store at `root` only if that directory exists: for commands
+    /// that only read (`ls`, `verify`, `status`, …), so a mistyped path is an
+    /// error naming it, never a new empty landing zone.
+    ///
+    /// ```
+    /// use materia_core::landing::LandingStore;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let err = LandingStore::open_existing(dir.path().join("typo")).err().unwrap();
+    /// assert!(err.to_string().contains("typo"));
+    /// assert!(!dir.path().join("typo").exists());
+    /// assert!(LandingStore::open_existing(dir.path()).is_ok());
+    /// ```
+    pub fn open_existing(root: impl AsRef<Path>) -> Result<LandingStore> {
+        let root = root.as_ref();
+        match std::fs::metadata(root) {
+            Ok(m) if m.is_dir() => LandingStore::open(root),
+            Ok(_) => Err(Error::Config {
+                origin: format!("landing zone {}", root.display()),
+                reason: "not a directory: set LANDING_DIR (or --landing-dir) to the landing zone"
+                    .into(),
+                source: None,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Config {
+                origin: format!("landing zone {}", root.display()),
+                reason: "no such directory: set LANDING_DIR (or --landing-dir) to the landing \
+                         zone; `materia land` or `materia extract` creates a new one"
+                    .into(),
+                source: None,
+            }),
+            Err(e) => Err(e).at(root),
+        }
+    }
+
     /// Sets the gzip level (0–9, default 6) for plain input landed from now on.
     ///
     /// ```

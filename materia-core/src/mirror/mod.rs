@@ -403,7 +403,7 @@ impl S3Target {
         // below ~2 MB/s: allow the largest single request at 128 KiB/s.
         let largest = options.multipart_threshold.max(options.part_size);
         let timeout_secs = (largest / (128 * 1024)).clamp(60, 3600);
-        let mut builder = AmazonS3Builder::from_env()
+        let mut builder = builder_from_env()
             .with_url(format!("s3://{}", parsed.host_str().unwrap_or_default()))
             .with_checksum_algorithm(Checksum::SHA256)
             .with_config(
@@ -1235,4 +1235,21 @@ fn check_download(key: &LandingKey, mut file: impl Read) -> Option<String> {
         Err(e) => return Some(format!("not valid gzip: {e}")),
     };
     (sha != etag).then(|| format!("content SHA-256 is {sha}, not the {etag} its name claims"))
+}
+
+/// `AmazonS3Builder::from_env`, except that a variable set to the empty string
+/// counts as unset: old `materia.env` files shipped `AWS_ACCESS_KEY_ID=`, and
+/// an empty key must not hide the `r2` credential nor be signed with.
+fn builder_from_env() -> AmazonS3Builder {
+    let mut builder = AmazonS3Builder::new();
+    for (key, value) in std::env::vars_os() {
+        if let (Some(key), Some(value)) = (key.to_str(), value.to_str())
+            && key.starts_with("AWS_")
+            && !value.is_empty()
+            && let Ok(config) = key.to_ascii_lowercase().parse::<AmazonS3ConfigKey>()
+        {
+            builder = builder.with_config(config, value);
+        }
+    }
+    builder
 }

@@ -4,7 +4,8 @@
 //! Formats: generic JSON (the [`Alert`] itself), ntfy (plain text body with
 //! `Title`, `Priority` and `Tags` headers) and Slack-style `{"text": …}`,
 //! chosen by a setting or detected from the URL. A send is bounded (10 s a try,
-//! two tries); one that fails is logged with the URL's secrets redacted and
+//! two tries); one that fails is logged showing only the URL's scheme and host
+//! (the whole URL is a secret: Slack's and ntfy's carry it in the path) and
 //! never fails or holds up the cycle.
 
 use std::str::FromStr;
@@ -155,7 +156,7 @@ impl Alerter {
     }
 
     /// Sends `alert`, at most twice. `Err` says why it could not be sent
-    /// (the URL's secrets redacted); callers log it and go on.
+    /// (the URL shown as its scheme and host only); callers log it and go on.
     pub fn send(&self, alert: &Alert) -> Result<()> {
         let mut last = String::new();
         for _ in 0..2 {
@@ -189,7 +190,7 @@ impl Alerter {
             }
         }
         Err(Error::Config {
-            origin: format!("alert {}", crate::extract::redact(&self.url)),
+            origin: format!("alert {}", crate::extract::redact_secret_url(&self.url)),
             reason: last,
             source: None,
         })

@@ -168,13 +168,27 @@ pub fn is_secret(name: &str) -> bool {
 
 /// The environment variables a step inherits from the supervisor's own
 /// environment: Materia's (`MATERIA_*`, `LANDING_DIR`, `DUCKDB_PATH`), the
-/// S3 client's (`AWS_*`), TLS roots (`SSL_CERT_*`) and proxies. Nothing else.
+/// S3 client's (`AWS_*`), TLS roots (`SSL_CERT_*`) and proxies. Nothing else:
+/// not the supervisor's own secrets, the alert webhook and the dead-man's
+/// ping URL (only the supervisor sends those).
 ///
 /// ```
-/// assert!(materia_core::supervise::is_passed_to_steps("AWS_SECRET_ACCESS_KEY"));
-/// assert!(!materia_core::supervise::is_passed_to_steps("LD_PRELOAD"));
+/// use materia_core::supervise::is_passed_to_steps;
+/// assert!(is_passed_to_steps("AWS_SECRET_ACCESS_KEY"));
+/// assert!(is_passed_to_steps("MATERIA_MIRROR_URL"));
+/// assert!(!is_passed_to_steps("LD_PRELOAD"));
+/// assert!(!is_passed_to_steps("MATERIA_ALERT_URL"));
+/// assert!(!is_passed_to_steps("MATERIA_HEALTHCHECK_URL"));
 /// ```
 pub fn is_passed_to_steps(name: &str) -> bool {
+    const SUPERVISOR_ONLY: &[&str] = &[
+        "MATERIA_ALERT_URL",
+        "MATERIA_ALERT_FORMAT",
+        "MATERIA_HEALTHCHECK_URL",
+    ];
+    if SUPERVISOR_ONLY.contains(&name) {
+        return false;
+    }
     const EXACT: &[&str] = &[
         "LANDING_DIR",
         "DUCKDB_PATH",

@@ -4,7 +4,8 @@
 //! the pings stop.
 //!
 //! A ping never fails or holds up a cycle beyond its bound (10 s a try, two
-//! tries); one that cannot be sent is logged, with the URL's secrets redacted.
+//! tries); one that cannot be sent is logged showing the URL's scheme and host
+//! only (the check's UUID in the path is the secret).
 
 /// Where to ping, and the client to do it with.
 pub(crate) struct Ping {
@@ -34,13 +35,13 @@ impl Ping {
             match client.get(&url).send() {
                 Ok(r) if r.status().is_success() => return,
                 Ok(r) => tracing::warn!(
-                    url = %crate::extract::redact(&url),
+                    url = %crate::extract::redact_secret_url(&url),
                     attempt,
                     "the dead-man's ping answered {}",
                     r.status()
                 ),
                 Err(e) => tracing::warn!(
-                    url = %crate::extract::redact(&url),
+                    url = %crate::extract::redact_secret_url(&url),
                     attempt,
                     "the dead-man's ping failed: {}",
                     e.without_url()

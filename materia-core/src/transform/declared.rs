@@ -23,6 +23,7 @@ use crate::extract::{Column, Disposition, TableSpec};
 
 /// The history tables' prefix for a dataset (`raw.{prefix}_changes`, …).
 pub(crate) fn prefix(dataset: &str) -> String {
+    // As `Dataset::table_prefix` (a declared name is a valid `Dataset`).
     dataset.replace('-', "_")
 }
 
@@ -191,9 +192,9 @@ impl<'a> Gen<'a> {
         let nulls: Vec<String> = self.table.nulls.iter().map(|n| sql_string(n)).collect();
         let (ord, filename, join) = if batch {
             (
-                "f.ord, ",
-                ", filename = true",
-                "\nJOIN _files AS f ON f.path = c.filename",
+                "f.ord AS __materia_ord, ",
+                ", filename = '__materia_file'",
+                "\nJOIN _files AS f ON f.path = c.__materia_file",
             )
         } else {
             ("", "", "")
@@ -248,9 +249,10 @@ impl<'a> Gen<'a> {
             "-- section: stage\nCREATE OR REPLACE TEMP TABLE _stage AS\n{read};\n\
              -- section: check\n\
              -- Sort-based: adjacent equal key hashes are candidates, confirmed on the full key.\n\
-             WITH keyed AS (\n    SELECT hash({keys}) AS h, {keys} FROM _stage),\n\
-             candidates AS (\n    SELECT h FROM (SELECT h, lag(h) OVER (ORDER BY h) AS prev FROM keyed) WHERE h = prev)\n\
-             SELECT (SELECT count(*) FROM (\n            SELECT 1 FROM keyed WHERE h IN (SELECT h FROM candidates)\n            \
+             WITH keyed AS (\n    SELECT hash({keys}) AS __materia_h, {keys} FROM _stage),\n\
+             candidates AS (\n    SELECT __materia_h FROM (\n        SELECT __materia_h, lag(__materia_h) OVER (ORDER BY __materia_h) AS __materia_prev FROM keyed)\n    \
+             WHERE __materia_h = __materia_prev)\n\
+             SELECT (SELECT count(*) FROM (\n            SELECT 1 FROM keyed WHERE __materia_h IN (SELECT __materia_h FROM candidates)\n            \
              GROUP BY {keys} HAVING count(*) > 1)) AS duplicate_keys,\n       \
              (SELECT count(*) FROM _stage WHERE {key_null}) AS empty_keys;\n\
              -- section: apply\n\
@@ -281,12 +283,15 @@ impl<'a> Gen<'a> {
         let (changes, current, closed) = (self.t("changes"), self.t("current"), self.t("closed"));
         let keys = self.keys("");
         let values = self.values_struct();
+        // The batch's own columns: `__materia_`-prefixed, a prefix no
+        // declared column may take, so any CSV header can be loaded.
+        let internal = "__materia_ord, __materia_prev_ord, __materia_next_ord, __materia_prev";
         let (reappears, deletions) = match self.table.disposition {
             Disposition::Replace => (
-                " OR prev_ord <> ord - 1",
+                " OR __materia_prev_ord <> __materia_ord - 1",
                 format!(
-                    "INSERT INTO {changes}\nSELECT * EXCLUDE (ord, prev_ord, next_ord, prev), true AS deleted, ord + 1 AS from_ord\nFROM _v\n\
-                     WHERE ord < {{{{last_ord}}}} AND (next_ord IS NULL OR next_ord <> ord + 1);\n",
+                    "INSERT INTO {changes}\nSELECT * EXCLUDE ({internal}), true AS deleted, __materia_ord + 1 AS from_ord\nFROM _v\n\
+                     WHERE __materia_ord < {{{{last_ord}}}}\n  AND (__materia_next_ord IS NULL OR __materia_next_ord <> __materia_ord + 1);\n",
                 ),
             ),
             Disposition::Merge => ("", String::new()),
@@ -296,14 +301,15 @@ impl<'a> Gen<'a> {
              CREATE OR REPLACE TEMP TABLE _files AS SELECT * FROM (VALUES {{{{file_ords}}}}) AS t(path, ord);\n\
              CREATE OR REPLACE TEMP TABLE _stage AS\n{read};\n\
              -- section: check-all\n\
-             SELECT count(*) FROM (\n    SELECT ord FROM _stage WHERE {key_null}\n    UNION ALL\n    \
-             SELECT ord FROM _stage GROUP BY ord, {keys} HAVING count(*) > 1);\n\
+             SELECT count(*) FROM (\n    SELECT __materia_ord FROM _stage WHERE {key_null}\n    UNION ALL\n    \
+             SELECT __materia_ord FROM _stage GROUP BY __materia_ord, {keys} HAVING count(*) > 1);\n\
              -- section: apply-all\n\
              CREATE OR REPLACE TEMP TABLE _v AS\n\
-             SELECT *, lag(ord) OVER w AS prev_ord, lead(ord) OVER w AS next_ord, lag({values}) OVER w AS prev\n\
-             FROM _stage\nWINDOW w AS (PARTITION BY {keys} ORDER BY ord);\n\
-             INSERT INTO {changes}\nSELECT * EXCLUDE (ord, prev_ord, next_ord, prev), false AS deleted, ord AS from_ord\nFROM _v\n\
-             WHERE prev_ord IS NULL{reappears} OR prev IS DISTINCT FROM {values};\n\
+             SELECT *, lag(__materia_ord) OVER w AS __materia_prev_ord, lead(__materia_ord) OVER w AS __materia_next_ord,\n       \
+             lag({values}) OVER w AS __materia_prev\n\
+             FROM _stage\nWINDOW w AS (PARTITION BY {keys} ORDER BY __materia_ord);\n\
+             INSERT INTO {changes}\nSELECT * EXCLUDE ({internal}), false AS deleted, __materia_ord AS from_ord\nFROM _v\n\
+             WHERE __materia_prev_ord IS NULL{reappears} OR __materia_prev IS DISTINCT FROM {values};\n\
              {deletions}\
              INSERT INTO {closed}\nSELECT {keys}, from_ord, to_ord\n\
              FROM (SELECT {keys}, from_ord,\n             lead(from_ord) OVER (PARTITION BY {keys} ORDER BY from_ord) AS to_ord\n      FROM {changes})\n\
@@ -312,7 +318,7 @@ impl<'a> Gen<'a> {
              QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY from_ord DESC) = 1;\n\
              -- section: changes-all\n\
              SELECT s.ord, s.n, coalesce(c.n, 0)\n\
-             FROM (SELECT ord, count(*) AS n FROM _stage GROUP BY ord) AS s\n\
+             FROM (SELECT __materia_ord AS ord, count(*) AS n FROM _stage GROUP BY 1) AS s\n\
              LEFT JOIN (SELECT from_ord, count(*) AS n FROM {changes} GROUP BY from_ord) AS c ON c.from_ord = s.ord\n\
              ORDER BY s.ord;\n",
             read = self.read("[{{files}}]", true),

@@ -426,3 +426,98 @@ fn table_declarations_are_checked_and_errors_name_them() {
         DatasetSpec::psd().table.expect("table")
     );
 }
+
+/// Regression (issue 24): a declared column named `filename` broke the first
+/// build (read_csv's own filename column), and `ord`, `prev`, `prev_ord`,
+/// `next_ord`, `h` clashed with the generated SQL's columns. Any CSV header
+/// loads now, in the batch build and one release at a time.
+#[test]
+fn columns_named_like_the_generated_sqls_own_load_and_keep_their_history() {
+    let toml = "[datasets.clash]\nurl = \"https://example.org/c.csv\"\n[datasets.clash.table]\n\
+                columns = [\"filename VARCHAR\", \"h VARCHAR\", \"ord INTEGER\", \"prev DOUBLE\", \
+                \"prev_ord INTEGER\", \"next_ord INTEGER\", \"path VARCHAR\", \"n INTEGER\"]\n\
+                key = [\"filename\", \"h\"]\n";
+    let config = Config::from_toml(toml, "clash.toml").expect("any CSV header is a column");
+    let mut f = fixture();
+    f.options.tables = config.tables();
+    let header = "filename,h,ord,prev,prev_ord,next_ord,path,n\n";
+    let release = |rows: &[&str]| format!("{header}{}\n", rows.join("\n"));
+    f.put(
+        "clash",
+        1,
+        "c1",
+        release(&["a.csv,x,1,1.5,0,2,/p,7", "b.csv,y,2,2.5,1,3,/q,8"]).as_bytes(),
+    );
+    f.put(
+        "clash",
+        2,
+        "c2",
+        release(&["a.csv,x,1,9.5,0,2,/p,7", "b.csv,y,2,2.5,1,3,/q,8"]).as_bytes(),
+    );
+    // The first build loads both at once (the batch path).
+    let report = transform(&f.store, &f.options).expect("the first build");
+    assert_eq!(report.releases_loaded, 2, "{report:?}");
+    assert!(report.rejected.is_empty(), "{report:?}");
+    assert_eq!(report.changes, 3, "{report:?}");
+    // The next release alone (the one-by-one path): b.csv goes away.
+    f.put(
+        "clash",
+        3,
+        "c3",
+        release(&["a.csv,x,5,9.5,0,2,/p,7"]).as_bytes(),
+    );
+    let report = transform(&f.store, &f.options).expect("the next release");
+    assert_eq!(report.changes, 2, "{report:?}");
+    assert_eq!(
+        f.rows::<String>(
+            "SELECT filename || ' ' || h || ' ' || ord || ' ' || prev || ' ' || next_ord || ' ' || path \
+             FROM serving.clash_latest"
+        ),
+        vec!["a.csv x 5 9.5 2 /p".to_owned()]
+    );
+    assert_eq!(
+        f.rows::<f64>(
+            "SELECT prev FROM serving.clash_history WHERE filename = 'a.csv' ORDER BY release_ord"
+        ),
+        vec![1.5, 9.5, 9.5]
+    );
+    assert_eq!(
+        f.one::<i64>("SELECT count(*) FROM serving.clash_history WHERE deleted AND h = 'y'"),
+        1
+    );
+}
+
+/// Regression (issue 24): names the history's views add, Materia's own
+/// prefix, and two datasets with one table prefix (`a-b`, `a_b`: "declared
+/// twice" on every transform) are refused when the config is read, named.
+#[test]
+fn declarations_that_would_clash_in_the_lakehouse_are_refused_named() {
+    for (column, expected) in [
+        ("release_year", "named like the history's own release_year"),
+        (
+            "Release-Month",
+            "named like the history's own release_month",
+        ),
+        ("__materia_ord", "are Materia's own"),
+    ] {
+        let toml = format!(
+            "[datasets.w]\nurl = \"x\"\n[datasets.w.table]\ncolumns = [\"Day DATE\", \"{column} INTEGER\"]\nkey = [\"Day\"]\n"
+        );
+        let err = Config::from_toml(&toml, "w.toml")
+            .expect_err(column)
+            .to_string();
+        assert!(err.contains(column) && err.contains(expected), "{err}");
+    }
+    let table = "[datasets.{}.table]\ncolumns = [\"A VARCHAR\"]\nkey = [\"A\"]\n";
+    let toml = ["a-b", "a_b"]
+        .iter()
+        .map(|d| format!("[datasets.{d}]\nurl = \"x\"\n{}", table.replace("{}", d)))
+        .collect::<String>();
+    let err = Config::from_toml(&toml, "two.toml")
+        .expect_err("one prefix")
+        .to_string();
+    assert!(
+        err.contains("\"a-b\"") && err.contains("\"a_b\"") && err.contains("raw.a_b_"),
+        "{err}"
+    );
+}
