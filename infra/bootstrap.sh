@@ -35,6 +35,18 @@ fi
 [[ -x "$bin" ]] || { echo "bootstrap.sh: no materia binary; run cargo build --release first" >&2; exit 1; }
 
 staged() { [[ -n "$ROOT" ]]; }
+env_file="$ROOT/etc/materia/materia.env"
+r2_file="$ROOT/etc/materia/r2.env"
+# A first install writes MATERIA_MIRROR_URL and AWS_ENDPOINT into materia.env
+# when given: checked before anything changes (they go through sed).
+if [[ ! -e "$env_file" ]]; then
+    for name in MATERIA_MIRROR_URL AWS_ENDPOINT; do
+        [[ "${!name:-}" =~ ^[A-Za-z0-9:/._@+=~%-]*$ ]] || {
+            echo "bootstrap.sh: $name has characters bootstrap.sh does not accept in a URL: ${!name}" >&2
+            exit 2
+        }
+    done
+fi
 owner=materia
 if ! staged; then
     [[ $EUID -eq 0 ]] || { echo "bootstrap.sh: run as root (or set ROOT= for a staged install)" >&2; exit 1; }
@@ -58,13 +70,6 @@ install -d -m 0750 -o "$owner" -g "$owner" "$ROOT/data/materia" "$ROOT/data/mate
 
 # Settings: never overwritten once there (it holds the R2 secret).
 install -d -m 0750 -o root -g "$owner" "$ROOT/etc/materia" 2>/dev/null || install -d -m 0750 "$ROOT/etc/materia"
-env_file="$ROOT/etc/materia/materia.env"
-for name in MATERIA_MIRROR_URL AWS_ENDPOINT; do
-    [[ "${!name:-}" =~ ^[A-Za-z0-9:/._@-]*$ ]] || {
-        echo "bootstrap.sh: $name holds characters a URL of it cannot: ${!name}" >&2
-        exit 2
-    }
-done
 if [[ ! -e "$env_file" ]]; then
     # The bucket's settings, when given (cloud-init's install.env passes them),
     # are written in; else the example's placeholders stay for the operator.
@@ -78,13 +83,18 @@ if [[ ! -e "$env_file" ]]; then
     mv -f "$env_file.new" "$env_file"
     echo "wrote $env_file"
 fi
-# A setting of materia.env (the last line that sets it; quotes removed).
+# A setting of materia.env, or of the files given after the name (the last
+# line that sets it; quotes and surrounding blanks removed).
 setting() {
-    sed -n -E "s/^[[:space:]]*(export[[:space:]]+)?$1=[\"']?([^\"']*)[\"']?[[:space:]]*\$/\2/p" "$env_file" | tail -n 1
+    local name="$1"
+    shift
+    cat "${@:-$env_file}" 2>/dev/null \
+        | sed -n -E "s/^[[:space:]]*(export[[:space:]]+)?$name[[:space:]]*=[[:space:]]*[\"']?([^\"']*)[\"']?[[:space:]]*\$/\2/p" \
+        | tail -n 1 | sed -E 's/[[:space:]]+$//'
 }
 # An AWS_* line with an empty value counts as unset (older examples shipped
 # `AWS_ACCESS_KEY_ID=`); say which, so they can go.
-empty_aws="$(grep -E "^[[:space:]]*(export[[:space:]]+)?AWS_[A-Z0-9_]*=[[:space:]]*[\"']{0,2}[[:space:]]*\$" "$env_file" \
+empty_aws="$(grep -E "^[[:space:]]*(export[[:space:]]+)?AWS_[A-Z0-9_]*[[:space:]]*=[[:space:]]*[\"']?[[:space:]]*[\"']?[[:space:]]*\$" "$env_file" \
     | sed -E 's/^[[:space:]]*(export[[:space:]]+)?//; s/=.*//' | tr '\n' ' ' || true)"
 if [[ -n "$empty_aws" ]]; then
     echo "bootstrap.sh: warning: $env_file has empty settings: ${empty_aws% } (ignored; remove those" \
@@ -92,12 +102,12 @@ if [[ -n "$empty_aws" ]]; then
 fi
 # The R2 keys: root's alone; systemd passes them to the bucket units as a
 # credential (LoadCredential=r2:/etc/materia/r2.env). Never overwritten.
-if [[ ! -e "$ROOT/etc/materia/r2.env" ]]; then
-    install -m 0600 infra/r2.env.example "$ROOT/etc/materia/r2.env"
-    staged || chown root:root "$ROOT/etc/materia/r2.env"
+if [[ ! -e "$r2_file" ]]; then
+    install -m 0600 infra/r2.env.example "$r2_file"
+    staged || chown root:root "$r2_file"
     echo "wrote $ROOT/etc/materia/r2.env (0600, root only): fill in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
 fi
-if grep -Eq '^[[:space:]]*(export[[:space:]]+)?AWS_SECRET_ACCESS_KEY=.+' "$ROOT/etc/materia/materia.env"; then
+if grep -Eq "^[[:space:]]*(export[[:space:]]+)?AWS_SECRET_ACCESS_KEY[[:space:]]*=[[:space:]]*[\"']?[^\"'[:space:]]" "$env_file"; then
     echo "bootstrap.sh: warning: $ROOT/etc/materia/materia.env holds AWS_SECRET_ACCESS_KEY, readable by the" \
         "service user: move the AWS_* keys to /etc/materia/r2.env" >&2
 fi
@@ -116,17 +126,19 @@ fi
 if [[ -n "$SYSTEMCTL" && $START -eq 1 ]]; then
     "$SYSTEMCTL" daemon-reload
     "$SYSTEMCTL" enable materia-supervisor.service materia-serve.service
-    # The backup and its drill need the bucket: enabled only once it is set
+    # The backup and its drill need the bucket: enabled only once it is set —
+    # its URL, no endpoint placeholder left (none at all is AWS S3), and keys
     # (`materia status` says when no backup has run).
     mirror_url="$(setting MATERIA_MIRROR_URL)"
-    endpoint="$(setting AWS_ENDPOINT)"
-    if [[ -n "$mirror_url" && -n "$endpoint" && "$endpoint" != *ACCOUNT_ID* ]]; then
+    endpoint="$(setting AWS_ENDPOINT "$env_file" "$r2_file")$(setting AWS_ENDPOINT_URL "$env_file" "$r2_file")"
+    key_id="$(setting AWS_ACCESS_KEY_ID "$env_file" "$r2_file")"
+    if [[ -n "$mirror_url" && "$endpoint" != *ACCOUNT_ID* && -n "$key_id" && "$key_id" != FILL_IN ]]; then
         "$SYSTEMCTL" enable materia-backup.timer materia-drill.timer
         "$SYSTEMCTL" start materia-backup.timer materia-drill.timer
     else
         "$SYSTEMCTL" disable materia-backup.timer materia-drill.timer >/dev/null 2>&1 || true
         echo "bootstrap.sh: the backup and drill timers are NOT enabled: set MATERIA_MIRROR_URL and" \
-            "AWS_ENDPOINT in $env_file (and the keys in /etc/materia/r2.env), then run bootstrap.sh again" >&2
+            "AWS_ENDPOINT in $env_file and the keys in $r2_file, then run bootstrap.sh again" >&2
     fi
     # The supervisor picks up the new binary on restart: between cycles, never
     # during one. A cycle holds the run lock (flock) from start to end; wait

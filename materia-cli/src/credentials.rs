@@ -60,10 +60,15 @@ fn parse(text: &str) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
-/// Whether the environment sets `name` to something (an empty value counts
-/// as unset: old `materia.env` files shipped `AWS_ACCESS_KEY_ID=`).
+/// Whether the environment sets `name` to something (an empty or blank value
+/// counts as unset: old `materia.env` files shipped `AWS_ACCESS_KEY_ID=`).
 pub(crate) fn env_is_set(name: &str) -> bool {
-    std::env::var_os(name).is_some_and(|v| !v.is_empty())
+    std::env::var_os(name).is_some_and(|v| !is_blank(&v))
+}
+
+/// Empty or only whitespace.
+pub(crate) fn is_blank(value: &std::ffi::OsStr) -> bool {
+    value.to_str().is_some_and(|v| v.trim().is_empty())
 }
 
 /// Warns once about each `AWS_*` variable set to the empty string: it is
@@ -72,7 +77,7 @@ pub(crate) fn warn_empty_aws_settings() {
     for (name, value) in std::env::vars_os() {
         if let Some(name) = name.to_str()
             && name.starts_with("AWS_")
-            && value.is_empty()
+            && is_blank(&value)
         {
             tracing::warn!(
                 "{name} is set but empty: ignored; remove the line from /etc/materia/materia.env \

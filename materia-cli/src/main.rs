@@ -402,6 +402,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether `command` is `mirror` (a push reads an existing landing zone: a
+/// mistyped path must not back up nothing, successfully).
+fn is_mirror(command: &Command) -> bool {
+    #[cfg(feature = "s3")]
+    if let Command::Mirror { .. } = command {
+        return true;
+    }
+    let _ = command;
+    false
+}
+
 /// Adds `027` to the process umask (keeping anything stricter): every file
 /// created from here on — DuckDB's own too, a WAL or spill file left by an
 /// interrupted transform — is at most 0640, every directory 0750.
@@ -511,7 +522,8 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             | Command::Stats { .. }
             | Command::Status { .. }
             | Command::Check { .. }
-    ) {
+    ) || cfg!(feature = "s3") && is_mirror(&cli.command)
+    {
         LandingStore::open_existing(&cli.landing_dir)?
     } else {
         LandingStore::open(&cli.landing_dir)?

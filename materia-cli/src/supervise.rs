@@ -144,7 +144,7 @@ fn options(
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .filter(|(k, _)| is_passed_to_steps(k))
         // An empty `AWS_*` is unset: it must not hide the r2 credential.
-        .filter(|(k, v)| !(k.starts_with("AWS_") && v.is_empty()))
+        .filter(|(k, v)| !(k.starts_with("AWS_") && v.trim().is_empty()))
         .filter(|(k, _)| !matches!(k.as_str(), "LANDING_DIR" | "DUCKDB_PATH" | "MATERIA_CONFIG"))
         .collect();
     // The R2 secret from systemd's credential: for the bucket steps only
@@ -234,8 +234,8 @@ struct Status {
     /// The last restore drill.
     #[cfg(feature = "s3")]
     last_drill: Option<materia_core::drill::LastDrill>,
-    /// When a push to the backup bucket last wrote its record (`None`: no
-    /// `materia mirror` has run on this landing zone).
+    /// When a push last recorded an upload (`None`: no `materia mirror` has
+    /// uploaded from this landing zone).
     last_backup: Option<Timestamp>,
 }
 
@@ -382,7 +382,11 @@ pub(crate) fn status(
         writeln!(out, "  QUARANTINED {}: {}", r.landing_key, r.reason)?;
     }
     match status.last_backup {
-        Some(t) => writeln!(out, "backup: last push {t}")?,
+        Some(t) => writeln!(out, "backup: last upload recorded {t}")?,
+        None if crate::credentials::env_is_set("MATERIA_MIRROR_URL") => writeln!(
+            out,
+            "backup: none yet (materia-backup.timer pushes every 6 hours; or run materia mirror)"
+        )?,
         None => writeln!(
             out,
             "backup: none yet — set MATERIA_MIRROR_URL and AWS_ENDPOINT in /etc/materia/materia.env \

@@ -175,8 +175,9 @@ fn an_upgrade_while_a_cycle_runs_waits_for_it_to_finish() {
     assert_eq!(mode, 0o600);
 }
 
-/// With the bucket given (as cloud-init's install.env passes it), a first
-/// install writes it into materia.env and enables the backup and drill timers.
+/// With the bucket given (as cloud-init's install.env passes it) and the keys
+/// in r2.env, a first install writes the bucket into materia.env and enables
+/// the backup and drill timers.
 #[test]
 fn the_backup_timers_are_enabled_once_the_bucket_is_set() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -190,6 +191,13 @@ fn the_backup_timers_are_enabled_once_the_bucket_is_set() {
     .expect("write");
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .expect("chmod");
+    // The keys, as the operator (or cloud-init) writes them first.
+    std::fs::create_dir_all(stage.join("etc/materia")).expect("dir");
+    std::fs::write(
+        stage.join("etc/materia/r2.env"),
+        "AWS_ACCESS_KEY_ID=abc\nAWS_SECRET_ACCESS_KEY=def\n",
+    )
+    .expect("keys");
     let out = bootstrap(&stage)
         .env("SYSTEMCTL", &fake)
         .env("MATERIA_MIRROR_URL", "s3://materia-raw/landing")

@@ -409,9 +409,10 @@ fn an_empty_aws_variable_does_not_hide_the_r2_credential() {
         err.contains("AWS_ACCESS_KEY_ID is set but empty"),
         "the empty line is named: {err}"
     );
-    // And through the supervisor's mirror step.
+    // And through the supervisor's mirror step (blank counts as empty).
     land_many_from(&landing, 100, 1);
     let out = empty_keys(&["run", "--steps", "mirror"])
+        .env("AWS_ACCESS_KEY_ID", " ")
         .output()
         .expect("runs");
     assert!(out.status.success(), "{out:?}");
@@ -424,6 +425,17 @@ fn an_empty_aws_variable_does_not_hide_the_r2_credential() {
         );
     }
     assert_eq!(server.list_raw(BUCKET, "landing").len(), keys.len() + 1);
+    // An endpoint that is no URL is an error naming it (object_store panicked).
+    let out = empty_keys(&["mirror"])
+        .env("AWS_ENDPOINT", "notaurl")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("AWS_ENDPOINT") && err.contains("notaurl"),
+        "{err}"
+    );
 }
 
 fn land_many_from(landing: &Path, from: u64, n: u64) {

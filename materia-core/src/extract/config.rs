@@ -397,9 +397,13 @@ impl Config {
                     )));
                 }
             }
+            // Two loaded datasets must not share their tables' names.
             if let Some(other) = config.datasets.iter().find_map(|(other, spec)| {
-                (other != &name && spec.name.table_prefix() == dataset.table_prefix())
-                    .then_some(other)
+                (table.is_some()
+                    && spec.table.is_some()
+                    && other != &name
+                    && spec.name.table_prefix() == dataset.table_prefix())
+                .then_some(other)
             }) {
                 return Err(err(format!(
                     "datasets {other:?} and {name:?} would share the lakehouse tables raw.{}_*: rename one",

@@ -221,7 +221,8 @@ impl TableSpec {
             }
             if name.starts_with(INTERNAL_PREFIX) {
                 return Err(format!(
-                    "column {:?}: names starting with {INTERNAL_PREFIX} are Materia's own",
+                    "column {:?} is {name} in the lakehouse: names starting with \
+                     {INTERNAL_PREFIX} are Materia's own",
                     c.name
                 ));
             }

@@ -462,16 +462,20 @@ impl LandingStore {
         match std::fs::metadata(root) {
             Ok(m) if m.is_dir() => LandingStore::open(root),
             Ok(_) => Err(Error::Config {
-                origin: format!("landing zone {}", root.display()),
-                reason: "not a directory: set LANDING_DIR (or --landing-dir) to the landing zone"
-                    .into(),
+                origin: "LANDING_DIR".into(),
+                reason: format!(
+                    "{} is not a directory: set LANDING_DIR (or --landing-dir) to the landing zone",
+                    root.display()
+                ),
                 source: None,
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Config {
-                origin: format!("landing zone {}", root.display()),
-                reason: "no such directory: set LANDING_DIR (or --landing-dir) to the landing \
-                         zone; `materia land` or `materia extract` creates a new one"
-                    .into(),
+                origin: "LANDING_DIR".into(),
+                reason: format!(
+                    "no landing zone at {}: set LANDING_DIR (or --landing-dir) to it; \
+                     `materia land` or `materia extract` creates a new one",
+                    root.display()
+                ),
                 source: None,
             }),
             Err(e) => Err(e).at(root),

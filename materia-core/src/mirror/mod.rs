@@ -433,6 +433,19 @@ impl S3Target {
         let endpoint = builder
             .get_config_value(&AmazonS3ConfigKey::Endpoint)
             .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+        // object_store panics signing for an endpoint that is not a URI.
+        if !reqwest::Url::parse(&endpoint)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        {
+            return Err(remote(
+                &url,
+                RemoteKind::Config,
+                format!(
+                    "the endpoint {endpoint:?} (AWS_ENDPOINT) is not an http(s) URL: \
+                     set it to e.g. https://ACCOUNT_ID.r2.cloudflarestorage.com"
+                ),
+            ));
+        }
         let allow_http = builder
             .get_config_value(&AmazonS3ConfigKey::Client(
                 object_store::ClientConfigKey::AllowHttp,
@@ -1238,14 +1251,14 @@ fn check_download(key: &LandingKey, mut file: impl Read) -> Option<String> {
 }
 
 /// `AmazonS3Builder::from_env`, except that a variable set to the empty string
-/// counts as unset: old `materia.env` files shipped `AWS_ACCESS_KEY_ID=`, and
+/// (or only spaces) counts as unset: old `materia.env` files shipped `AWS_ACCESS_KEY_ID=`, and
 /// an empty key must not hide the `r2` credential nor be signed with.
 fn builder_from_env() -> AmazonS3Builder {
     let mut builder = AmazonS3Builder::new();
     for (key, value) in std::env::vars_os() {
         if let (Some(key), Some(value)) = (key.to_str(), value.to_str())
             && key.starts_with("AWS_")
-            && !value.is_empty()
+            && !value.trim().is_empty()
             && let Ok(config) = key.to_ascii_lowercase().parse::<AmazonS3ConfigKey>()
         {
             builder = builder.with_config(config, value);
