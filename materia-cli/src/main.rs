@@ -458,6 +458,13 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
                 report.manifest
             )?;
         }
+        if report.replaced > 0 {
+            writeln!(
+                io::stderr(),
+                "replaced {} file(s) the bucket held broken (another size or SHA-256 than their name's)",
+                report.replaced
+            )?;
+        }
         if report.removed > 0 {
             writeln!(
                 io::stderr(),
