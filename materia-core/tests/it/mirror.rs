@@ -757,11 +757,20 @@ fn create_bucket_makes_it_once_and_reports_a_bucket_without_conditional_writes()
 #[test]
 fn create_bucket_probes_outside_a_locked_prefix_and_restore_skips_old_probes() {
     let server = S3Server::start();
-    // An R2 bucket lock on `landing/`, simulated: every delete there is refused.
+    // An R2 bucket lock on `landing/`, simulated: every delete there is
+    // refused, one by one or in bulk (`POST ?delete`, as object_store
+    // deletes, naming the keys in its body).
     let proxy = FaultProxy::start(&server.endpoint);
     proxy.inject(
         "DELETE",
         &format!("/{BUCKET}/landing/"),
+        Fault::Status(403),
+        usize::MAX,
+    );
+    proxy.inject_if_body(
+        "POST",
+        "?delete",
+        "<Key>landing/",
         Fault::Status(403),
         usize::MAX,
     );
@@ -774,6 +783,28 @@ fn create_bucket_probes_outside_a_locked_prefix_and_restore_skips_old_probes() {
         "no probe under the locked prefix"
     );
     assert!(server.list_raw(BUCKET, ".materia-probe").is_empty());
+    // The simulated lock holds: object_store's own delete there is refused.
+    server.put_raw(BUCKET, "landing/locked", b"x".to_vec());
+    let client = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&proxy.endpoint)
+        .with_bucket_name(BUCKET)
+        .with_region("us-east-1")
+        .with_access_key_id("test")
+        .with_secret_access_key("test-secret")
+        .with_allow_http(true)
+        .build()
+        .expect("client");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let deleted = runtime.block_on(object_store::ObjectStoreExt::delete(
+        &client,
+        &object_store::path::Path::from("landing/locked"),
+    ));
+    assert!(deleted.is_err(), "the lock refuses it");
+    assert_eq!(server.list_raw(BUCKET, "landing"), ["landing/locked"]);
+    server.delete_raw(BUCKET, "landing/locked");
 
     // Probes an earlier version left under the prefix (the lock kept them)
     // are not landing files: a restore skips them, refusing nothing.
