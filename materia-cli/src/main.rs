@@ -112,7 +112,7 @@ enum Command {
         /// Downloads in flight at once.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
-        /// Print one JSON object (downloaded, skipped, bytes, refused).
+        /// Print one JSON object (downloaded, skipped, bytes, refused, probes).
         #[arg(long)]
         json: bool,
     },
