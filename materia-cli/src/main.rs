@@ -112,7 +112,7 @@ enum Command {
         /// Downloads in flight at once.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
-        /// Print one JSON object (downloaded, skipped, bytes, refused).
+        /// Print one JSON object (downloaded, skipped, bytes, refused, probes).
         #[arg(long)]
         json: bool,
     },
@@ -477,6 +477,13 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
                 report.skipped,
                 report.bytes_uploaded,
                 report.manifest
+            )?;
+        }
+        if report.replaced > 0 {
+            writeln!(
+                io::stderr(),
+                "replaced {} file(s) the bucket held broken (another size or SHA-256 than their name's)",
+                report.replaced
             )?;
         }
         if report.removed > 0 {

@@ -12,23 +12,48 @@
 //! (`loaded_at`, `rejected_at`) are left out, a `release_id` counts as the
 //! landing key it stands for (ids are assigned in load order), and floating
 //! point values count to 12 significant digits (a sum may differ in its last
-//! bit from one build to the next).
+//! bit from one build to the next). A quarantined file counts by its key
+//! alone: its `raw.rejected.reason` quotes DuckDB's error, which names the
+//! file's absolute path — another one under the drill's directory.
+//!
+//! A drill that was killed (its timeout, SIGKILL, a power cut) leaves its
+//! directory behind; the next drill removes it (see [`sweep_stale_work_dirs`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
-use crate::landing::durable;
+use crate::landing::durable::{self, LockFile};
 use crate::landing::{LandingStore, MetaDir, Sha256Digest};
 use crate::mirror::Mirror;
 use crate::transform::{Lakehouse, TransformOptions, transform};
 
 /// Columns that record when a build ran, not what the data says.
 const BUILD_TIME_COLUMNS: [&str; 2] = ["loaded_at", "rejected_at"];
+
+/// Columns (schema, table, column) that describe a build's circumstances, not
+/// the data: a quarantine reason names the file's path on this machine.
+const CIRCUMSTANTIAL_COLUMNS: [(&str, &str, &str); 1] = [("raw", "rejected", "reason")];
+
+/// The name of every drill's work directory starts with this.
+const WORK_PREFIX: &str = "materia-drill-";
+
+/// The lock a running drill holds in its work directory.
+const WORK_LOCK: &str = ".materia-drill.lock";
+
+/// A work directory whose lock is free is stale once it has not changed for
+/// this long — not at once: a drill starting now has made its directory a
+/// moment before it takes the lock.
+const FREE_LOCK_STALE_AFTER: Duration = Duration::from_secs(10 * 60);
+
+/// A work directory without a lock (an earlier version's) is stale once it
+/// has not changed for this long: no drill runs that long (the drill unit's
+/// timeout is 4 h).
+const UNLOCKED_STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Where a drill works and what it compares with.
 ///
@@ -185,10 +210,18 @@ pub fn drill(
     let started = Instant::now();
     let started_at = Timestamp::now();
     std::fs::create_dir_all(&options.work_dir).at(&options.work_dir)?;
+    match sweep_stale_work_dirs(&options.work_dir) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "removed the work directories of killed drills"),
+        Err(e) => tracing::warn!("cannot sweep the work directories of killed drills: {e}"),
+    }
     let work = tempfile::Builder::new()
-        .prefix("materia-drill-")
+        .prefix(WORK_PREFIX)
         .tempdir_in(&options.work_dir)
         .at(&options.work_dir)?;
+    // Held while the drill runs: a drill starting meanwhile leaves this alone.
+    let _running = LockFile::open(&work.path().join(WORK_LOCK), "a running drill")?
+        .try_hold("a new directory's lock cannot be busy")?;
     let restored_store = LandingStore::open(work.path().join("landing"))?;
     let restore = mirror.restore(&restored_store)?;
     let mut differences: Vec<Difference> = restore
@@ -229,6 +262,74 @@ pub fn drill(
     }
     .save(landing)?;
     Ok(report)
+}
+
+/// Removes the work directories of drills that were killed, in `work_dir`;
+/// returns how many. Only real directories named `materia-drill-*` and owned
+/// by this user count (a symlink is never followed, nor removed), and of those
+/// only the stale: their lock free and unchanged for 10 minutes, or without
+/// a lock (an earlier version's) and unchanged for 24 hours — a running
+/// drill's directory is left alone. One that cannot be removed is logged and
+/// left.
+pub fn sweep_stale_work_dirs(work_dir: &Path) -> Result<u64> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(work_dir).at(work_dir)? {
+        let path = entry.at(work_dir)?.path();
+        let named = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(WORK_PREFIX));
+        if !named {
+            continue;
+        }
+        match remove_if_stale(&path) {
+            Ok(true) => removed += 1,
+            Ok(false) => {}
+            Err(e) => tracing::warn!("a killed drill's directory is left: {e}"),
+        }
+    }
+    Ok(removed)
+}
+
+/// Removes `path` when it is a stale drill directory (see
+/// [`sweep_stale_work_dirs`]), holding its lock meanwhile; whether it did.
+fn remove_if_stale(path: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).at(path),
+    };
+    if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Ok(false);
+    }
+    let unchanged = meta
+        .modified()
+        .at(path)?
+        .elapsed()
+        .unwrap_or(Duration::ZERO);
+    let lock_path = path.join(WORK_LOCK);
+    // Held until the directory is gone.
+    let _lock = match durable::open_regular(&lock_path) {
+        Ok(lock) => match lock.try_lock() {
+            Ok(()) if unchanged >= FREE_LOCK_STALE_AFTER => Some(lock),
+            Ok(()) | Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e).at(&lock_path),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if unchanged < UNLOCKED_STALE_AFTER {
+                return Ok(false);
+            }
+            None
+        }
+        Err(e) => return Err(e).at(&lock_path),
+    };
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(true),
+        // Another drill swept it first.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).at(path),
+    }
 }
 
 /// Every landed file must come back under its key with the same bytes, and
@@ -401,7 +502,9 @@ fn fingerprint_sql(schema: &str, table: &str, columns: &[(String, String)]) -> S
     let mut join = "";
     let mut exprs = Vec::new();
     for (column, data_type) in columns {
-        if BUILD_TIME_COLUMNS.contains(&column.as_str()) {
+        if BUILD_TIME_COLUMNS.contains(&column.as_str())
+            || CIRCUMSTANTIAL_COLUMNS.contains(&(schema, table, column.as_str()))
+        {
             continue;
         }
         if column == "release_id" {
@@ -449,5 +552,16 @@ mod tests {
              t.\"odd\"\"name\")::HUGEINT), 0)::VARCHAR FROM \"raw\".\"psd\" AS t \
              LEFT JOIN raw.releases AS _r ON _r.release_id = t.release_id"
         );
+    }
+
+    #[test]
+    fn a_quarantine_reason_is_not_fingerprinted() {
+        let cols = [("landing_key", "VARCHAR"), ("reason", "VARCHAR")]
+            .map(|(a, b)| (a.to_owned(), b.to_owned()));
+        let sql = fingerprint_sql("raw", "rejected", &cols);
+        assert!(sql.contains("hash(t.\"landing_key\")"), "{sql}");
+        assert!(!sql.contains("reason"), "{sql}");
+        // Elsewhere a column named `reason` is data.
+        assert!(fingerprint_sql("serving", "x", &cols).contains("t.\"reason\""));
     }
 }

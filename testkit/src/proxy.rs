@@ -28,6 +28,8 @@ pub enum Fault {
 struct Rule {
     method: String,
     path_contains: String,
+    /// Empty: any body.
+    body_contains: String,
     fault: Fault,
     times: usize,
 }
@@ -73,9 +75,23 @@ impl FaultProxy {
     /// Injects `fault` into the next `times` requests with this method whose
     /// path and query contain `path_contains`.
     pub fn inject(&self, method: &str, path_contains: &str, fault: Fault, times: usize) {
+        self.inject_if_body(method, path_contains, "", fault, times);
+    }
+
+    /// As [`FaultProxy::inject`], for requests whose body also contains
+    /// `body_contains` (e.g. a bulk delete, `POST ?delete`, naming a key).
+    pub fn inject_if_body(
+        &self,
+        method: &str,
+        path_contains: &str,
+        body_contains: &str,
+        fault: Fault,
+        times: usize,
+    ) {
         self.state.rules.lock().expect("rules").push(Rule {
             method: method.to_owned(),
             path_contains: path_contains.to_owned(),
+            body_contains: body_contains.to_owned(),
             fault,
             times,
         });
@@ -142,9 +158,13 @@ fn serve(client: TcpStream, upstream: &str, state: &State) {
         let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         let fault = {
             let mut rules = state.rules.lock().expect("rules");
-            let hit = rules
-                .iter_mut()
-                .find(|r| r.times > 0 && r.method == method && target.contains(&r.path_contains));
+            let text = String::from_utf8_lossy(&body);
+            let hit = rules.iter_mut().find(|r| {
+                r.times > 0
+                    && r.method == method
+                    && target.contains(&r.path_contains)
+                    && text.contains(&r.body_contains)
+            });
             hit.map(|r| {
                 r.times -= 1;
                 r.fault

@@ -132,6 +132,38 @@ impl S3Server {
             .expect("put object");
     }
 
+    /// Writes an object directly, with its SHA-256 checksum sent as the AWS
+    /// SDKs send it (`x-amz-sdk-checksum-algorithm` naming the algorithm,
+    /// which moto needs to keep it; R2 and S3 keep the
+    /// `x-amz-checksum-sha256` of any PUT): a HEAD with
+    /// `x-amz-checksum-mode: ENABLED` then returns it.
+    pub fn put_raw_with_sha256(&self, bucket: &str, key: &str, body: Vec<u8>) {
+        use object_store::ObjectStoreExt;
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            "x-amz-sdk-checksum-algorithm",
+            reqwest::header::HeaderValue::from_static("SHA256"),
+        );
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_bucket_name(bucket)
+            .with_region("us-east-1")
+            .with_access_key_id("test")
+            .with_secret_access_key("test-secret")
+            // Client options first: they replace `allow_http` too.
+            .with_client_options(object_store::ClientOptions::new().with_default_headers(headers))
+            .with_allow_http(true)
+            .with_checksum_algorithm(object_store::aws::Checksum::SHA256)
+            .build()
+            .expect("client");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(store.put(&object_store::path::Path::from(key), body.into()))
+            .expect("put object");
+    }
+
     /// Reads an object directly.
     pub fn get_raw(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
         use object_store::ObjectStoreExt;

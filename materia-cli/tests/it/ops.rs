@@ -282,6 +282,131 @@ mod bucket {
         assert!(verify.status.success(), "{verify:?}");
     }
 
+    /// Lands a file whose rows DuckDB cannot read: `transform` quarantines it
+    /// (exit 1) with DuckDB's error text.
+    fn land_unreadable(e: &crate::Env) -> String {
+        let store = materia_core::landing::LandingStore::open(&e.landing).expect("open");
+        let mut body = materia_testkit::psd_csv(&materia_testkit::PsdSpec {
+            min_bytes: 8_000,
+            seed: 9,
+        });
+        body.extend_from_slice(
+            b"0711100,Coffee,BR,Brazil,notayear,2020,00,028,Production,02,(1000 60 KG BAGS),1.0\n",
+        );
+        let release = materia_core::landing::NewRelease::new("psd".parse().expect("name"), 2001, 3)
+            .expect("release")
+            .with_etag(Some("badrows".parse().expect("etag")));
+        let key = store
+            .put(release, &body[..])
+            .expect("put")
+            .landed()
+            .expect("new")
+            .key;
+        key.to_string()
+    }
+
+    #[test]
+    fn a_file_duckdb_quarantined_does_not_fail_every_drill() {
+        let server = s3::S3Server::start();
+        server.create_bucket(BUCKET);
+        let e = env();
+        let store = materia_core::landing::LandingStore::open(&e.landing).expect("open");
+        for k in 0..2 {
+            let _ = materia_testkit::land_psd_release(&store, k, 8_000).expect("put");
+        }
+        let bad = land_unreadable(&e);
+        let out = e.run(&["transform"]);
+        assert_eq!(out.status.code(), Some(1), "quarantined: {out:?}");
+        // The premise: the reason quotes DuckDB, which names the file's path.
+        let lake = materia_core::transform::Lakehouse::open_read_only(&e.duckdb).expect("lake");
+        let rejected = lake.rejected().expect("rejected");
+        drop(lake);
+        assert_eq!(rejected.len(), 1, "{rejected:?}");
+        assert_eq!(rejected[0].landing_key, bad);
+        let landing = e.landing.display().to_string();
+        assert!(rejected[0].reason.contains(&landing), "{rejected:?}");
+        assert!(run(&e, &server, &["mirror"]).status.success());
+
+        let out = run(&e, &server, &["drill", "--json"]);
+        assert!(out.status.success(), "{out:?}");
+        let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(report["differences"], serde_json::json!([]), "{report}");
+        let tables = report["tables"].as_array().expect("tables");
+        let quarantine = tables
+            .iter()
+            .find(|t| t["table"] == "raw.rejected")
+            .expect("raw.rejected compared");
+        assert_eq!(
+            (&quarantine["same"], &quarantine["rows"]),
+            (&true.into(), &1.into())
+        );
+    }
+
+    /// Sets the modification time of `path` to `ago` in the past.
+    fn age(path: &std::path::Path, ago: std::time::Duration) {
+        let at = std::time::SystemTime::now() - ago;
+        std::fs::File::open(path)
+            .expect("open")
+            .set_times(std::fs::FileTimes::new().set_modified(at))
+            .expect("set mtime");
+    }
+
+    #[test]
+    fn a_drill_sweeps_what_killed_drills_left_and_nothing_else() {
+        let server = s3::S3Server::start();
+        let (e, _) = mirrored(&server, 1);
+        let dir = e.dir.path();
+        let hour = std::time::Duration::from_secs(3600);
+        let make = |name: &str, lock: bool, ago: std::time::Duration| {
+            let d = dir.join(name);
+            std::fs::create_dir_all(d.join("landing/psd")).expect("mkdir");
+            std::fs::write(d.join("landing/psd/x.csv.gzip"), b"copy").expect("file");
+            let lock = lock
+                .then(|| std::fs::File::create(d.join(".materia-drill.lock")).expect("lock file"));
+            age(&d, ago);
+            lock
+        };
+        // Killed: its lock free, untouched for an hour.
+        make("materia-drill-killed", true, hour);
+        // Killed, from a version without the lock: two days old.
+        make("materia-drill-before", false, 48 * hour);
+        // Running: its lock held (here, by this process), however old.
+        let running = make("materia-drill-running", true, 48 * hour).expect("lock");
+        running.try_lock().expect("held");
+        // Lockless but recent (a drill between making its directory and locking it).
+        make("materia-drill-young", false, std::time::Duration::ZERO);
+        // Not Materia's: a symlink to a directory elsewhere, a plain file, another name.
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        std::fs::write(elsewhere.path().join("precious"), b"keep").expect("file");
+        std::os::unix::fs::symlink(elsewhere.path(), dir.join("materia-drill-link")).expect("ln");
+        std::fs::write(dir.join("materia-drill-file"), b"keep").expect("file");
+        make("other-killed", true, 48 * hour);
+
+        let out = run(&e, &server, &["drill"]);
+        assert!(out.status.success(), "{out:?}");
+        let mut left = drill_leftovers(&e);
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "materia-drill-file",
+                "materia-drill-link",
+                "materia-drill-running",
+                "materia-drill-young"
+            ]
+        );
+        assert!(dir.join("other-killed/landing/psd/x.csv.gzip").exists());
+        assert!(
+            dir.join("materia-drill-running/landing/psd/x.csv.gzip")
+                .exists()
+        );
+        assert_eq!(
+            std::fs::read(elsewhere.path().join("precious")).expect("untouched"),
+            b"keep"
+        );
+        drop(running);
+    }
+
     #[test]
     fn sampled_verify_covers_every_object_over_a_round_and_finds_an_altered_one() {
         let server = s3::S3Server::start();

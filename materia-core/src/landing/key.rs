@@ -180,6 +180,11 @@ impl Sha256Digest {
         Self::from_hasher(Sha256::new_with_prefix(bytes))
     }
 
+    /// The digest whose raw bytes are `bytes`.
+    pub(crate) fn from_bytes(bytes: [u8; 32]) -> Self {
+        Sha256Digest(bytes)
+    }
+
     pub(crate) fn from_hasher(hasher: Sha256) -> Self {
         Sha256Digest(hasher.finalize().into())
     }

@@ -1,6 +1,12 @@
 //! `materia mirror --create-bucket`: the bucket made when it is missing, then
 //! checked fit for the mirror — a second conditional create of one object must
 //! be refused (the mirror never overwrites), and a wrong checksum should be.
+//!
+//! The probe objects go to `{bucket}/.materia-probe/`, beside the landing
+//! prefix, not under it: a bucket lock on the landing prefix refuses their
+//! deletion, and a probe left there would be refused by every restore (and
+//! fail every drill). Probes left under the prefix by earlier versions are
+//! recognised by their names ([`is_probe`]) and skipped by restore.
 
 use base64::Engine;
 use object_store::path::Path;
@@ -26,13 +32,32 @@ pub struct BucketReport {
     pub checksum_verified: bool,
 }
 
+/// The folder of the probe objects, at the root of the bucket.
+const PROBE_DIR: &str = ".materia-probe";
+
+/// Whether `relative` (an object key relative to the landing prefix) is one
+/// of Materia's own probe objects: `.materia-probe/{nonce}` or
+/// `.materia-probe/{nonce}.checksum`, the nonce in decimal digits. Earlier
+/// versions wrote them under the landing prefix, and with the bucket root as
+/// the prefix they are there still.
+pub(crate) fn is_probe(relative: &str) -> bool {
+    let Some(name) = relative
+        .strip_prefix(PROBE_DIR)
+        .and_then(|r| r.strip_prefix('/'))
+    else {
+        return false;
+    };
+    let nonce = name.strip_suffix(".checksum").unwrap_or(name);
+    !nonce.is_empty() && nonce.bytes().all(|b| b.is_ascii_digit())
+}
+
 impl Mirror {
     /// Creates the bucket when it is missing (idempotent: an existing one is
     /// left as it is), then checks it with a probe object under
-    /// `{prefix}/.materia-probe/`: a conditional create must be honoured, or
-    /// this fails ([`RemoteKind::Config`]) — the mirror's never-overwrite
-    /// promise rests on it. The probe is removed (a bucket lock that refuses
-    /// deletes leaves it; it is never read).
+    /// `{bucket}/.materia-probe/` (outside the landing prefix): a conditional
+    /// create must be honoured, or this fails ([`RemoteKind::Config`]) — the
+    /// mirror's never-overwrite promise rests on it. The probe is removed (a
+    /// bucket lock that refuses deletes there leaves it; it is never read).
     ///
     /// ```no_run
     /// use materia_core::mirror::{Mirror, MirrorOptions};
@@ -104,11 +129,7 @@ impl Mirror {
         };
 
         let nonce = jiff::Timestamp::now().as_nanosecond();
-        let probe = Path::from_iter(
-            self.prefix
-                .parts()
-                .chain([".materia-probe".into(), format!("{nonce}").into()]),
-        );
+        let probe = Path::from_iter([PROBE_DIR.to_owned(), format!("{nonce}")]);
         let create = || PutOptions {
             mode: PutMode::Create,
             ..PutOptions::default()
@@ -161,5 +182,27 @@ impl Mirror {
             conditional_create,
             checksum_verified,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_probe;
+
+    #[test]
+    fn only_probe_names_are_probes() {
+        assert!(is_probe(".materia-probe/1765096253123456789"));
+        assert!(is_probe(".materia-probe/1765096253123456789.checksum"));
+        for other in [
+            ".materia-probe/",
+            ".materia-probe/12a",
+            ".materia-probe/12/3",
+            ".materia-probe/.checksum",
+            ".materia-probex/12",
+            "psd/2026/01/x.csv.gzip",
+            "x/.materia-probe/12",
+        ] {
+            assert!(!is_probe(other), "{other}");
+        }
     }
 }

@@ -10,10 +10,35 @@
 
 use std::time::Duration;
 
+use base64::Engine;
 use object_store::aws::{AmazonS3, AwsAuthorizer, AwsCredential};
 use object_store::client::HttpRequestBody;
 use object_store::path::Path;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
+
+use crate::landing::Sha256Digest;
+
+/// What a key's bytes become in a request path: all but the unreserved
+/// characters and `/` percent-encoded (as `object_store` does).
+const PATH_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+/// What the server keeps of an object's SHA-256 ([`RawLister::stored_sha256`]).
+#[derive(Debug, PartialEq, Eq)]
+#[cfg_attr(not(feature = "publish"), allow(dead_code))]
+pub(crate) enum Stored {
+    /// There is no such object.
+    Missing,
+    /// It is there; the server keeps no SHA-256 of the whole of it.
+    Unknown,
+    /// It is there, with this SHA-256.
+    Sha256(Sha256Digest),
+}
 
 /// One listed object, its key as the bucket has it.
 #[derive(Clone, Debug)]
@@ -123,6 +148,51 @@ impl RawLister<'_> {
         headers: &[(&str, String)],
         body: Vec<u8>,
     ) -> Result<(u16, String), String> {
+        let response = self.request(method, path, headers, body).await?;
+        let status = response.status().as_u16();
+        let text = response.text().await.map_err(|e| e.to_string())?;
+        Ok((status, text))
+    }
+
+    /// The SHA-256 the server keeps of the whole object at `key`, asked with
+    /// `x-amz-checksum-mode: ENABLED`. R2 and S3 keep the
+    /// `x-amz-checksum-sha256` a single PUT sent; a multipart upload's is a
+    /// checksum of checksums, and some servers keep none (moto, unless the
+    /// upload names the algorithm the SDKs' way).
+    #[cfg_attr(not(feature = "publish"), allow(dead_code))]
+    pub(crate) async fn stored_sha256(&self, key: &str) -> Result<Stored, String> {
+        let path = format!("/{}", utf8_percent_encode(key, PATH_ENCODE));
+        let ask = [("x-amz-checksum-mode", "ENABLED".to_owned())];
+        let response = self.request("HEAD", &path, &ask, Vec::new()).await?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(Stored::Missing);
+        }
+        if !status.is_success() {
+            return Err(format!("HEAD {key} answered {status}"));
+        }
+        let headers = response.headers();
+        let whole = headers
+            .get("x-amz-checksum-type")
+            .is_none_or(|t| t == "FULL_OBJECT");
+        let digest = headers
+            .get("x-amz-checksum-sha256")
+            .filter(|_| whole)
+            .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
+        Ok(digest.map_or(Stored::Unknown, |d| {
+            Stored::Sha256(Sha256Digest::from_bytes(d))
+        }))
+    }
+
+    /// One signed request (see [`RawLister::send`]): the response.
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, String> {
         let (client, credential) = self.client().await?;
         let url = format!(
             "{}/{}{path}",
@@ -140,16 +210,13 @@ impl RawLister<'_> {
             .try_authorize(&mut request, None)
             .map_err(|e| e.to_string())?;
         let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
-        let response = client
+        client
             .request(method, &url)
             .headers(request.headers().clone())
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("request failed: {e}"))?;
-        let status = response.status().as_u16();
-        let text = response.text().await.map_err(|e| e.to_string())?;
-        Ok((status, text))
+            .map_err(|e| format!("request failed: {e}"))
     }
 
     /// Every object under `prefix/`, page by page.

@@ -22,7 +22,8 @@
 //! - **Retries:** 5xx, 429 and timeouts are retried with backoff by `object_store`.
 //! - **Restore** downloads every object under the prefix that is missing locally.
 //!   Object keys are untrusted: each must parse as a [`LandingKey`]; anything else
-//!   is reported and skipped. Each download is streamed to a spool file, checked
+//!   is reported and skipped (`--create-bucket`'s own probe objects are only
+//!   counted: see `bucket.rs`). Each download is streamed to a spool file, checked
 //!   (gzip end to end, a content address must match its content) and landed
 //!   through [`LandingStore::put`], so nothing partial ever appears.
 //!
@@ -58,7 +59,9 @@ use crate::landing::{
     Entry, LandingKey, LandingStore, NewRelease, PutOutcome, Release, Sha256Digest,
 };
 pub use bucket::BucketReport;
-use list::{Listed, RawLister};
+use list::Listed;
+#[cfg_attr(not(feature = "publish"), allow(unused_imports))]
+pub(crate) use list::{RawLister, Stored};
 use record::{Pending, Record, SampleCursor};
 
 /// User metadata on every uploaded object: the file's SHA-256 (so `--full`
@@ -185,6 +188,10 @@ pub struct RestoreReport {
     pub bytes: u64,
     /// Objects refused: bad names, corrupt content.
     pub refused: Vec<Refused>,
+    /// Probe objects of `--create-bucket` found under the prefix (an earlier
+    /// version wrote them there, and a bucket lock may keep them): not
+    /// landing files, not refused, left alone.
+    pub probes: u64,
 }
 
 /// An object a restore refused, and why.
@@ -538,6 +545,18 @@ impl Mirror {
         let mut parts: Vec<String> = self.prefix.parts().map(|p| p.as_ref().to_owned()).collect();
         parts.extend(key.to_string().split('/').map(str::to_owned));
         Path::from_iter(parts)
+    }
+
+    /// An object key relative to the prefix (the key itself when it is not
+    /// under it).
+    fn relative<'k>(&self, key: &'k str) -> &'k str {
+        let prefix = self.prefix.as_ref();
+        if prefix.is_empty() {
+            return key;
+        }
+        key.strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .unwrap_or(key)
     }
 
     /// Every object under the prefix. `object_store` fails a whole listing on
@@ -1019,6 +1038,11 @@ impl Mirror {
         let mut report = RestoreReport::default();
         let mut todo = Vec::new();
         for listed in objects {
+            if bucket::is_probe(self.relative(&listed.key)) {
+                tracing::debug!(object = %listed.shown(), "a --create-bucket probe: skipped");
+                report.probes += 1;
+                continue;
+            }
             let shown = listed.shown();
             let key = match &listed.location {
                 Some(_) => LandingKey::from_object_key(self.prefix.as_ref(), &listed.key),

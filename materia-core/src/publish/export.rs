@@ -172,14 +172,15 @@ impl Source {
     }
 
     /// Writes `table` into `dir`: one file, or one per value of its partition
-    /// column but those in `skip` (already published, unchanged); zstd,
+    /// column but those in `skip` (already published: a partition is skipped
+    /// when the lakehouse has the rows its published file claims); zstd,
     /// `row_group_rows` rows per row group, statistics on (DuckDB's default).
     pub fn export(
         &self,
         dir: &Path,
         listed: Listed,
         row_group_rows: usize,
-        skip: &std::collections::BTreeSet<i64>,
+        skip: &std::collections::BTreeMap<i64, u64>,
     ) -> Result<Exported> {
         let Listed {
             name,
@@ -188,30 +189,34 @@ impl Source {
         } = listed;
         let table = name.as_str();
         let quoted = crate::transform::quoted_name(table);
-        let parts: Vec<Option<i64>> = match &partition_by {
-            None => vec![None],
+        // Each partition value and its rows.
+        let parts: Vec<(Option<i64>, u64)> = match &partition_by {
+            None => vec![(None, 0)],
             Some(col) => {
                 let sql = format!(
-                    "SELECT DISTINCT \"{col}\" FROM {quoted} WHERE \"{col}\" IS NOT NULL ORDER BY 1"
+                    "SELECT \"{col}\", count(*) FROM {quoted} WHERE \"{col}\" IS NOT NULL \
+                     GROUP BY 1 ORDER BY 1"
                 );
                 let mut stmt = self.conn().prepare(&sql).map_err(duck(&self.path, table))?;
                 let values = stmt
-                    .query_map([], |r| r.get::<_, i64>(0))
-                    .and_then(Iterator::collect::<std::result::Result<Vec<i64>, _>>)
+                    .query_map([], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64))
+                    })
+                    .and_then(Iterator::collect::<std::result::Result<Vec<_>, _>>)
                     .map_err(duck(&self.path, table))?;
                 // An empty table still gets one (empty) file: its schema.
                 if values.is_empty() {
-                    vec![None]
+                    vec![(None, 0)]
                 } else {
-                    values.into_iter().map(Some).collect()
+                    values.into_iter().map(|(v, n)| (Some(v), n)).collect()
                 }
             }
         };
         let mut files = Vec::with_capacity(parts.len());
         let mut kept = Vec::new();
-        for (i, part) in parts.into_iter().enumerate() {
+        for (i, (part, rows)) in parts.into_iter().enumerate() {
             if let Some(v) = part
-                && skip.contains(&v)
+                && skip.get(&v) == Some(&rows)
             {
                 kept.push(v);
                 continue;

@@ -8,7 +8,9 @@
 //!   file per release that added rows, so a day adds one file to each), zstd,
 //!   row groups of a million rows, min/max statistics. Named by the SHA-256 of
 //!   the bytes: a file is written once and never changes; one the bucket
-//!   already has is not uploaded again.
+//!   already has whole (the listed size, and the SHA-256 the server keeps of
+//!   it when it keeps one) is not uploaded again — one that is not is
+//!   replaced.
 //! - `manifests/{build}.{sha}.json`: a build's [`Manifest`] — tables, their
 //!   columns, files and row counts, the releases.
 //! - `latest.json`: a copy of the newest manifest, written last with a
@@ -20,12 +22,18 @@
 //! A publish whose build and models are what `latest.json` already holds
 //! writes nothing; one of the same history reuses the published change files
 //! of the releases it already had (a release's changes never change) and
-//! writes only the rest. `keep` removes the files that only builds older than the
-//! N newest use, then their manifests. Parquet comes from DuckDB's own
-//! writer, compiled in (the arrow-rs writer was measured too:
-//! `benches/publish.sh`).
+//! writes only the rest. The bucket is not trusted for that: a reused file
+//! must have its content-address key, be in the bucket whole (as above) and
+//! claim the rows the lakehouse has for its release; its URL is derived from
+//! the prefix, never copied. `keep` ranks the manifests by their parsed
+//! `published_at` and removes the files that only builds older than the N
+//! newest use, then their manifests — only keys of the shapes this module
+//! writes (`data/{table}/{sha256}.parquet`, `manifests/{build}.{sha}.json`),
+//! whatever a manifest names. Parquet comes from DuckDB's own writer,
+//! compiled in (the arrow-rs writer was measured too: `benches/publish.sh`).
 
 mod export;
+mod keys;
 mod manifest;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,7 +48,8 @@ use serde::Serialize;
 pub use manifest::{Column, FORMAT, File, Manifest, Table};
 
 use crate::error::{Error, RemoteKind, Result};
-use crate::mirror::{MirrorOptions, S3Target};
+use crate::landing::Sha256Digest;
+use crate::mirror::{MirrorOptions, RawLister, S3Target, Stored};
 
 /// What to publish, and where.
 ///
@@ -91,8 +100,11 @@ pub struct PublishReport {
     pub tables: usize,
     /// Parquet files in the build.
     pub files: usize,
-    /// Files uploaded (the rest the bucket had).
+    /// Files uploaded (the rest the bucket had), including those replaced.
     pub uploaded: usize,
+    /// Files the bucket had under their name but not whole (another size or
+    /// SHA-256): replaced.
+    pub replaced: usize,
     /// Files the bucket already had.
     pub skipped: usize,
     /// Bytes uploaded (Parquet files and the manifest).
@@ -247,29 +259,50 @@ impl Prepared {
     }
 }
 
+/// A change file `latest.json` names: its content address, size and rows
+/// (what it claims; checked before it is reused).
+#[derive(Clone, Debug)]
+struct Standing {
+    path: String,
+    sha256: Sha256Digest,
+    bytes: u64,
+    rows: u64,
+}
+
 /// The change files `latest.json` names by partition, per table, when it is
 /// of the same history: a release's changes (and closings) never change
-/// within one history, so those files stand.
+/// within one history, so those files stand. Only files under their own
+/// table's content address (`data/{table}/{sha256}.parquet`, the digest
+/// the one the entry gives) count.
 fn standing_files(
     latest: Option<Manifest>,
     history: &str,
-) -> BTreeMap<String, BTreeMap<i64, File>> {
+) -> BTreeMap<String, BTreeMap<i64, Standing>> {
+    let Some(latest) = latest.filter(|p| !p.history.is_empty() && p.history == history) else {
+        return BTreeMap::new();
+    };
     latest
-        .filter(|p| !p.history.is_empty() && p.history == history)
-        .map(|p| {
-            p.tables
+        .tables
+        .into_iter()
+        .map(|(name, t)| {
+            let by_part = t
+                .files
                 .into_iter()
-                .map(|(name, t)| {
-                    let by_part = t
-                        .files
-                        .into_iter()
-                        .filter_map(|f| Some((f.partition?, f)))
-                        .collect();
-                    (name, by_part)
+                .filter_map(|f| {
+                    let (table, sha256) = keys::parse_data_path(&f.path)?;
+                    let own = table == name && f.sha256 == sha256.to_string();
+                    let standing = Standing {
+                        sha256,
+                        path: f.path.clone(),
+                        bytes: f.bytes,
+                        rows: f.rows,
+                    };
+                    own.then_some((f.partition?, standing))
                 })
-                .collect()
+                .collect();
+            (name, by_part)
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 /// What writing one table needs: the lakehouse, the bucket, a scratch
@@ -278,62 +311,79 @@ struct TableWriter<'a> {
     source: &'a export::Source,
     target: &'a Target,
     dir: &'a std::path::Path,
-    existing: &'a BTreeSet<String>,
+    /// The bucket's keys under `data/`, with their sizes.
+    existing: &'a BTreeMap<String, u64>,
     prefix: &'a str,
     row_group_rows: usize,
 }
 
 impl TableWriter<'_> {
-    /// One table: its standing files (still in the bucket) kept, the rest
-    /// written, uploaded unless the bucket has them, and removed locally.
+    /// One table: its standing files (still in the bucket, whole, with the
+    /// lakehouse's rows) kept, the rest written, uploaded unless the bucket
+    /// has them whole, and removed locally.
     fn write(
         &self,
         listed: export::Listed,
-        stand: Option<&BTreeMap<i64, File>>,
+        stand: Option<&BTreeMap<i64, Standing>>,
         report: &mut PublishReport,
     ) -> Result<(String, Table)> {
-        let (existing, prefix) = (self.existing, self.prefix);
-        let skip: BTreeSet<i64> = stand
-            .map(|files| {
-                files
-                    .iter()
-                    .filter(|(_, f)| existing.contains(&f.path))
-                    .map(|(v, _)| *v)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let stand: Vec<(i64, &Standing)> =
+            stand.into_iter().flatten().map(|(v, f)| (*v, f)).collect();
+        let whole = self.whole(
+            stand
+                .iter()
+                .map(|(_, f)| (f.path.as_str(), f.sha256, f.bytes)),
+        )?;
+        let skip: BTreeMap<i64, u64> = stand
+            .iter()
+            .filter(|(_, f)| whole.contains(&f.path))
+            .map(|(v, f)| (*v, f.rows))
+            .collect();
         let exported = self
             .source
             .export(self.dir, listed, self.row_group_rows, &skip)?;
         let name = exported.name;
-        let mut files: Vec<File> = exported
-            .kept
+        let mut files: Vec<File> = stand
             .iter()
-            .filter_map(|v| stand.and_then(|s| s.get(v)).cloned())
+            .filter(|(v, _)| exported.kept.contains(v))
+            .map(|(v, f)| self.file(f.path.clone(), f.sha256, f.bytes, f.rows, Some(*v)))
             .collect();
         report.files += files.len();
         report.skipped += files.len();
         report.bytes_total += files.iter().map(|f| f.bytes).sum::<u64>();
-        for w in exported.files {
-            let path = format!("data/{name}/{}.parquet", w.sha256);
+        let paths: Vec<String> = exported
+            .files
+            .iter()
+            .map(|w| keys::data_path(&name, &w.sha256))
+            .collect();
+        let there = self.whole(
+            exported
+                .files
+                .iter()
+                .zip(&paths)
+                .map(|(w, path)| (path.as_str(), w.sha256, w.bytes)),
+        )?;
+        for (w, path) in exported.files.into_iter().zip(paths) {
             report.files += 1;
             report.bytes_total += w.bytes;
-            if existing.contains(&path) || !self.target.upload(&path, &w.local, w.bytes)? {
-                report.skipped += 1;
+            let uploaded = if there.contains(&path) {
+                false
+            } else if self.existing.contains_key(&path) {
+                tracing::warn!(object = %path, "the bucket's copy is not whole: replacing it");
+                report.replaced += 1;
+                self.target.upload(&path, &w.local, w.bytes, true)?
             } else {
+                self.target.upload(&path, &w.local, w.bytes, false)?
+            };
+            if uploaded {
                 report.uploaded += 1;
                 report.bytes_uploaded += w.bytes;
+            } else {
+                report.skipped += 1;
             }
             // Free the disk as we go.
             let _ = std::fs::remove_file(&w.local);
-            files.push(File {
-                url: format!("{prefix}/{path}"),
-                path,
-                sha256: w.sha256.to_string(),
-                bytes: w.bytes,
-                rows: w.rows,
-                partition: w.partition,
-            });
+            files.push(self.file(path, w.sha256, w.bytes, w.rows, w.partition));
         }
         files.sort_by_key(|f| f.partition);
         let table = Table {
@@ -344,6 +394,38 @@ impl TableWriter<'_> {
         };
         Ok((name, table))
     }
+
+    /// The paths of `files` (path, SHA-256, size) the bucket has whole: listed
+    /// with that size, and with that SHA-256 when the server keeps one.
+    fn whole<'p>(
+        &self,
+        files: impl Iterator<Item = (&'p str, Sha256Digest, u64)>,
+    ) -> Result<BTreeSet<String>> {
+        let sized: Vec<(&str, Sha256Digest)> = files
+            .filter(|(path, _, bytes)| self.existing.get(*path) == Some(bytes))
+            .map(|(path, sha, _)| (path, sha))
+            .collect();
+        self.target.with_sha256(sized)
+    }
+
+    /// A manifest entry; its URL is the prefix's, whatever the bucket says.
+    fn file(
+        &self,
+        path: String,
+        sha256: Sha256Digest,
+        bytes: u64,
+        rows: u64,
+        partition: Option<i64>,
+    ) -> File {
+        File {
+            url: format!("{}/{path}", self.prefix),
+            path,
+            sha256: sha256.to_string(),
+            bytes,
+            rows,
+            partition,
+        }
+    }
 }
 
 /// `manifests/{build}.{first 16 hex of the manifest's SHA-256}.json`.
@@ -352,11 +434,21 @@ fn manifest_key(m: &Manifest) -> String {
     format!("manifests/{}.{}.json", m.build, &digest[..16])
 }
 
+/// A manifest in the bucket: its `published_at`, parsed, its key, itself.
+type Dated = (jiff::Timestamp, String, Manifest);
+
 /// The bucket and prefix, and a runtime to talk to them.
 struct Target {
     url: String,
     s3: Arc<AmazonS3>,
     prefix: Key,
+    /// For requests `object_store` does not make (a HEAD asking for checksums).
+    endpoint: String,
+    bucket: String,
+    region: String,
+    allow_http: bool,
+    /// Requests in flight at once.
+    concurrency: usize,
     /// Always `Some` until dropped (see the `Drop` impl).
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -396,14 +488,60 @@ impl Target {
             runtime,
             prefix,
             url,
+            endpoint,
+            bucket,
+            region,
+            allow_http,
             ..
         } = S3Target::connect(options).map_err(as_publish)?;
         Ok(Target {
             url,
             s3: Arc::new(s3),
             prefix,
+            endpoint,
+            bucket,
+            region,
+            allow_http,
+            concurrency: options.concurrency.max(1),
             runtime: Some(runtime),
         })
+    }
+
+    /// Of `files` (path, SHA-256), those whose object is there and whose
+    /// SHA-256 the server either keeps and is this one, or does not keep.
+    fn with_sha256(&self, files: Vec<(&str, Sha256Digest)>) -> Result<BTreeSet<String>> {
+        use futures::StreamExt;
+        let raw = RawLister {
+            s3: &self.s3,
+            endpoint: self.endpoint.clone(),
+            bucket: self.bucket.clone(),
+            region: self.region.clone(),
+            allow_http: self.allow_http,
+        };
+        let raw = &raw;
+        let answers: Vec<_> = self.block_on(
+            futures::stream::iter(files.into_iter().map(|(path, sha)| async move {
+                let stored = raw.stored_sha256(self.key(path).as_ref()).await;
+                (path, sha, stored)
+            }))
+            .buffer_unordered(self.concurrency)
+            .collect(),
+        );
+        let mut out = BTreeSet::new();
+        for (path, sha, stored) in answers {
+            match stored.map_err(|reason| Error::Publish {
+                url: self.url.clone(),
+                reason,
+                kind: RemoteKind::Other,
+                source: None,
+            })? {
+                Stored::Unknown => {}
+                Stored::Sha256(stored) if stored == sha => {}
+                Stored::Missing | Stored::Sha256(_) => continue,
+            }
+            out.insert(path.to_owned());
+        }
+        Ok(out)
     }
 
     /// Runs `future` on the target's runtime (the public entry points have
@@ -450,8 +588,8 @@ impl Target {
         })
     }
 
-    /// Every key under `{prefix}/{dir}`, relative to the prefix.
-    fn list(&self, dir: &str) -> Result<BTreeSet<String>> {
+    /// Every key under `{prefix}/{dir}`, relative to the prefix, and its size.
+    fn list(&self, dir: &str) -> Result<BTreeMap<String, u64>> {
         use futures::TryStreamExt;
         let under = self.key(dir);
         let strip = self.prefix.as_ref().len();
@@ -466,17 +604,23 @@ impl Target {
                 .into_iter()
                 .map(|m| {
                     let k = m.location.as_ref();
-                    k.get(strip..)
-                        .unwrap_or(k)
-                        .trim_start_matches('/')
-                        .to_owned()
+                    let relative = k.get(strip..).unwrap_or(k).trim_start_matches('/');
+                    (relative.to_owned(), m.size)
                 })
                 .collect())
         })
     }
 
-    /// Creates `path` from a local file unless it exists (then `false`).
-    fn upload(&self, path: &str, local: &std::path::Path, bytes: u64) -> Result<bool> {
+    /// Creates `path` from a local file unless it exists (then `false`), or
+    /// with `replace` writes it whatever is there (a content-addressed file
+    /// the bucket holds broken: the right bytes are the same whoever writes).
+    fn upload(
+        &self,
+        path: &str,
+        local: &std::path::Path,
+        bytes: u64,
+        replace: bool,
+    ) -> Result<bool> {
         const MULTIPART: u64 = 64 << 20;
         let key = self.key(path);
         if bytes < MULTIPART {
@@ -484,7 +628,12 @@ impl Target {
                 path: local.to_path_buf(),
                 source: e,
             })?;
-            return self.put_new(path, data);
+            let mode = if replace {
+                PutMode::Overwrite
+            } else {
+                PutMode::Create
+            };
+            return self.put(path, data, mode);
         }
         // A multipart upload cannot be a conditional create: the listing said
         // it is missing, and the content is the same whoever wins.
@@ -522,9 +671,15 @@ impl Target {
 
     /// Creates `path` with `data` unless it exists (then `false`).
     fn put_new(&self, path: &str, data: Vec<u8>) -> Result<bool> {
+        self.put(path, data, PutMode::Create)
+    }
+
+    /// Writes `path` with `data` in `mode`; `false` when a create found it
+    /// there.
+    fn put(&self, path: &str, data: Vec<u8>, mode: PutMode) -> Result<bool> {
         let key = self.key(path);
         let opts = PutOptions {
-            mode: PutMode::Create,
+            mode,
             ..PutOptions::default()
         };
         self.block_on(async {
@@ -572,32 +727,31 @@ impl Target {
 
     /// Keeps the `keep` newest manifests (and `current`): removes the files
     /// only older ones use, then those manifests. Returns objects removed.
+    ///
+    /// Manifests are ranked by their parsed `published_at`; one whose time
+    /// does not parse, or that does not parse at all, is left alone (and so
+    /// are the files it names). Only keys of the shapes this module writes
+    /// are removed, whatever a manifest names.
     fn keep(&self, keep: usize, current: &str) -> Result<usize> {
-        let mut builds = Vec::new();
-        for path in self.list("manifests")? {
-            let key = self.key(&path);
-            let bytes = self.block_on(async {
-                match self.s3.get(&key).await {
-                    Ok(got) => got.bytes().await.map(Some),
-                    Err(object_store::Error::NotFound { .. }) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            });
-            let bytes = bytes.map_err(|e| self.fail(&path, e))?;
-            // An unreadable manifest is not ours to judge: leave it.
-            if let Some(m) = bytes.and_then(|b| serde_json::from_slice::<Manifest>(&b).ok()) {
-                builds.push((m.published_at.clone(), path, m));
-            }
-        }
-        builds.sort_by(|a, b| (&b.0, &b.1).cmp(&(&a.0, &a.1)));
+        let (mut builds, undated) = self.manifests()?;
+        builds.sort_by(|a, b| (b.0, &b.1).cmp(&(a.0, &a.1)));
         let (kept, old): (Vec<_>, Vec<_>) = builds
             .into_iter()
             .enumerate()
             .partition(|(i, (_, path, _))| *i < keep.max(1) || path == current);
-        let used: BTreeSet<&str> = kept.iter().flat_map(|(_, (_, _, m))| m.paths()).collect();
+        let used: BTreeSet<&str> = kept
+            .iter()
+            .map(|(_, (_, _, m))| m)
+            .chain(&undated)
+            .flat_map(Manifest::paths)
+            .collect();
         let mut doomed: BTreeSet<String> = BTreeSet::new();
         for (_, (_, _, m)) in &old {
-            doomed.extend(m.paths().filter(|p| !used.contains(p)).map(str::to_owned));
+            doomed.extend(
+                m.paths()
+                    .filter(|p| !used.contains(p) && keys::parse_data_path(p).is_some())
+                    .map(str::to_owned),
+            );
         }
         let mut removed = 0;
         // Files first, then the manifests naming them: a crash in between
@@ -613,5 +767,38 @@ impl Target {
             removed += 1;
         }
         Ok(removed)
+    }
+
+    /// The manifests under `manifests/` with a manifest's key: those with a
+    /// `published_at` that parses (the time, the key, the manifest), and the
+    /// others. Objects that are not manifests are left out.
+    fn manifests(&self) -> Result<(Vec<Dated>, Vec<Manifest>)> {
+        let (mut dated, mut undated) = (Vec::new(), Vec::new());
+        for path in self.list("manifests")?.into_keys() {
+            if !keys::is_manifest_path(&path) {
+                continue;
+            }
+            let key = self.key(&path);
+            let bytes = self.block_on(async {
+                match self.s3.get(&key).await {
+                    Ok(got) => got.bytes().await.map(Some),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            });
+            let bytes = bytes.map_err(|e| self.fail(&path, e))?;
+            // An unreadable manifest is not ours to judge: leave it.
+            let Some(m) = bytes.and_then(|b| serde_json::from_slice::<Manifest>(&b).ok()) else {
+                continue;
+            };
+            match m.published_at.parse::<jiff::Timestamp>() {
+                Ok(at) => dated.push((at, path, m)),
+                Err(e) => {
+                    tracing::warn!(manifest = %path, "published_at does not parse ({e}): left alone");
+                    undated.push(m);
+                }
+            }
+        }
+        Ok((dated, undated))
     }
 }

@@ -713,6 +713,10 @@ fn create_bucket_makes_it_once_and_reports_a_bucket_without_conditional_writes()
     assert!(!second.created, "a second run changes nothing: {second:?}");
     assert!(
         server.list_raw(BUCKET, "landing").is_empty(),
+        "nothing is written under the landing prefix"
+    );
+    assert!(
+        server.list_raw(BUCKET, ".materia-probe").is_empty(),
         "the probes are removed"
     );
     // The bucket is usable: a push lands there.
@@ -748,4 +752,80 @@ fn create_bucket_makes_it_once_and_reports_a_bucket_without_conditional_writes()
         "{err}"
     );
     assert!(proxy.injected() >= 1);
+}
+
+#[test]
+fn create_bucket_probes_outside_a_locked_prefix_and_restore_skips_old_probes() {
+    let server = S3Server::start();
+    // An R2 bucket lock on `landing/`, simulated: every delete there is
+    // refused, one by one or in bulk (`POST ?delete`, as object_store
+    // deletes, naming the keys in its body).
+    let proxy = FaultProxy::start(&server.endpoint);
+    proxy.inject(
+        "DELETE",
+        &format!("/{BUCKET}/landing/"),
+        Fault::Status(403),
+        usize::MAX,
+    );
+    proxy.inject_if_body(
+        "POST",
+        "?delete",
+        "<Key>landing/",
+        Fault::Status(403),
+        usize::MAX,
+    );
+    let mirror = Mirror::new(options_at(&proxy.endpoint)).expect("mirror");
+    let report = mirror.create_bucket().expect("create");
+    assert!(report.created && report.conditional_create, "{report:?}");
+    assert_eq!(
+        server.list_raw(BUCKET, "landing"),
+        Vec::<String>::new(),
+        "no probe under the locked prefix"
+    );
+    assert!(server.list_raw(BUCKET, ".materia-probe").is_empty());
+    // The simulated lock holds: object_store's own delete there is refused.
+    server.put_raw(BUCKET, "landing/locked", b"x".to_vec());
+    let client = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&proxy.endpoint)
+        .with_bucket_name(BUCKET)
+        .with_region("us-east-1")
+        .with_access_key_id("test")
+        .with_secret_access_key("test-secret")
+        .with_allow_http(true)
+        .build()
+        .expect("client");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let deleted = runtime.block_on(object_store::ObjectStoreExt::delete(
+        &client,
+        &object_store::path::Path::from("landing/locked"),
+    ));
+    assert!(deleted.is_err(), "the lock refuses it");
+    assert_eq!(server.list_raw(BUCKET, "landing"), ["landing/locked"]);
+    server.delete_raw(BUCKET, "landing/locked");
+
+    // Probes an earlier version left under the prefix (the lock kept them)
+    // are not landing files: a restore skips them, refusing nothing.
+    for probe in ["1765000000000000000", "1765000000000000000.checksum"] {
+        server.put_raw(
+            BUCKET,
+            &format!("landing/.materia-probe/{probe}"),
+            b"materia probe".to_vec(),
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LandingStore::open(dir.path().join("here")).expect("open");
+    let key = land(&store, 1, 1);
+    assert_eq!(mirror.push(&store, false).expect("push").uploaded, 1);
+    let restored = LandingStore::open(dir.path().join("restored")).expect("open");
+    let report = mirror.restore(&restored).expect("restore");
+    assert!(report.refused.is_empty(), "{report:#?}");
+    assert_eq!((report.downloaded, report.probes), (1, 2), "{report:#?}");
+    assert!(restored.path_of(&key).exists());
+    // Only the probes' own names: anything else there is still refused.
+    server.put_raw(BUCKET, "landing/.materia-probe/x.csv.gzip", b"x".to_vec());
+    let again = mirror.restore(&restored).expect("restore");
+    assert_eq!(again.refused.len(), 1, "{again:#?}");
 }

@@ -233,3 +233,104 @@ fn of_two_racing_publishes_one_wins_and_the_other_fails_cleanly() {
     assert_eq!(m, b_manifest);
     assert_matches_lakehouse(&b, &server, &m);
 }
+
+#[test]
+fn publish_trusts_neither_latest_json_nor_the_bucket() {
+    let server = S3Server::start();
+    server.create_bucket(BUCKET);
+    let f = fixture();
+    for k in 1..=4 {
+        land(&f, k);
+    }
+    transform(&f.store, &f.options).expect("build");
+    let mut o = options(&f, &server);
+    let first = publish(&o).expect("publish");
+    let (_, m1) = latest(&server);
+    let changes = m1.tables["raw.psd_changes"].files.clone();
+    assert_eq!(changes.len(), 4, "one file per release");
+    let object = |path: &str| format!("v1/{path}");
+
+    // latest.json lies: a URL elsewhere, and more rows than the file has.
+    let mut lying = m1.clone();
+    let files = &mut lying
+        .tables
+        .get_mut("raw.psd_changes")
+        .expect("changes")
+        .files;
+    files[0].url = "https://evil.example/x.parquet".into();
+    files[3].rows += 1;
+    server.put_raw(BUCKET, "v1/latest.json", lying.to_bytes());
+    // The bucket holds two of the files broken under their names: one
+    // truncated, one other bytes of the same size, whose SHA-256 the server
+    // keeps (as R2 and S3 keep that of every PUT).
+    let truncated = server
+        .get_raw(BUCKET, &object(&changes[1].path))
+        .expect("file");
+    server.put_raw(
+        BUCKET,
+        &object(&changes[1].path),
+        truncated[..truncated.len() / 2].to_vec(),
+    );
+    let other = vec![b'x'; changes[2].bytes as usize];
+    server.put_raw_with_sha256(BUCKET, &object(&changes[2].path), other);
+
+    // Old manifests that are not what they seem. One names latest.json, a
+    // key outside data/ and a data file; another is older than the first
+    // build but its published_at sorts after every other as text.
+    let sha = materia_core::landing::Sha256Digest::of(b"planted");
+    let planted = format!("data/serving.evil/{sha}.parquet");
+    server.put_raw(BUCKET, &object(&planted), b"planted".to_vec());
+    server.put_raw(BUCKET, "v1/other/keepme", b"keep".to_vec());
+    let mut naming = m1.clone();
+    naming.published_at = "2000-01-01T00:00:00Z".into();
+    let file = |path: &str| materia_core::publish::File {
+        path: path.into(),
+        url: format!("s3://{BUCKET}/v1/{path}"),
+        sha256: sha.to_string(),
+        bytes: 7,
+        rows: 0,
+        partition: None,
+    };
+    naming
+        .tables
+        .get_mut("serving.releases")
+        .expect("releases")
+        .files = vec![file("latest.json"), file("other/keepme"), file(&planted)];
+    let naming_key = "manifests/0-evil0000.0000000000000001.json";
+    server.put_raw(BUCKET, &object(naming_key), naming.to_bytes());
+    let first_at: jiff::Timestamp = m1.published_at.parse().expect("a time");
+    let mut text_newest = m1.clone();
+    let hour_earlier = first_at - jiff::SignedDuration::from_hours(1);
+    text_newest.published_at = format!("{}+14:00", jiff::tz::offset(14).to_datetime(hour_earlier));
+    assert!(text_newest.published_at > m1.published_at);
+    let text_newest_key = "manifests/0-evil0000.0000000000000002.json";
+    server.put_raw(BUCKET, &object(text_newest_key), text_newest.to_bytes());
+
+    // The next build, keeping two builds.
+    land(&f, 5);
+    transform(&f.store, &f.options).expect("second build");
+    o.keep = Some(2);
+    let second = publish(&o).expect("publish");
+    let (_, m2) = latest(&server);
+    assert_eq!(m2.build, second.build);
+    for p in m2.tables.values().flat_map(|t| &t.files) {
+        assert_eq!(
+            p.url,
+            format!("s3://{BUCKET}/v1/{}", p.path),
+            "URLs from the prefix"
+        );
+    }
+    assert_eq!(second.replaced, 2, "{second:?}");
+    // Every file whole, every row count the lakehouse's.
+    assert_matches_lakehouse(&f, &server, &m2);
+    // The two newest builds by time stay; of the others only keys of
+    // publish's own shapes went.
+    let left = objects(&server);
+    assert!(left.contains(&object(&first.manifest)), "{left:?}");
+    assert!(left.contains("v1/latest.json"));
+    assert!(left.contains("v1/other/keepme"));
+    assert!(!left.contains(&object(&planted)));
+    assert!(!left.contains(&object(naming_key)));
+    assert!(!left.contains(&object(text_newest_key)));
+    assert_eq!(second.removed, 3, "{second:?}");
+}
