@@ -164,6 +164,42 @@ impl S3Server {
             .expect("put object");
     }
 
+    /// Writes an object as today's AWS SDKs do by default (boto3 1.36+,
+    /// aws-sdk-rust): with a CRC32 checksum, which the server keeps, and no
+    /// SHA-256.
+    pub fn put_raw_with_crc32(&self, bucket: &str, key: &str, body: Vec<u8>) {
+        use base64::Engine;
+        use object_store::ObjectStoreExt;
+        let mut crc = flate2::Crc::new();
+        crc.update(&body);
+        let crc32 = base64::engine::general_purpose::STANDARD.encode(crc.sum().to_be_bytes());
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            "x-amz-sdk-checksum-algorithm",
+            reqwest::header::HeaderValue::from_static("CRC32"),
+        );
+        headers.insert(
+            "x-amz-checksum-crc32",
+            reqwest::header::HeaderValue::from_str(&crc32).expect("base64"),
+        );
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_bucket_name(bucket)
+            .with_region("us-east-1")
+            .with_access_key_id("test")
+            .with_secret_access_key("test-secret")
+            .with_client_options(object_store::ClientOptions::new().with_default_headers(headers))
+            .with_allow_http(true)
+            .build()
+            .expect("client");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(store.put(&object_store::path::Path::from(key), body.into()))
+            .expect("put object");
+    }
+
     /// Reads an object directly.
     pub fn get_raw(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
         use object_store::ObjectStoreExt;

@@ -38,6 +38,10 @@ pub(crate) enum Stored {
     Unknown,
     /// It is there, with this SHA-256.
     Sha256(Sha256Digest),
+    /// It is there with another checksum of the whole object (CRC32,
+    /// CRC64NVME: what SDKs send by default) and no SHA-256 — not written
+    /// by Materia, which always sends SHA-256.
+    Other,
 }
 
 /// One listed object, its key as the bucket has it.
@@ -180,9 +184,17 @@ impl RawLister<'_> {
             .filter(|_| whole)
             .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
             .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
-        Ok(digest.map_or(Stored::Unknown, |d| {
-            Stored::Sha256(Sha256Digest::from_bytes(d))
-        }))
+        if let Some(d) = digest {
+            return Ok(Stored::Sha256(Sha256Digest::from_bytes(d)));
+        }
+        let other = ["crc32", "crc32c", "crc64nvme", "sha1"]
+            .iter()
+            .any(|a| headers.contains_key(format!("x-amz-checksum-{a}").as_str()));
+        Ok(if whole && other {
+            Stored::Other
+        } else {
+            Stored::Unknown
+        })
     }
 
     /// One signed request (see [`RawLister::send`]): the response.

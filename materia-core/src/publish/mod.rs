@@ -150,14 +150,15 @@ impl Prepared {
         let target = Target::connect(&options.s3)?;
         // `latest.json`'s version (for the conditional move) and, when it is
         // a manifest of this format, its content.
-        let (previous, latest) = match target.read_latest()? {
+        let (previous, latest, latest_bytes) = match target.read_latest()? {
             Some((version, bytes)) => (
                 Some(version),
                 serde_json::from_slice::<Manifest>(&bytes)
                     .ok()
                     .filter(|m| m.format == FORMAT),
+                bytes,
             ),
-            None => (None, None),
+            None => (None, None, Vec::new()),
         };
         let source = export::Source::open(&options.duckdb_path, &options.memory_limit)?;
         let build = source.build()?;
@@ -166,7 +167,11 @@ impl Prepared {
             ..PublishReport::default()
         };
         let latest = match latest {
-            Some(latest) if latest.build == build.build && latest.models == build.models => {
+            Some(latest)
+                if latest.build == build.build
+                    && latest.models == build.models
+                    && target.is_intact(&latest, &latest_bytes)? =>
+            {
                 report.unchanged = true;
                 report.tables = latest.tables.len();
                 report.files = latest.paths().count();
@@ -253,7 +258,7 @@ impl Prepared {
             self.report.bytes_uploaded += bytes.len() as u64;
         }
         if let Some(keep) = self.options.keep {
-            self.report.removed = self.target.keep(keep, &self.manifest_key)?;
+            self.report.removed = self.target.keep(keep, &self.manifest_key, &self.manifest)?;
         }
         Ok(self.report)
     }
@@ -285,9 +290,17 @@ fn standing_files(
         .tables
         .into_iter()
         .map(|(name, t)| {
+            // A file named for two partitions is wrong for one of them (each
+            // partition's changes differ, so do their content addresses):
+            // it stands for neither.
+            let mut named = BTreeMap::<String, usize>::new();
+            for f in &t.files {
+                *named.entry(f.path.clone()).or_default() += 1;
+            }
             let by_part = t
                 .files
                 .into_iter()
+                .filter(|f| named.get(&f.path) == Some(&1))
                 .filter_map(|f| {
                     let (table, sha256) = keys::parse_data_path(&f.path)?;
                     let own = table == name && f.sha256 == sha256.to_string();
@@ -537,7 +550,7 @@ impl Target {
             })? {
                 Stored::Unknown => {}
                 Stored::Sha256(stored) if stored == sha => {}
-                Stored::Missing | Stored::Sha256(_) => continue,
+                Stored::Missing | Stored::Sha256(_) | Stored::Other => continue,
             }
             out.insert(path.to_owned());
         }
@@ -586,6 +599,34 @@ impl Target {
                 Err(e) => Err(self.fail("reading latest.json", e)),
             }
         })
+    }
+
+    /// Whether `latest.json` (`bytes`, read as `latest`) is what a publish to
+    /// this prefix wrote: its prefix is this one, and it is byte for byte the
+    /// manifest stored under its own content address. An edited `latest.json`
+    /// is not, and is then rewritten by a full publish (never taken as "this
+    /// build is already there").
+    fn is_intact(&self, latest: &Manifest, bytes: &[u8]) -> Result<bool> {
+        if latest.prefix != self.url.trim_end_matches('/') || bytes != latest.to_bytes() {
+            return Ok(false);
+        }
+        let path = manifest_key(latest);
+        Ok(self.get(&path)?.is_some_and(|stored| stored == bytes))
+    }
+
+    /// The object at `path` under the prefix (`None`: there is none).
+    fn get(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        let key = self.key(path);
+        let bytes = self.block_on(async {
+            match self.s3.get(&key).await {
+                Ok(got) => got.bytes().await.map(Some),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        });
+        bytes
+            .map(|b| b.map(|b| b.to_vec()))
+            .map_err(|e| self.fail(path, e))
     }
 
     /// Every key under `{prefix}/{dir}`, relative to the prefix, and its size.
@@ -732,7 +773,7 @@ impl Target {
     /// does not parse, or that does not parse at all, is left alone (and so
     /// are the files it names). Only keys of the shapes this module writes
     /// are removed, whatever a manifest names.
-    fn keep(&self, keep: usize, current: &str) -> Result<usize> {
+    fn keep(&self, keep: usize, current: &str, latest: &Manifest) -> Result<usize> {
         let (mut builds, undated) = self.manifests()?;
         builds.sort_by(|a, b| (b.0, &b.1).cmp(&(a.0, &a.1)));
         let (kept, old): (Vec<_>, Vec<_>) = builds
@@ -743,6 +784,7 @@ impl Target {
             .iter()
             .map(|(_, (_, _, m))| m)
             .chain(&undated)
+            .chain([latest])
             .flat_map(Manifest::paths)
             .collect();
         let mut doomed: BTreeSet<String> = BTreeSet::new();
@@ -778,15 +820,7 @@ impl Target {
             if !keys::is_manifest_path(&path) {
                 continue;
             }
-            let key = self.key(&path);
-            let bytes = self.block_on(async {
-                match self.s3.get(&key).await {
-                    Ok(got) => got.bytes().await.map(Some),
-                    Err(object_store::Error::NotFound { .. }) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            });
-            let bytes = bytes.map_err(|e| self.fail(&path, e))?;
+            let bytes = self.get(&path)?;
             // An unreadable manifest is not ours to judge: leave it.
             let Some(m) = bytes.and_then(|b| serde_json::from_slice::<Manifest>(&b).ok()) else {
                 continue;

@@ -334,3 +334,70 @@ fn publish_trusts_neither_latest_json_nor_the_bucket() {
     assert!(!left.contains(&object(text_newest_key)));
     assert_eq!(second.removed, 3, "{second:?}");
 }
+
+/// Review of issue 24, item 7: a `latest.json` edited to claim the current
+/// build was taken as "already published" and kept as it was, and `--keep`
+/// then removed the build's own files next to a planted future manifest; a
+/// file named for two partitions stood for both; a file overwritten by an
+/// SDK (a CRC32 checksum, no SHA-256) was reused.
+#[test]
+fn an_edited_latest_json_is_rewritten_and_its_files_are_checked_again() {
+    let server = S3Server::start();
+    server.create_bucket(BUCKET);
+    let f = fixture();
+    for k in 1..=3 {
+        land(&f, k);
+    }
+    transform(&f.store, &f.options).expect("build");
+    let mut o = options(&f, &server);
+    publish(&o).expect("publish");
+    let (_, m1) = latest(&server);
+
+    // Same build, other prefix and time; a planted manifest dated later.
+    let mut lying = m1.clone();
+    lying.prefix = "s3://evil/v1".into();
+    lying.published_at = "2020-01-01T00:00:00Z".into();
+    server.put_raw(BUCKET, "v1/latest.json", lying.to_bytes());
+    let mut planted = m1.clone();
+    planted.published_at = "2999-01-01T00:00:00Z".into();
+    planted.tables.clear();
+    server.put_raw(
+        BUCKET,
+        "v1/manifests/zz.0000000000000000.json",
+        planted.to_bytes(),
+    );
+    o.keep = Some(1);
+    let again = publish(&o).expect("publish");
+    assert!(!again.unchanged, "an edited latest.json is not this build");
+    let (_, m) = latest(&server);
+    assert_eq!(m.prefix, format!("s3://{BUCKET}/v1"));
+    assert!(objects(&server).contains(&format!("v1/{}", again.manifest)));
+    assert_matches_lakehouse(&f, &server, &m);
+
+    // latest.json names one release's file for two partitions, and an SDK
+    // overwrote another standing file (same size, CRC32 kept, no SHA-256).
+    let mut swapped = m.clone();
+    let files = &mut swapped
+        .tables
+        .get_mut("raw.psd_changes")
+        .expect("changes")
+        .files;
+    let (first, second) = (files[0].clone(), files[1].clone());
+    files[1] = materia_core::publish::File {
+        partition: second.partition,
+        ..first
+    };
+    let third = files[2].clone();
+    server.put_raw(BUCKET, "v1/latest.json", swapped.to_bytes());
+    server.put_raw_with_crc32(
+        BUCKET,
+        &format!("v1/{}", third.path),
+        vec![b'x'; third.bytes as usize],
+    );
+    land(&f, 4);
+    transform(&f.store, &f.options).expect("the next build");
+    let next = publish(&o).expect("publish");
+    assert!(next.replaced >= 1, "the overwritten file: {next:?}");
+    let (_, m) = latest(&server);
+    assert_matches_lakehouse(&f, &server, &m);
+}
