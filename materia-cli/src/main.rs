@@ -665,6 +665,13 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
                     report.bytes,
                     report.skipped
                 )?;
+                if report.probes > 0 {
+                    writeln!(
+                        io::stdout(),
+                        "skipped {} probe object(s) an older `mirror --create-bucket` left",
+                        report.probes
+                    )?;
+                }
             }
             Ok(if report.refused.is_empty() {
                 ExitCode::SUCCESS
