@@ -213,7 +213,7 @@ fn a_queued_request_keeps_its_time_limit_and_health_needs_no_connection() {
             "answered after {took:?} ({body})"
         );
     }
-    // The measure sees the server: two queries on two cores for a second.
+    // The measure sees the server's threads (busy while the queries ran).
     assert!(busy >= limit / 5, "the server's threads used only {busy:?}");
     // Only the two running queries ever ran, and they were stopped: no query
     // runs on after its client got its 503.
