@@ -31,18 +31,16 @@ pub(crate) struct Ask<'a> {
     pub path: String,
     pub params: Vec<(String, String)>,
     pub picked: Picked,
-    /// Kept and revalidated (`ETag`, `Cache-Control: public`); else `no-store`.
-    pub cacheable: bool,
     pub request: &'a HeaderMap,
-    /// The parameter a too-big answer is blamed on, and what to change.
-    pub blame: (&'static str, &'static str),
+    /// What a refusal names: the parameter to change, the time limit.
+    pub blame: Blame,
 }
 
 /// Answers `ask` with `work`'s rows or JSON: bounded by the server's permits
-/// and time limit; a cacheable answer carries the caching headers, is a 304
-/// when the client holds its ETag, and is kept in memory for the next client
-/// asking the same of this build (`Cache-Control: no-cache` in a request
-/// skips the kept copy).
+/// and time limit; the answer carries the caching headers, is a 304 when the
+/// client holds its ETag, and is kept in memory for the next client asking
+/// the same of this build (`Cache-Control: no-cache` in a request skips the
+/// kept copy).
 pub(crate) async fn answer<F>(app: &App, ask: Ask<'_>, work: F) -> Result<Response, ApiError>
 where
     F: FnOnce(&Snapshot, &duckdb::Connection, &[(String, String)]) -> Result<Body, ApiError>
@@ -58,55 +56,41 @@ where
     refuse_repeats(&ask.params)?;
     let snap = current(app).await?;
     let format = ask.picked.format;
-    let (mut headers, tag) = if ask.cacheable {
-        let tag = etag(&snap, &ask.path, &ask.params, format);
-        let (mut headers, matched) = caching(&snap, &tag, ask.picked, ask.request);
-        if matched {
-            return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
-        }
-        if !no_cache(ask.request)
-            && let Some(kept) = app.cache.get(&snap.build, &tag)
-        {
-            extend(&mut headers, &kept.headers);
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(kept.content_type),
-            );
-            headers.insert("x-cache", HeaderValue::from_static("hit"));
-            return Ok((StatusCode::OK, headers, kept.body).into_response());
-        }
-        headers.insert("x-cache", HeaderValue::from_static("miss"));
-        (headers, Some(tag))
-    } else {
-        let headers =
-            HeaderMap::from_iter([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))]);
-        (headers, None)
-    };
+    let tag = etag(&snap, &ask.path, &ask.params, format);
+    let (mut headers, matched) = caching(&snap, &tag, ask.picked, ask.request);
+    if matched {
+        return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
+    }
+    if !no_cache(ask.request)
+        && let Some(kept) = app.cache.get(&snap.build, &tag)
+    {
+        extend(&mut headers, &kept.headers);
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(kept.content_type),
+        );
+        headers.insert("x-cache", HeaderValue::from_static("hit"));
+        return Ok((StatusCode::OK, headers, kept.body).into_response());
+    }
+    headers.insert("x-cache", HeaderValue::from_static("miss"));
     let build = snap.build.clone();
-    let blame = Blame {
-        parameter: ask.blame.0,
-        hint: ask.blame.1,
-        timeout: app.timeout,
-    };
     let budget = Budget {
         max_bytes: app.max_answer_bytes,
         deadline,
     };
-    let encoded = run(snap, ask.params, format, budget, blame, work).await?;
+    let encoded = run(snap, ask.params, format, budget, ask.blame, work).await?;
     extend(&mut headers, &encoded.headers);
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
     );
     let body = Bytes::from(encoded.body);
-    if let Some(tag) = tag {
-        let kept = Cached {
-            content_type: format.content_type(),
-            body: body.clone(),
-            headers: encoded.headers,
-        };
-        app.cache.put(&build, tag, kept);
-    }
+    let kept = Cached {
+        content_type: format.content_type(),
+        body: body.clone(),
+        headers: encoded.headers,
+    };
+    app.cache.put(&build, tag, kept);
     Ok((StatusCode::OK, headers, body).into_response())
 }
 

@@ -103,9 +103,8 @@ async fn releases(
         path: "/v1/releases".into(),
         params,
         picked,
-        cacheable: true,
         request: &request,
-        blame: (blame.parameter, blame.hint),
+        blame,
     };
     answer(&app, ask, move |_, conn, _| {
         let sql = "SELECT * FROM serving.releases ORDER BY dataset, ord";
@@ -131,9 +130,8 @@ async fn tables(State(app): State<App>, request: HeaderMap) -> Result<Response, 
             format: Format::Json,
             by_accept: false,
         },
-        cacheable: true,
         request: &request,
-        blame: ("limit", TABLE_HINT),
+        blame: app.blame("limit", TABLE_HINT),
     };
     answer(&app, ask, |snap, conn, _| {
         let mut list = Vec::new();
@@ -169,9 +167,8 @@ async fn table(
         path: format!("/v1/tables/{name}"),
         params,
         picked,
-        cacheable: true,
         request: &request,
-        blame: (blame.parameter, blame.hint),
+        blame,
     };
     answer(&app, ask, move |snap, conn, params| {
         let catalog = snap.catalog(conn).map_err(ApiError::internal)?;
@@ -291,9 +288,8 @@ async fn sql(
         path: "/v1/sql".into(),
         params: vec![("sql".to_owned(), body)],
         picked,
-        cacheable: true,
         request: &request,
-        blame: (blame.parameter, blame.hint),
+        blame,
     };
     answer(&app, ask, move |_, conn, params| {
         let fail = |f: Failed| explain_refusal(failed(f, caps, &blame, true));
