@@ -209,16 +209,26 @@ enum Command {
         /// Requests in flight at most; more are answered 503.
         #[arg(long, default_value_t = 64)]
         max_in_flight: usize,
-        /// A query's time limit, in seconds (then 503).
+        /// A request's time limit, in seconds, from its arrival: waiting for
+        /// a connection, the query and writing the answer (then 503).
         #[arg(long, default_value_t = 10)]
         timeout_secs: u64,
-        /// Run clients' SQL at POST /v1/sql (hardened: no files, ATTACH,
-        /// extensions or SET; at most 10000 rows).
+        /// Run clients' SQL at POST /v1/sql: one read-only query (SELECT,
+        /// FROM, WITH…; no CREATE, INSERT, COPY, PRAGMA, SET, ATTACH or
+        /// several statements), hardened (no files, extensions or SET), at
+        /// most 10000 rows.
         #[arg(long)]
         allow_sql: bool,
         /// MiB of answers kept in memory for the current build (0: none).
         #[arg(long, default_value_t = 64)]
         cache_mib: usize,
+        /// DuckDB memory_limit of the readers, all queries together, e.g.
+        /// 512MB, 1GiB (default: a quarter of RAM, at most 1 GiB).
+        #[arg(long, env = "MATERIA_SERVE_MEMORY", value_parser = parse_bytes)]
+        memory_limit: Option<u64>,
+        /// MiB one answer may take (more: 400 naming limit= or sql).
+        #[arg(long, default_value_t = 64)]
+        max_answer_mib: usize,
     },
     /// Run SQL read-only against the published lakehouse.
     ///
@@ -501,6 +511,8 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         timeout_secs,
         allow_sql,
         cache_mib,
+        memory_limit,
+        max_answer_mib,
     } = &cli.command
     {
         let mut options = materia_core::serve::ServeOptions::new(&cli.duckdb_path);
@@ -509,6 +521,10 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         options.timeout = std::time::Duration::from_secs(*timeout_secs);
         options.allow_sql = *allow_sql;
         options.cache_bytes = cache_mib.saturating_mul(1 << 20);
+        if let Some(bytes) = memory_limit {
+            options.memory_limit_bytes = *bytes;
+        }
+        options.max_answer_bytes = max_answer_mib.saturating_mul(1 << 20).max(1);
         return serve(&options);
     }
     if let Command::Notify {
@@ -1087,6 +1103,36 @@ fn print_stats(stats: &Stats) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// A size as DuckDB writes it: a number and a unit (`B`, `KB`/`MB`/`GB`
+/// powers of 1000, `KiB`/`MiB`/`GiB` powers of 1024).
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let unit_bytes: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "{text:?}: give a size with its unit, e.g. 512MB or 1GiB"
+            ));
+        }
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_bytes))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{text:?}: give a size above zero, e.g. 512MB or 1GiB"))
+}
+
 /// `materia serve`: binds, says where, serves until SIGTERM or Ctrl-C.
 fn serve(options: &materia_core::serve::ServeOptions) -> Result<ExitCode, BoxError> {
     let server = materia_core::serve::Server::bind(options)?;
@@ -1113,4 +1159,20 @@ fn serve(options: &materia_core::serve::ServeOptions) -> Result<ExitCode, BoxErr
         .await;
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn sizes_read_as_duckdb_writes_them() {
+        assert_eq!(parse_bytes("512MB"), Ok(512_000_000));
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("64 MiB"), Ok(64 << 20));
+        for bad in ["512", "0MB", "1TB", "MB", "-1GB"] {
+            let e = parse_bytes(bad).expect_err(bad);
+            assert!(e.contains("e.g. 512MB"), "{bad}: {e}");
+        }
+    }
 }

@@ -6,12 +6,15 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
 use axum::body::Bytes;
+use axum::http::{HeaderName, HeaderValue};
 
-/// One cached answer: its body and content type.
+/// One cached answer: its body, content type and the headers particular to
+/// it (`Link`, `X-Total-Count`…).
 #[derive(Clone)]
 pub(crate) struct Cached {
     pub content_type: &'static str,
     pub body: Bytes,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// The answers of one build, at most `budget` bytes of bodies.
@@ -87,6 +90,7 @@ mod tests {
         Cached {
             content_type: "application/json",
             body: Bytes::from(vec![b'x'; n]),
+            headers: Vec::new(),
         }
     }
 

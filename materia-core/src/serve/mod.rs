@@ -1,35 +1,67 @@
 //! `materia serve`: a read-only HTTP API over the published lakehouse.
 //!
-//! - `GET /`: a page — the World coffee balance over market years, a country
-//!   picker, how one production estimate moved release by release.
-//! - `GET /v1/health`: the build id, when it was published, its age.
-//! - `GET /v1/tables`: every table and view, its columns with types, its rows.
+//! - `GET /`: a page — the World coffee balance over market years (units on
+//!   every figure, a stocks-to-use line), a country picker, how one
+//!   production estimate moved release by release, the CFTC Coffee C
+//!   managed-money positioning when `serving.cot_coffee` has rows, a CSV link
+//!   under each table. Its script and style are files (`/page.js`,
+//!   `/page.css`), every value is inserted as text, and it is sent with a
+//!   Content-Security-Policy allowing nothing inline or from elsewhere.
+//! - `GET /v1/health`: the build id, when it was published, its age — from
+//!   memory, without a DuckDB connection or a request permit, so it answers
+//!   while every connection is busy.
+//! - `GET /v1/tables`: every table and view (in `raw`, `serving` — user
+//!   models' tables and views too — and `materia`), its columns with types,
+//!   its rows.
 //! - `GET /v1/tables/{schema.name}`: rows; filters `column=value` and
 //!   `column=from..to` on any column (values bound and cast to the column's
-//!   type), `columns=a,b`, `limit=` (default 1000, at most 10000); ordered by
-//!   every column. JSON (`{"rows": [...]}`) or CSV (`Accept: text/csv` or a
-//!   `.csv` suffix).
+//!   type), `columns=a,b` (the answer keeps this order, else the table's),
+//!   `sort=a,-b` (then every column: a total order), `limit=` (default 1000,
+//!   at most 10000), `offset=`, `count=true`. JSON (`{"rows": [...],
+//!   "truncated": bool, "next": "/v1/tables/…&offset=…", "count": n}`) or
+//!   CSV, Arrow, Parquet (`Accept` or a `.csv`/`.arrow`/`.parquet` suffix),
+//!   those with `Link: <…>; rel="next"`, `X-Truncated` and `X-Total-Count`.
 //! - `GET /v1/releases`: the loaded releases.
-//! - `POST /v1/sql` (only with `allow_sql`): one query in the body, on the
-//!   hardened read-only connection (no files, `ATTACH`, extensions or `SET`),
-//!   at most 10000 rows (body at most 64 KiB).
+//! - `POST /v1/sql` (only with `allow_sql`): one read-only query in the body
+//!   (DuckDB's `query()` table function accepts exactly one `SELECT`:
+//!   `CREATE` — `TEMP` too —, `INSERT`, `COPY`, `PRAGMA`, `SET`, `ATTACH` and
+//!   several statements are refused, naming why), on the hardened read-only
+//!   connection (no files, `ATTACH`, extensions or `SET`), at most 10000 rows
+//!   (body at most 64 KiB).
 //!
-//! Every answer about a build carries an `ETag` (the build id and a hash of
-//! the normalised request), `Last-Modified` (the publish time) and
-//! `Cache-Control`; an `If-None-Match` holding the ETag is answered `304`
-//! before anything is queried. Answers are kept in memory for the build
-//! being served (`cache_bytes`, oldest out first, all dropped on a new
-//! publish; `X-Cache: hit|miss` says which), so a repeated request costs no
-//! query; a request with `Cache-Control: no-cache` is computed anew.
+//! A parameter given twice is a `400` naming it (one request, one meaning:
+//! its answer, its ETag and its kept copy agree). Every answer about a build
+//! carries an `ETag` (the build id and a hash of the request: path, sorted
+//! parameters, format), `Last-Modified` (the publish time),
+//! `Cache-Control`, and `Vary: Accept` when its format followed `Accept` (a
+//! suffix fixes the format: the form for shared caches); an
+//! `If-None-Match` holding the ETag is answered `304` before anything is
+//! queried. Answers are kept in memory for the build being served
+//! (`cache_bytes`, oldest out first, all dropped on a new publish; `X-Cache:
+//! hit|miss` says which), so a repeated request costs no query; a request
+//! with `Cache-Control: no-cache` is computed anew.
 //!
 //! The server never blocks a transform nor waits for one: each request takes
 //! the newest build ([`Readers`]), in-flight ones finish on theirs. No SQL
-//! comes from the client unless allowed. Bounded: a query timeout (then `503`;
-//! the query is interrupted, its connection freed), requests in flight (then
-//! `503`), bad parameters `400` with the parameter named, unknown tables `404`.
+//! comes from the client unless allowed. Bounded, each limit named in its
+//! error: a time limit per request (`timeout`, then `503`) counted from its
+//! arrival — waiting for a connection, the query and writing the answer; a
+//! request whose time is up before it has a connection never runs, a running
+//! query is interrupted, and DuckDB's `max_execution_time` backs this up;
+//! requests in flight (`max_in_flight`, then `503`); the readers' DuckDB
+//! `memory_limit` (`memory_limit_bytes`, shared by a build's connections;
+//! a query needing more is a `503`); an answer's bytes (`max_answer_bytes`,
+//! then `400` naming `limit` or `sql`); bad parameters `400` with the
+//! parameter named, unknown tables `404`.
 
+mod answer;
 mod api;
 mod cache;
+mod encode;
+mod error;
+mod page;
+mod params;
+mod query;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,9 +69,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::transform::{Readers, Snapshot};
-pub use api::{DEFAULT_LIMIT, MAX_LIMIT};
+pub use params::{DEFAULT_LIMIT, MAX_LIMIT};
 
 use crate::error::{Error, Result};
+
+/// The name of every thread the server runs (its runtime's and DuckDB's).
+pub const THREAD_NAME: &str = "materia-serve";
 
 /// What to serve, and how.
 ///
@@ -58,13 +93,32 @@ pub struct ServeOptions {
     /// DuckDB connections per build (default twice the cores: a query
     /// waits on the client side as much as it computes).
     pub connections: usize,
-    /// A query's time limit (then 503).
+    /// A request's time limit, from its arrival: the wait for a connection,
+    /// the query and writing the answer (then 503).
     pub timeout: Duration,
     /// Whether `POST /v1/sql` runs clients' SQL (on the hardened read-only
     /// connection, at most [`MAX_LIMIT`] rows); off by default.
     pub allow_sql: bool,
     /// Bytes of answers kept in memory for the current build (0: none).
     pub cache_bytes: usize,
+    /// DuckDB's `memory_limit` for the readers of a build, all connections
+    /// together (default: a quarter of the machine's memory, at most 1 GiB).
+    pub memory_limit_bytes: u64,
+    /// Bytes one answer may take, written (default 64 MiB; more: `400`).
+    pub max_answer_bytes: usize,
+}
+
+/// A quarter of the machine's memory (`/proc/meminfo`), at most 1 GiB.
+pub fn default_memory_limit() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(4 << 30, |kib| kib * 1024);
+    (total / 4).min(1 << 30)
 }
 
 impl ServeOptions {
@@ -78,6 +132,8 @@ impl ServeOptions {
             timeout: Duration::from_secs(10),
             allow_sql: false,
             cache_bytes: 64 << 20,
+            memory_limit_bytes: default_memory_limit(),
+            max_answer_bytes: 64 << 20,
         }
     }
 }
@@ -93,14 +149,35 @@ pub struct Server {
 impl Server {
     /// Opens the lakehouse and binds (an error names what failed).
     pub fn bind(options: &ServeOptions) -> Result<Server> {
-        let readers = Readers::open(&options.duckdb_path, options.connections)?;
+        // Every thread of the server is named `materia-serve`: the runtime's,
+        // and DuckDB's workers, which take the name of the thread that opens
+        // the database (so `top -H` tells the server's CPU from the rest).
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
+            .thread_name(THREAD_NAME)
             .build()
             .map_err(|source| Error::System {
                 what: "starting the server's runtime".into(),
                 source,
             })?;
+        let limits = crate::transform::ReadLimits {
+            memory_bytes: Some(options.memory_limit_bytes),
+            // DuckDB's own deadline, behind the server's (which also counts
+            // the wait for a connection).
+            query_time: Some(options.timeout),
+        };
+        let (path, connections) = (options.duckdb_path.clone(), options.connections);
+        let readers = runtime
+            .block_on(async move {
+                tokio::task::spawn_blocking(move || {
+                    Readers::open_limited(path, connections, limits)
+                })
+                .await
+            })
+            .map_err(|e| Error::System {
+                what: "opening the lakehouse for serving".into(),
+                source: std::io::Error::other(e),
+            })??;
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(options.bind))
             .map_err(|source| Error::System {
@@ -113,6 +190,8 @@ impl Server {
             timeout: options.timeout,
             allow_sql: options.allow_sql,
             cache: Arc::new(cache::Cache::new(options.cache_bytes)),
+            max_answer_bytes: options.max_answer_bytes,
+            memory_bytes: options.memory_limit_bytes,
         });
         Ok(Server {
             listener,

@@ -85,6 +85,20 @@ impl Drop for Lakehouse {
     }
 }
 
+/// Limits a hardened reader is opened with ([`Lakehouse::open_read_only_limited`],
+/// [`Readers::open_limited`](super::Readers::open_limited)); DuckDB enforces
+/// them and `lock_configuration` keeps any `SET` from raising them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// DuckDB's `memory_limit`, in bytes, for the database — every connection
+    /// of it together (`None`: DuckDB's default, 80 % of RAM). A query needing
+    /// more fails with DuckDB's "Out of Memory Error" (readers never spill).
+    pub memory_bytes: Option<u64>,
+    /// DuckDB's `max_execution_time`: a query running longer fails with
+    /// "Query exceeded maximum execution time" (`None`: no limit).
+    pub query_time: Option<std::time::Duration>,
+}
+
 /// One row of `serving.coffee_balance`: a country's (or the World's) green coffee
 /// balance for a market year, in 1000 60-kg bags.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -145,17 +159,37 @@ impl Lakehouse {
     /// Fails if a process holds it read-write (DuckDB's lock); `transform` never
     /// does.
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<Lakehouse> {
-        Lakehouse::open(path.as_ref(), false)
+        Lakehouse::open(path.as_ref(), Some(ReadLimits::default()))
+    }
+
+    /// [`Lakehouse::open_read_only`] with `limits` on memory and query time,
+    /// locked with the rest of the configuration (a server's readers: see
+    /// [`ReadLimits`]).
+    ///
+    /// ```no_run
+    /// use materia_core::transform::{Lakehouse, ReadLimits};
+    /// let limits = ReadLimits {
+    ///     memory_bytes: Some(256 << 20),
+    ///     query_time: Some(std::time::Duration::from_secs(5)),
+    /// };
+    /// let lake = Lakehouse::open_read_only_limited("/data/materia/lakehouse.duckdb", limits)?;
+    /// // A query needing more than 256 MiB fails; nothing can raise the limit:
+    /// assert!(lake.connection().execute_batch("SET memory_limit = '8GB'").is_err());
+    /// # Ok::<(), materia_core::Error>(())
+    /// ```
+    pub fn open_read_only_limited(path: impl AsRef<Path>, limits: ReadLimits) -> Result<Lakehouse> {
+        Lakehouse::open(path.as_ref(), Some(limits))
     }
 
     /// Opens `path` read-only with DuckDB's external access on: SQL on this
     /// connection can read and write any file the process can (`COPY … TO`,
     /// `read_csv`, `ATTACH`). Only for SQL the caller wrote itself.
     pub fn open_trusted(path: impl AsRef<Path>) -> Result<Lakehouse> {
-        Lakehouse::open(path.as_ref(), true)
+        Lakehouse::open(path.as_ref(), None)
     }
 
-    fn open(path: &Path, trusted: bool) -> Result<Lakehouse> {
+    /// Opens `path` read-only; hardened with `limits` unless `None` (trusted).
+    fn open(path: &Path, hardened: Option<ReadLimits>) -> Result<Lakehouse> {
         let path = path.to_path_buf();
         let fail = |e: duckdb::Error| Error::Lakehouse {
             path: path.clone(),
@@ -174,14 +208,26 @@ impl Lakehouse {
             .and_then(|c| c.enable_autoload_extension(false))
             .and_then(|c| c.with("autoinstall_known_extensions", "false"))
             .map_err(fail)?;
-        if !trusted {
+        if let Some(limits) = hardened {
             config = config
                 .enable_external_access(false)
                 .and_then(|c| c.with("allow_community_extensions", "false"))
                 // No spilling: a reader never writes beside the lakehouse.
                 .and_then(|c| c.with("max_temp_directory_size", "0B"))
-                .and_then(|c| c.with("lock_configuration", "true"))
                 .map_err(fail)?;
+            if let Some(bytes) = limits.memory_bytes {
+                config = config
+                    .with("memory_limit", format!("{bytes}B"))
+                    .map_err(fail)?;
+            }
+            if let Some(time) = limits.query_time {
+                // DuckDB's own deadline (ms, 0: none), counted from a query's start.
+                let ms = time.as_millis().clamp(1, i64::MAX as u128);
+                config = config
+                    .with("max_execution_time", ms.to_string())
+                    .map_err(fail)?;
+            }
+            config = config.with("lock_configuration", "true").map_err(fail)?;
         }
         let conn = Connection::open_with_flags(&path, config).map_err(fail)?;
         let inode = inode_of(&path);

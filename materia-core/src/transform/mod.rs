@@ -59,12 +59,12 @@ use duckdb::{Config, Connection};
 use serde::Serialize;
 
 pub use duckdb;
-pub use lakehouse::{Balance, Lakehouse, Revision};
+pub use lakehouse::{Balance, Lakehouse, ReadLimits, Revision};
 pub use models::{Model, Severity};
 pub use readers::{Readers, Snapshot};
 pub(crate) use readers::{build_id, stat_published};
-pub use rows::Rows;
 pub(crate) use rows::quoted_name;
+pub use rows::{OrderedRows, Rows};
 
 use history::{History, Loaded};
 

@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Instant;
 
 use duckdb::Connection;
 
-use super::{Lakehouse, Rows, rows::text};
+use super::{Lakehouse, ReadLimits, Rows, rows::text};
 use crate::error::{Error, Result};
 
 /// A table's kind (`BASE TABLE`, `VIEW`) and columns (name, DuckDB type).
@@ -37,6 +37,7 @@ pub struct Readers {
 struct Inner {
     path: PathBuf,
     connections: usize,
+    limits: ReadLimits,
     current: Mutex<Arc<Snapshot>>,
 }
 
@@ -50,8 +51,7 @@ pub struct Snapshot {
     /// Owns the database (and registers it, so no transform in this process
     /// writes it in place).
     _lake: Mutex<Lakehouse>,
-    pool: Vec<Mutex<Connection>>,
-    next: AtomicUsize,
+    pool: Pool,
     /// Every table and view, read once per build.
     catalog: OnceLock<BTreeMap<String, Relation>>,
 }
@@ -84,10 +84,78 @@ pub(crate) fn build_id(conn: &Connection) -> String {
     .unwrap_or_else(|_| "0".into())
 }
 
+/// A build's connections, each lent to one caller at a time; a caller waits
+/// for a free one, up to a deadline.
+struct Pool {
+    connections: Vec<Mutex<Connection>>,
+    /// Indexes of the connections not lent.
+    free: Mutex<Vec<usize>>,
+    /// Signalled when a connection comes back.
+    returned: Condvar,
+}
+
+/// A lent connection, back to its pool when dropped.
+struct Lease<'a> {
+    pool: &'a Pool,
+    index: usize,
+}
+
+impl Pool {
+    fn new(connections: Vec<Connection>) -> Pool {
+        Pool {
+            free: Mutex::new((0..connections.len()).rev().collect()),
+            connections: connections.into_iter().map(Mutex::new).collect(),
+            returned: Condvar::new(),
+        }
+    }
+
+    /// A free connection, waiting for one until `deadline` (`None`: as long
+    /// as it takes); `None` once the deadline passed with none free.
+    fn lend(&self, deadline: Option<Instant>) -> Option<Lease<'_>> {
+        let mut free = relock(&self.free);
+        loop {
+            if let Some(index) = free.pop() {
+                return Some(Lease { pool: self, index });
+            }
+            free = match deadline {
+                None => self
+                    .returned
+                    .wait(free)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let left = deadline.checked_duration_since(Instant::now())?;
+                    self.returned
+                        .wait_timeout(free, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+    }
+}
+
+impl Lease<'_> {
+    fn connection(&self) -> MutexGuard<'_, Connection> {
+        // Never contended: a lease is the only holder of its index.
+        relock(&self.pool.connections[self.index])
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        relock(&self.pool.free).push(self.index);
+        self.pool.returned.notify_one();
+    }
+}
+
+fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Snapshot {
-    fn open(path: &Path, connections: usize) -> Result<Snapshot> {
+    fn open(path: &Path, connections: usize, limits: ReadLimits) -> Result<Snapshot> {
         let (ino, published_at) = stat_published(path)?;
-        let lake = Lakehouse::open_read_only(path)?;
+        let lake = Lakehouse::open_read_only_limited(path, limits)?;
         let fail = |e: duckdb::Error| Error::Lakehouse {
             path: path.to_path_buf(),
             reason: e.to_string(),
@@ -95,7 +163,7 @@ impl Snapshot {
         };
         let build = build_id(lake.connection());
         let pool = (0..connections.max(1))
-            .map(|_| lake.connection().try_clone().map(Mutex::new))
+            .map(|_| lake.connection().try_clone())
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(fail)?;
         Ok(Snapshot {
@@ -103,23 +171,50 @@ impl Snapshot {
             published_at,
             inode: ino,
             _lake: Mutex::new(lake),
-            pool,
-            next: AtomicUsize::new(0),
+            pool: Pool::new(pool),
             catalog: OnceLock::new(),
         })
     }
 
-    /// Runs `f` on a connection of this build (a free one if any, else the
-    /// next in turn, waiting for it).
+    /// Runs `f` on a connection of this build, waiting as long as it takes
+    /// for one to be free.
     pub fn with_connection<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
-        for slot in &self.pool {
-            if let Ok(conn) = slot.try_lock() {
-                return f(&conn);
+        loop {
+            // Without a deadline `lend` waits until a connection is free.
+            if let Some(lease) = self.pool.lend(None) {
+                return f(&lease.connection());
             }
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
-        let conn = self.pool[i].lock().unwrap_or_else(PoisonError::into_inner);
-        f(&conn)
+    }
+
+    /// Runs `f` on a connection of this build if one is free before
+    /// `deadline`; `None` (and `f` never runs) when none was. A server
+    /// bounds a request's wait for a connection with it, so a request whose
+    /// time is up never starts its query.
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, Instant};
+    /// let readers = materia_core::transform::Readers::open("/data/materia/lakehouse.duckdb", 2)?;
+    /// let snap = readers.snapshot()?;
+    /// let deadline = Instant::now() + Duration::from_secs(1);
+    /// match snap.with_connection_until(deadline, |c| c.query_row("SELECT 42", [], |r| r.get::<_, i64>(0))) {
+    ///     Some(n) => println!("{}", n?),
+    ///     None => println!("every connection stayed busy for a second"),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_connection_until<T>(
+        &self,
+        deadline: Instant,
+        f: impl FnOnce(&Connection) -> T,
+    ) -> Option<T> {
+        let lease = self.pool.lend(Some(deadline))?;
+        Some(f(&lease.connection()))
+    }
+
+    /// How many connections this build has.
+    pub fn connections(&self) -> usize {
+        self.pool.connections.len()
     }
 }
 
@@ -157,12 +252,24 @@ impl Snapshot {
 impl Readers {
     /// Opens the lakehouse at `path` with `connections` connections per build.
     pub fn open(path: impl Into<PathBuf>, connections: usize) -> Result<Readers> {
+        Readers::open_limited(path, connections, ReadLimits::default())
+    }
+
+    /// [`Readers::open`], each build opened with `limits` (DuckDB's memory
+    /// limit is per build: while a request still holds the old build after a
+    /// publish, both count).
+    pub fn open_limited(
+        path: impl Into<PathBuf>,
+        connections: usize,
+        limits: ReadLimits,
+    ) -> Result<Readers> {
         let path = path.into();
-        let first = Snapshot::open(&path, connections)?;
+        let first = Snapshot::open(&path, connections, limits)?;
         Ok(Readers {
             inner: Arc::new(Inner {
                 path,
                 connections,
+                limits,
                 current: Mutex::new(Arc::new(first)),
             }),
         })
@@ -191,7 +298,11 @@ impl Readers {
             .unwrap_or_else(PoisonError::into_inner);
         if current.inode != ino {
             tracing::info!(lakehouse = %self.inner.path.display(), "a new build was published: switching to it");
-            *current = Arc::new(Snapshot::open(&self.inner.path, self.inner.connections)?);
+            *current = Arc::new(Snapshot::open(
+                &self.inner.path,
+                self.inner.connections,
+                self.inner.limits,
+            )?);
         }
         Ok(Arc::clone(&current))
     }

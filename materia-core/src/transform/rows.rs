@@ -77,6 +77,23 @@ impl Rows {
             .collect()
     }
 
+    /// The rows as JSON objects whose keys keep the columns' order (as
+    /// [`Rows::json`] names them), for `serde_json::to_writer` and friends.
+    ///
+    /// ```
+    /// use materia_core::transform::Rows;
+    /// let conn = materia_core::transform::duckdb::Connection::open_in_memory()?;
+    /// let rows = Rows::fetch(&conn, "SELECT 2 AS z, 1 AS a", &[])?;
+    /// assert_eq!(serde_json::to_string(&rows.ordered())?, r#"[{"z":2,"a":1}]"#);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn ordered(&self) -> OrderedRows<'_> {
+        OrderedRows {
+            keys: unique_names(&self.columns),
+            rows: &self.rows,
+        }
+    }
+
     /// The rows as CSV with a header line (RFC 4180 quoting, `\n` line ends;
     /// NULL is the empty field).
     pub fn write_csv(&self, out: &mut impl Write) -> io::Result<()> {
@@ -87,6 +104,44 @@ impl Rows {
             writeln!(out, "{}", fields.join(","))?;
         }
         Ok(())
+    }
+}
+
+/// [`Rows`] serialized as an array of objects in column order
+/// ([`Rows::ordered`]).
+pub struct OrderedRows<'a> {
+    keys: Vec<String>,
+    rows: &'a [Vec<Json>],
+}
+
+impl serde::Serialize for OrderedRows<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.rows.len()))?;
+        for row in self.rows {
+            seq.serialize_element(&OrderedRow {
+                keys: &self.keys,
+                row,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+/// One row as an object in column order.
+struct OrderedRow<'a> {
+    keys: &'a [String],
+    row: &'a [Json],
+}
+
+impl serde::Serialize for OrderedRow<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.keys.len()))?;
+        for (k, v) in self.keys.iter().zip(self.row) {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
     }
 }
 

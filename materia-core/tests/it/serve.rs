@@ -9,11 +9,27 @@ use serde_json::Value;
 
 use crate::{Fixture, fixture};
 
+mod limits;
+mod page;
+mod paging;
+
 /// A server on a free loopback port, stopped when dropped.
 struct Running {
     base: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<thread::JoinHandle<()>>,
+    /// Released after the server stopped.
+    _hold: Hold,
+}
+
+/// Servers of these tests run side by side, except a test measuring the
+/// server's CPU: it runs alone (its server's threads are the only ones
+/// named `materia-serve` while it runs).
+static SERVERS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+enum Hold {
+    Shared(#[allow(dead_code)] std::sync::RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] std::sync::RwLockWriteGuard<'static, ()>),
 }
 
 impl Drop for Running {
@@ -32,6 +48,25 @@ fn serve(f: &Fixture) -> Running {
 }
 
 fn serve_with(f: &Fixture, set: impl FnOnce(&mut ServeOptions)) -> Running {
+    let hold = Hold::Shared(
+        SERVERS
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    start(f, set, hold)
+}
+
+/// [`serve_with`], the only server of these tests while it runs.
+fn serve_alone(f: &Fixture, set: impl FnOnce(&mut ServeOptions)) -> Running {
+    let hold = Hold::Alone(
+        SERVERS
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    start(f, set, hold)
+}
+
+fn start(f: &Fixture, set: impl FnOnce(&mut ServeOptions), hold: Hold) -> Running {
     let mut options = ServeOptions::new(&f.options.duckdb_path);
     options.bind = "127.0.0.1:0".parse().expect("addr");
     set(&mut options);
@@ -52,6 +87,7 @@ fn serve_with(f: &Fixture, set: impl FnOnce(&mut ServeOptions)) -> Running {
         base,
         stop: Some(tx),
         thread: Some(thread),
+        _hold: hold,
     }
 }
 
@@ -453,127 +489,4 @@ fn a_query_past_the_time_limit_is_interrupted_and_frees_its_connection() {
         }
     });
     assert!(ok, "the timed-out query still holds the only connection");
-}
-
-/// Headless Chromium from Debian (`MATERIA_TEST_CHROMIUM`, default
-/// `/usr/bin/chromium`); missing, the test fails saying how to install it.
-fn chromium() -> String {
-    let path =
-        std::env::var("MATERIA_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        std::path::Path::new(&path).exists(),
-        "no browser at {path}: apt-get install chromium (or set MATERIA_TEST_CHROMIUM); .ci/run does this"
-    );
-    path
-}
-
-/// The page as Chromium renders it, scripts run (`--dump-dom` after the
-/// page's fetches, within a virtual time budget).
-fn rendered(url: &str, profile: &std::path::Path, extra: &[&str]) -> String {
-    let out = std::process::Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=15000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(url)
-        .output()
-        .expect("chromium runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-#[test]
-fn the_page_renders_the_world_balance_and_a_revision_history_in_a_browser() {
-    let f = fixture();
-    let sample =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/psd_coffee_sample.zip");
-    let mut spec = materia_core::extract::DatasetSpec::psd();
-    spec.url = format!("file://{}", sample.display());
-    materia_core::extract::Extractor::new(materia_core::extract::Limits::default())
-        .expect("client")
-        .fetch(&f.store, &spec)
-        .expect("lands the sample");
-    transform(&f.store, &f.options).expect("build");
-    let s = serve(&f);
-
-    let page = get(&format!("{}/", s.base));
-    assert_eq!(page.status(), 200);
-    assert!(
-        page.headers()["content-type"]
-            .to_str()
-            .expect("type")
-            .starts_with("text/html")
-    );
-
-    let dom = rendered(
-        &format!("{}/", s.base),
-        &f.dir.path().join("chromium"),
-        &["--dump-dom"],
-    );
-    assert!(
-        dom.contains("data-ready=\"1\""),
-        "the page's script did not finish: {dom}"
-    );
-    // The newest World market year, as the API has it and as the page shows it.
-    let api: Value = serde_json::from_slice(
-        &get(&format!(
-            "{}/v1/tables/serving.coffee_balance?country_code=WORLD&columns=market_year,production",
-            s.base
-        ))
-        .bytes()
-        .expect("body"),
-    )
-    .expect("json");
-    let newest = api["rows"]
-        .as_array()
-        .expect("rows")
-        .last()
-        .expect("a year")
-        .clone();
-    let year = newest["market_year"].as_i64().expect("year");
-    let production = newest["production"].as_f64().expect("production").round() as i64;
-    let shown = {
-        let digits = production.to_string();
-        let mut out = String::new();
-        for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i).is_multiple_of(3) {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        out
-    };
-    let row =
-        format!("<tr data-year=\"{year}\"><td>{year}</td><td class=\"production\">{shown}</td>");
-    assert!(dom.contains(&row), "expected {row} in the rendered page");
-    assert!(dom.contains("<polyline"), "the chart was drawn");
-    let revisions = dom
-        .split("id=\"revisions\"")
-        .nth(1)
-        .expect("revisions table");
-    assert!(revisions.contains("<td>"), "a revision history is shown");
-    // The screenshot step of the README, as a check that it works.
-    let shot = f.dir.path().join("page.png");
-    rendered(
-        &format!("{}/", s.base),
-        &f.dir.path().join("chromium-shot"),
-        &[
-            "--window-size=1000,900",
-            &format!("--screenshot={}", shot.display()),
-        ],
-    );
-    assert!(std::fs::metadata(&shot).expect("screenshot").len() > 10_000);
 }
