@@ -159,8 +159,8 @@ async fn table(
     request: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    // The path as asked (suffix kept), for the next page's link.
-    let asked = format!("/v1/tables/{name}");
+    // The name as asked (suffix kept), for the next page's link.
+    let asked = name.clone();
     let picked = Format::pick(&mut name, &request);
     let (caps, blame) = (app.caps(None), app.blame("limit", TABLE_HINT));
     let ask = Ask {

@@ -20,9 +20,16 @@ impl ApiError {
         message: impl Into<String>,
         parameter: Option<&str>,
     ) -> ApiError {
+        let mut message = message.into();
+        // DuckDB's INTERNAL errors carry a stack trace with the process's
+        // addresses: never sent.
+        if let Some(at) = message.find("Stack Trace") {
+            message.truncate(at);
+            message.truncate(message.trim_end().len());
+        }
         ApiError {
             status,
-            message: message.into(),
+            message,
             parameter: parameter.map(str::to_owned),
         }
     }
@@ -59,5 +66,19 @@ impl IntoResponse for ApiError {
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ApiError;
+
+    #[test]
+    fn a_stack_trace_is_never_sent() {
+        let e = ApiError::bad(
+            "sql",
+            "INTERNAL Error: Attempted to access index 0\n\nStack Trace:\n/usr/bin/x(+0x24c8f27) [0x555f]",
+        );
+        assert_eq!(e.message, "INTERNAL Error: Attempted to access index 0");
     }
 }

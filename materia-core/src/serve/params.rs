@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::error::ApiError;
-use crate::transform::quoted_name as quoted;
+use crate::transform::{quoted_ident as quoted, quoted_name};
 
 /// Rows a table request returns at most (`limit` above it is a 400).
 pub const MAX_LIMIT: usize = 10_000;
@@ -86,9 +86,17 @@ impl TableQuery {
                 "sort" => options.sort = sort_list(name, value, &has)?,
                 "limit" => options.limit = parse_limit(value)?,
                 "offset" => {
-                    options.offset = value.parse().map_err(|_| {
-                        ApiError::bad("offset", format!("must be a row count ≥ 0, got {value:?}"))
-                    })?;
+                    // At most i64::MAX: DuckDB's OFFSET is a BIGINT.
+                    options.offset = value
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|n| i64::try_from(*n).is_ok())
+                        .ok_or_else(|| {
+                            ApiError::bad(
+                                "offset",
+                                format!("must be a row count ≥ 0, got {value:?}"),
+                            )
+                        })?;
                 }
                 "count" => {
                     options.count = match value.as_str() {
@@ -146,7 +154,7 @@ impl TableQuery {
                 order.push(c);
             }
         }
-        let table = quoted(name);
+        let table = quoted_name(name);
         TableQuery {
             sql: format!(
                 "SELECT {select} FROM {table}{filter} ORDER BY {} LIMIT {} OFFSET {}",
@@ -294,9 +302,11 @@ const QUERY: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~')
     .remove(b',');
 
-/// The request for the rows from `offset` on: `path` with `params` as given
-/// (their order kept), `offset` replaced.
-pub(crate) fn link_from(path: &str, params: &[(String, String)], offset: u64) -> String {
+/// The request for the rows from `offset` on: `/v1/tables/{name}` (`name` as
+/// asked, suffix kept, escaped) with `params` as given (their order kept),
+/// `offset` replaced.
+pub(crate) fn link_from(name: &str, params: &[(String, String)], offset: u64) -> String {
+    let path = format!("/v1/tables/{}", utf8_percent_encode(name, QUERY));
     let mut query: Vec<String> = params
         .iter()
         .filter(|(k, _)| k != "offset")
@@ -375,10 +385,36 @@ mod tests {
     #[test]
     fn the_next_link_keeps_the_parameters_and_moves_the_offset() {
         let link = link_from(
-            "/v1/tables/s.t.csv",
+            "s.t.csv",
             &params(&[("a", "x y&z"), ("offset", "5"), ("columns", "a,b")]),
             15,
         );
         assert_eq!(link, "/v1/tables/s.t.csv?a=x%20y%26z&columns=a,b&offset=15");
+        // A name as asked is escaped: `?`, `#`, `>` and spaces end nothing.
+        let link = link_from("serving.a?b#c <d>.csv", &[], 2);
+        assert_eq!(link, "/v1/tables/serving.a%3Fb%23c%20%3Cd%3E.csv?offset=2");
+    }
+
+    #[test]
+    fn an_offset_past_bigint_is_refused_by_name() {
+        let e = TableQuery::parse(
+            "s.t",
+            &columns(),
+            &params(&[("offset", "9223372036854775808")]),
+        )
+        .err()
+        .expect("refused");
+        assert_eq!(e.parameter.as_deref(), Some("offset"));
+    }
+
+    #[test]
+    fn a_column_with_a_dot_is_one_identifier() {
+        let cols = vec![("t.y".to_owned(), "INTEGER".to_owned())];
+        let q = TableQuery::parse("serving.a.b", &cols, &params(&[("t.y", "1")])).expect("parses");
+        assert_eq!(
+            q.sql,
+            "SELECT * FROM \"serving\".\"a.b\" WHERE \"t.y\" = CAST(? AS INTEGER) \
+             ORDER BY \"t.y\" LIMIT 1001 OFFSET 0"
+        );
     }
 }

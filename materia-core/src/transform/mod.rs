@@ -63,8 +63,8 @@ pub use lakehouse::{Balance, Lakehouse, ReadLimits, Revision};
 pub use models::{Model, Severity};
 pub use readers::{Readers, Snapshot};
 pub(crate) use readers::{build_id, stat_published};
-pub(crate) use rows::quoted_name;
 pub use rows::{OrderedRows, Rows};
+pub(crate) use rows::{quoted_ident, quoted_name};
 
 use history::{History, Loaded};
 

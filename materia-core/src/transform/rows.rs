@@ -159,12 +159,18 @@ pub fn batches(
     Ok((schema, batches))
 }
 
-/// `schema.name` (or `name`) as a quoted identifier.
+/// `schema.name` (or `name`) as a quoted identifier: split at the first
+/// `.` only (a table named `a.b` in `serving` is `"serving"."a.b"`).
 pub(crate) fn quoted_name(name: &str) -> String {
-    name.split('.')
-        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(".")
+    match name.split_once('.') {
+        Some((schema, table)) => format!("{}.{}", quoted_ident(schema), quoted_ident(table)),
+        None => quoted_ident(name),
+    }
+}
+
+/// One identifier (a column), quoted whole: a `.` in it is part of the name.
+pub(crate) fn quoted_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// A value as text: NULL is empty, strings as they are.
