@@ -138,30 +138,8 @@ impl S3Server {
     /// `x-amz-checksum-sha256` of any PUT): a HEAD with
     /// `x-amz-checksum-mode: ENABLED` then returns it.
     pub fn put_raw_with_sha256(&self, bucket: &str, key: &str, body: Vec<u8>) {
-        use object_store::ObjectStoreExt;
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            "x-amz-sdk-checksum-algorithm",
-            reqwest::header::HeaderValue::from_static("SHA256"),
-        );
-        let store = object_store::aws::AmazonS3Builder::new()
-            .with_endpoint(&self.endpoint)
-            .with_bucket_name(bucket)
-            .with_region("us-east-1")
-            .with_access_key_id("test")
-            .with_secret_access_key("test-secret")
-            // Client options first: they replace `allow_http` too.
-            .with_client_options(object_store::ClientOptions::new().with_default_headers(headers))
-            .with_allow_http(true)
-            .with_checksum_algorithm(object_store::aws::Checksum::SHA256)
-            .build()
-            .expect("client");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(store.put(&object_store::path::Path::from(key), body.into()))
-            .expect("put object");
+        let headers = [("x-amz-sdk-checksum-algorithm", "SHA256".to_owned())];
+        self.put_with_headers(bucket, key, body, &headers, true);
     }
 
     /// Writes an object as today's AWS SDKs do by default (boto3 1.36+,
@@ -169,29 +147,47 @@ impl S3Server {
     /// SHA-256.
     pub fn put_raw_with_crc32(&self, bucket: &str, key: &str, body: Vec<u8>) {
         use base64::Engine;
-        use object_store::ObjectStoreExt;
         let mut crc = flate2::Crc::new();
         crc.update(&body);
         let crc32 = base64::engine::general_purpose::STANDARD.encode(crc.sum().to_be_bytes());
+        let headers = [
+            ("x-amz-sdk-checksum-algorithm", "CRC32".to_owned()),
+            ("x-amz-checksum-crc32", crc32),
+        ];
+        self.put_with_headers(bucket, key, body, &headers, false);
+    }
+
+    /// One PUT with extra headers (and object_store's SHA-256 checksum when
+    /// `sha256`).
+    fn put_with_headers(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        extra: &[(&'static str, String)],
+        sha256: bool,
+    ) {
+        use object_store::ObjectStoreExt;
         let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            "x-amz-sdk-checksum-algorithm",
-            reqwest::header::HeaderValue::from_static("CRC32"),
-        );
-        headers.insert(
-            "x-amz-checksum-crc32",
-            reqwest::header::HeaderValue::from_str(&crc32).expect("base64"),
-        );
-        let store = object_store::aws::AmazonS3Builder::new()
+        for (name, value) in extra {
+            headers.insert(
+                *name,
+                reqwest::header::HeaderValue::from_str(value).expect("a header value"),
+            );
+        }
+        let mut builder = object_store::aws::AmazonS3Builder::new()
             .with_endpoint(&self.endpoint)
             .with_bucket_name(bucket)
             .with_region("us-east-1")
             .with_access_key_id("test")
             .with_secret_access_key("test-secret")
+            // Client options first: they replace `allow_http` too.
             .with_client_options(object_store::ClientOptions::new().with_default_headers(headers))
-            .with_allow_http(true)
-            .build()
-            .expect("client");
+            .with_allow_http(true);
+        if sha256 {
+            builder = builder.with_checksum_algorithm(object_store::aws::Checksum::SHA256);
+        }
+        let store = builder.build().expect("client");
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
