@@ -71,7 +71,7 @@ pub(crate) fn is_blank(value: &std::ffi::OsStr) -> bool {
     value.to_str().is_some_and(|v| v.trim().is_empty())
 }
 
-/// Warns once about each `AWS_*` variable set to the empty string: it is
+/// Warns once about each `AWS_*` variable set to an empty or blank value: it is
 /// ignored (the credential's value, or none, is used instead).
 pub(crate) fn warn_empty_aws_settings() {
     for (name, value) in std::env::vars_os() {

@@ -412,15 +412,22 @@ fn main() -> ExitCode {
     }
 }
 
-/// Whether `command` is `mirror` (a push reads an existing landing zone: a
-/// mistyped path must not back up nothing, successfully).
-fn is_mirror(command: &Command) -> bool {
-    #[cfg(feature = "s3")]
-    if let Command::Mirror { .. } = command {
-        return true;
+impl Command {
+    /// Whether the command only reads the landing zone, so never creates it
+    /// (a mistyped path is an error naming it; a push must not back up
+    /// nothing, successfully).
+    fn only_reads_landing(&self) -> bool {
+        match self {
+            Command::Ls { .. }
+            | Command::Verify { .. }
+            | Command::Stats { .. }
+            | Command::Status { .. }
+            | Command::Check { .. } => true,
+            #[cfg(feature = "s3")]
+            Command::Mirror { .. } => true,
+            _ => false,
+        }
     }
-    let _ = command;
-    false
 }
 
 /// Adds `027` to the process umask (keeping anything stricter): every file
@@ -536,17 +543,7 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
     {
         return supervise::notify(alert_url, alert_format.as_deref(), failed_unit.as_deref());
     }
-    // Commands that only read never create the landing zone: a mistyped
-    // path is an error naming it.
-    let store = if matches!(
-        cli.command,
-        Command::Ls { .. }
-            | Command::Verify { .. }
-            | Command::Stats { .. }
-            | Command::Status { .. }
-            | Command::Check { .. }
-    ) || cfg!(feature = "s3") && is_mirror(&cli.command)
-    {
+    let store = if cli.command.only_reads_landing() {
         LandingStore::open_existing(&cli.landing_dir)?
     } else {
         LandingStore::open(&cli.landing_dir)?

@@ -240,7 +240,7 @@ struct Status {
 }
 
 /// The newest change to the mirror's records under `.materia/mirror/` (its
-/// locks aside): when a push last ran.
+/// locks aside): when a push last recorded an upload.
 fn last_backup(store: &LandingStore) -> Option<Timestamp> {
     std::fs::read_dir(store.meta().mirror())
         .ok()?
