@@ -160,7 +160,9 @@ impl Server {
             .expect("bash runs");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut first = String::new();
-        stdout.read_line(&mut first).expect("read the server's output");
+        stdout
+            .read_line(&mut first)
+            .expect("read the server's output");
         assert!(!first.is_empty(), "`{command}` printed nothing and exited");
         let server = Server {
             child,
@@ -259,8 +261,14 @@ fn the_readme_tour_runs_as_written() {
 
 #[test]
 fn shown_lines_match_with_ellipses_only_where_written() {
-    assert!(line_matches("1 file(s) checked, … bytes read, 0 bad", "1 file(s) checked, 20866 bytes read, 0 bad"));
-    assert!(line_matches("landed psd/…", "landed psd/2026/12/ab.csv.gzip: 1 bytes in"));
+    assert!(line_matches(
+        "1 file(s) checked, … bytes read, 0 bad",
+        "1 file(s) checked, 20866 bytes read, 0 bad"
+    ));
+    assert!(line_matches(
+        "landed psd/…",
+        "landed psd/2026/12/ab.csv.gzip: 1 bytes in"
+    ));
     assert!(line_matches("(2 rows)", "(2 rows)  "));
     assert!(!line_matches("(2 rows)", "(3 rows)"));
     assert!(!line_matches("… 0 bad", "1 file(s) checked, 1 bad"));
