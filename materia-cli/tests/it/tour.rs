@@ -238,6 +238,7 @@ fn the_readme_tour_runs_as_written() {
                 .trim()
                 .strip_prefix("listening on http://")
                 .unwrap_or_else(|| panic!("`{command}` printed {first:?}"));
+            print!("{first}");
             addr = url.to_owned();
             assert_shown(step, &shown(&addr), &first);
             server = Some(started);
@@ -247,6 +248,9 @@ fn the_readme_tour_runs_as_written() {
             let out = shell(dir.path(), &command).output().expect("bash runs");
             let stdout = String::from_utf8_lossy(&out.stdout);
             print!("{stdout}");
+            if !stdout.is_empty() && !stdout.ends_with('\n') {
+                println!();
+            }
             assert!(
                 out.status.success(),
                 "`{command}` failed ({}):\n{stdout}\n{}",
