@@ -17,6 +17,7 @@ mod ops;
 #[cfg(feature = "s3")]
 mod publish;
 mod supervise;
+mod tour;
 
 /// The `materia` binary over the landing zone at `landing`, with nothing from
 /// this process's environment that would change what it does (log level,
