@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use materia_benches::{PsdSpec, psd_csv, synthetic_landing_zone};
+use materia_testkit::{PsdSpec, psd_csv, synthetic_landing_zone};
 use materia_core::landing::{Dataset, Etag, LandingKey, LandingStore, NewRelease};
 
 fn put_throughput(c: &mut Criterion) {

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use materia_benches::{PsdSpec, psd_csv, psd_landing_zone};
+use materia_testkit::{PsdSpec, psd_csv, psd_landing_zone};
 use materia_core::landing::{LandingStore, NewRelease};
 use materia_core::transform::{StepMode, TransformOptions, transform};
 

@@ -48,14 +48,14 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     match args.get(1).map(String::as_str) {
         Some("gen") => {
             let (n, rows): (u64, usize) = (need("--releases")?.parse()?, need("--rows")?.parse()?);
-            let store = materia_benches::psd_landing_zone(&dir, n, rows * ROW_BYTES)?;
+            let store = materia_testkit::psd_landing_zone(&dir, n, rows * ROW_BYTES)?;
             out.push(("releases", store.list().len().to_string()));
         }
         Some("land") => {
             let (k, rows): (u64, usize) = (need("--release")?.parse()?, need("--rows")?.parse()?);
             let store = LandingStore::open(&dir)?.with_compression(1);
             let landed =
-                materia_benches::land_psd_release(&store, k, rows * ROW_BYTES)?.landed()?;
+                materia_testkit::land_psd_release(&store, k, rows * ROW_BYTES)?.landed()?;
             out.push(("file_bytes", landed.file_bytes.to_string()));
         }
         Some("transform") => {
