@@ -12,9 +12,9 @@ use criterion::measurement::WallTime;
 use criterion::{
     BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
 };
-use materia_testkit::{PsdSpec, psd_csv, psd_landing_zone};
 use materia_core::landing::{LandingStore, NewRelease};
 use materia_core::transform::{StepMode, TransformOptions, transform};
+use materia_testkit::{PsdSpec, psd_csv, psd_landing_zone};
 
 /// About 50k rows.
 const RELEASE_BYTES: usize = 5 << 20;

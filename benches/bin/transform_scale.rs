@@ -82,14 +82,20 @@ fn run(args: &[String]) -> Result<(), BoxError> {
 
 /// `gen`: a landing zone of `--releases` generated releases.
 fn gen_zone(args: &Args, dir: &Path) -> Result<Fields, BoxError> {
-    let (n, rows): (u64, usize) = (args.need("--releases")?.parse()?, args.need("--rows")?.parse()?);
+    let (n, rows): (u64, usize) = (
+        args.need("--releases")?.parse()?,
+        args.need("--rows")?.parse()?,
+    );
     let store = materia_testkit::psd_landing_zone(dir, n, rows * ROW_BYTES)?;
     Ok(vec![("releases", store.list().len().to_string())])
 }
 
 /// `land`: release `--release` on top.
 fn land(args: &Args, dir: &Path) -> Result<Fields, BoxError> {
-    let (k, rows): (u64, usize) = (args.need("--release")?.parse()?, args.need("--rows")?.parse()?);
+    let (k, rows): (u64, usize) = (
+        args.need("--release")?.parse()?,
+        args.need("--rows")?.parse()?,
+    );
     let store = LandingStore::open(dir)?.with_compression(1);
     let landed = materia_testkit::land_psd_release(&store, k, rows * ROW_BYTES)?.landed()?;
     Ok(vec![("file_bytes", landed.file_bytes.to_string())])
