@@ -6,8 +6,8 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use materia_benches::{PsdSpec, psd_csv, synthetic_landing_zone};
 use materia_core::landing::{Dataset, Etag, LandingKey, LandingStore, NewRelease};
+use materia_testkit::{PsdSpec, psd_csv, synthetic_landing_zone};
 
 fn put_throughput(c: &mut Criterion) {
     let csv = psd_csv(&PsdSpec {

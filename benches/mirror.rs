@@ -4,46 +4,16 @@
 //!
 //! Run: `cargo bench --workspace --bench mirror`
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use materia_benches::psd_landing_zone;
 use materia_core::mirror::{Mirror, MirrorOptions};
+use materia_testkit::psd_landing_zone;
+use materia_testkit::s3::S3Server;
 
-struct Moto(Child, String);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn moto() -> Moto {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moto_server (pip install 'moto[server]')");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let status = std::process::Command::new("curl")
-        .args(["-s", "-X", "PUT", &format!("{endpoint}/bench")])
-        .status()
-        .expect("curl");
-    assert!(status.success());
-    Moto(child, endpoint)
+/// moto on loopback with the bucket `bench`.
+fn moto() -> S3Server {
+    let server = S3Server::start();
+    server.create_bucket("bench");
+    server
 }
 
 fn options(endpoint: &str, prefix: &str) -> MirrorOptions {
@@ -70,7 +40,7 @@ fn benches(c: &mut Criterion) {
         b.iter_batched(
             || {
                 n += 1;
-                Mirror::new(options(&server.1, &format!("p{n}"))).expect("mirror")
+                Mirror::new(options(&server.endpoint, &format!("p{n}"))).expect("mirror")
             },
             |mirror| {
                 let report = mirror.push(&push, false).expect("push");
@@ -83,7 +53,7 @@ fn benches(c: &mut Criterion) {
     let noop = psd_landing_zone(&dir.path().join("noop"), 10_000, 1_000).expect("landing");
     let mirror = Mirror::new(MirrorOptions {
         concurrency: 16,
-        ..options(&server.1, "noop")
+        ..options(&server.endpoint, "noop")
     })
     .expect("mirror");
     mirror.push(&noop, false).expect("first push");

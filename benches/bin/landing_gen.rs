@@ -17,7 +17,7 @@ fn main() -> std::process::ExitCode {
     let bytes = arg("--bytes-per-release")
         .and_then(|v| v.parse().ok())
         .unwrap_or(5 << 20);
-    match materia_benches::psd_landing_zone(std::path::Path::new(dir), releases, bytes) {
+    match materia_testkit::psd_landing_zone(std::path::Path::new(dir), releases, bytes) {
         Ok(store) => {
             println!("{} releases in {dir}", store.list().len());
             std::process::ExitCode::SUCCESS

@@ -17,7 +17,7 @@ fn main() -> std::process::ExitCode {
     let seed = arg("--seed").unwrap_or(1);
     // Generate in 64 MiB pieces so memory stays flat for any size.
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let piece = materia_benches::psd_csv(&materia_benches::PsdSpec {
+    let piece = materia_testkit::psd_csv(&materia_testkit::PsdSpec {
         min_bytes: (64 << 20).min(bytes as usize),
         seed,
     });

@@ -12,7 +12,7 @@ use nix::sys::resource::{UsageWho, getrusage};
 #[test]
 fn extract_of_1_gib_stays_under_64_mib_rss() {
     const GIB: u64 = 1 << 30;
-    let chunk = Arc::new(materia_benches::psd_csv(&materia_benches::PsdSpec {
+    let chunk = Arc::new(materia_testkit::psd_csv(&materia_testkit::PsdSpec {
         min_bytes: 4 << 20,
         seed: 42,
     }));
@@ -52,7 +52,7 @@ fn land_with_many_threads_stays_under_64_mib_rss() {
     // 2 MiB), so a many-core server broke the memory bound.
     use std::io::Write;
     use std::process::Stdio;
-    let chunk = materia_benches::psd_csv(&materia_benches::PsdSpec {
+    let chunk = materia_testkit::psd_csv(&materia_testkit::PsdSpec {
         min_bytes: 4 << 20,
         seed: 7,
     });

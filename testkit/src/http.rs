@@ -74,6 +74,15 @@ impl Reply {
             body: Vec::new(),
         }
     }
+
+    /// Whether the response sends any body bytes (what [`Server::bodies_sent`]
+    /// counts).
+    fn has_body(&self) -> bool {
+        match self {
+            Reply::Full { body, .. } => !body.is_empty(),
+            _ => true,
+        }
+    }
 }
 
 type Handler = dyn Fn(&Request, usize) -> Reply + Send + Sync;
@@ -148,9 +157,35 @@ fn serve(
 ) {
     stream.set_nonblocking(false).expect("blocking");
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let Some(request) = read_request(&mut reader) else {
+        return;
+    };
+    let n = {
+        let mut all = requests.lock().expect("not poisoned");
+        all.push(request.clone());
+        all.len() - 1
+    };
+    let mut out = stream;
+    let reply = handler(&request, n);
+    if reply.has_body() {
+        bodies.fetch_add(1, Ordering::SeqCst);
+    }
+    // Write errors mean the client went away, which some tests cause on purpose.
+    let _ = write_reply(&mut out, reply);
+    let _ = out.flush();
+    // Drain what the client still sends so close() does not reset the connection.
+    let _ = out.shutdown(std::net::Shutdown::Write);
+    let mut sink = [0u8; 1024];
+    let _ = out.set_read_timeout(Some(Duration::from_millis(200)));
+    while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
+}
+
+/// Reads the request line, the headers and a `Content-Length` body (up to
+/// 1 MiB); `None` when the client closed before sending anything.
+fn read_request(reader: &mut impl BufRead) -> Option<Request> {
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
-        return;
+        return None;
     }
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or_default().to_owned();
@@ -174,48 +209,40 @@ fn serve(
     if reader.read_exact(&mut body).is_err() {
         body.clear();
     }
-    let request = Request {
+    Some(Request {
         method,
         path,
         headers,
         body,
-    };
-    let n = {
-        let mut all = requests.lock().expect("not poisoned");
-        all.push(request.clone());
-        all.len() - 1
-    };
-    let mut out = stream;
-    let head = |status: u16, headers: &[(String, String)], len: u64| {
-        let mut h = format!("HTTP/1.1 {status} {}\r\n", reason(status));
-        for (k, v) in headers {
-            h.push_str(&format!("{k}: {v}\r\n"));
-        }
-        h.push_str(&format!(
-            "Content-Length: {len}\r\nConnection: close\r\n\r\n"
-        ));
-        h.into_bytes()
-    };
-    // Write errors mean the client went away, which some tests cause on purpose.
-    let _ = match handler(&request, n) {
+    })
+}
+
+/// A response head announcing `len` body bytes, closing the connection after.
+fn head(status: u16, headers: &[(String, String)], len: u64) -> Vec<u8> {
+    let mut h = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    for (k, v) in headers {
+        h.push_str(&format!("{k}: {v}\r\n"));
+    }
+    h.push_str(&format!(
+        "Content-Length: {len}\r\nConnection: close\r\n\r\n"
+    ));
+    h.into_bytes()
+}
+
+/// Sends `reply`, misbehaving as it says.
+fn write_reply(out: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
+    match reply {
         Reply::Full {
             status,
             headers,
             body,
-        } => {
-            if !body.is_empty() {
-                bodies.fetch_add(1, Ordering::SeqCst);
-            }
-            out.write_all(&head(status, &headers, body.len() as u64))
-                .and_then(|()| out.write_all(&body))
-        }
-        Reply::Truncated { body, sent } => {
-            bodies.fetch_add(1, Ordering::SeqCst);
-            out.write_all(&head(200, &[], body.len() as u64))
-                .and_then(|()| out.write_all(&body[..sent]))
-        }
+        } => out
+            .write_all(&head(status, &headers, body.len() as u64))
+            .and_then(|()| out.write_all(&body)),
+        Reply::Truncated { body, sent } => out
+            .write_all(&head(200, &[], body.len() as u64))
+            .and_then(|()| out.write_all(&body[..sent])),
         Reply::Stall { prefix, stall } => {
-            bodies.fetch_add(1, Ordering::SeqCst);
             let r = out
                 .write_all(&head(200, &[], prefix.len() as u64 + 1_000_000))
                 .and_then(|()| out.write_all(&prefix))
@@ -224,7 +251,6 @@ fn serve(
             r
         }
         Reply::Paused { body, split, pause } => {
-            bodies.fetch_add(1, Ordering::SeqCst);
             let r = out
                 .write_all(&head(200, &[], body.len() as u64))
                 .and_then(|()| out.write_all(&body[..split]))
@@ -233,7 +259,6 @@ fn serve(
             r.and_then(|()| out.write_all(&body[split..]))
         }
         Reply::Stream { chunk, len } => {
-            bodies.fetch_add(1, Ordering::SeqCst);
             let mut r = out.write_all(&head(200, &[], len));
             let mut left = len;
             while r.is_ok() && left > 0 {
@@ -243,13 +268,7 @@ fn serve(
             }
             r
         }
-    };
-    let _ = out.flush();
-    // Drain what the client still sends so close() does not reset the connection.
-    let _ = out.shutdown(std::net::Shutdown::Write);
-    let mut sink = [0u8; 1024];
-    let _ = out.set_read_timeout(Some(Duration::from_millis(200)));
-    while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
+    }
 }
 
 fn reason(status: u16) -> &'static str {

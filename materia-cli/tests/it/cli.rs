@@ -42,7 +42,7 @@ fn json(out: &Output) -> Value {
 
 /// A PSD-like CSV of at least `bytes` bytes; `seed` makes each one distinct.
 fn csv(bytes: usize, seed: u64) -> Vec<u8> {
-    materia_benches::psd_csv(&materia_benches::PsdSpec {
+    materia_testkit::psd_csv(&materia_testkit::PsdSpec {
         min_bytes: bytes,
         seed,
     })
@@ -562,7 +562,7 @@ fn an_interrupted_transform_leaves_no_file_wider_than_0640() {
     {
         let store = LandingStore::open(&landing).expect("open");
         for k in 0..8 {
-            let _ = materia_benches::land_psd_release(&store, k, 6 << 20).expect("put");
+            let _ = materia_testkit::land_psd_release(&store, k, 6 << 20).expect("put");
         }
     }
     let mut child = Command::new("/bin/sh")

@@ -98,7 +98,7 @@ fn extract_killed_60_times() {
     let landing = dir.path().join("landing");
     // Every request is a new release (new ETag, new content), ~4 MB of CSV.
     let server = http::Server::start(|_, n| {
-        let body = materia_benches::psd_csv(&materia_benches::PsdSpec {
+        let body = materia_testkit::psd_csv(&materia_testkit::PsdSpec {
             min_bytes: 4 << 20,
             seed: n as u64,
         });
@@ -137,7 +137,7 @@ fn extract_killed_60_times() {
 
 fn land_release(landing: &Path, k: u64) {
     let store = LandingStore::open(landing).expect("open");
-    let _ = materia_benches::land_psd_release(&store, k, 1_300_000).expect("put");
+    let _ = materia_testkit::land_psd_release(&store, k, 1_300_000).expect("put");
 }
 
 fn releases_published(db: &Path) -> i64 {
@@ -224,7 +224,7 @@ mod bucket {
     fn land_small(landing: &Path, from: u64, n: u64) {
         let store = LandingStore::open(landing).expect("open");
         for k in from..from + n {
-            let _ = materia_benches::land_psd_release(&store, k, 20_000).expect("put");
+            let _ = materia_testkit::land_psd_release(&store, k, 20_000).expect("put");
         }
     }
 

@@ -72,7 +72,7 @@ fn landed_files(landing: &Path) -> Vec<String> {
 }
 
 fn csv(bytes: usize, seed: u64) -> Vec<u8> {
-    materia_benches::psd_csv(&materia_benches::PsdSpec {
+    materia_testkit::psd_csv(&materia_testkit::PsdSpec {
         min_bytes: bytes,
         seed,
     })

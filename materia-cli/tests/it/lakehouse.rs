@@ -16,7 +16,7 @@ impl Env {
     /// differ by `k`, like USDA revising its recent estimates.
     fn land(&self, k: u64) {
         let store = LandingStore::open(&self.landing).expect("open");
-        let body = materia_benches::psd_csv(&materia_benches::PsdSpec {
+        let body = materia_testkit::psd_csv(&materia_testkit::PsdSpec {
             min_bytes: 1_300_000,
             seed: k,
         });
@@ -421,7 +421,7 @@ mod hardening {
             .expect("valid")
             .with_etag(Some("badheader".parse().expect("valid")));
         let _ = store.put(bad_header, &b"a,b\n1,2\n"[..]).expect("put");
-        let mut unreadable = materia_benches::psd_csv(&materia_benches::PsdSpec {
+        let mut unreadable = materia_testkit::psd_csv(&materia_testkit::PsdSpec {
             min_bytes: 10_000,
             seed: 9,
         });

@@ -36,7 +36,7 @@ fn land_many(landing: &Path, n: u64) -> Vec<LandingKey> {
     let store = LandingStore::open(landing).expect("open");
     (0..n)
         .map(|i| {
-            materia_benches::land_psd_release(&store, i, 4_000)
+            materia_testkit::land_psd_release(&store, i, 4_000)
                 .expect("put")
                 .landed()
                 .expect("new")
@@ -441,6 +441,6 @@ fn an_empty_aws_variable_does_not_hide_the_r2_credential() {
 fn land_many_from(landing: &Path, from: u64, n: u64) {
     let store = LandingStore::open(landing).expect("open");
     for i in from..from + n {
-        let _ = materia_benches::land_psd_release(&store, i, 4_000).expect("put");
+        let _ = materia_testkit::land_psd_release(&store, i, 4_000).expect("put");
     }
 }

@@ -19,7 +19,7 @@ fn with_publish(cmd: &mut Command, server: &S3Server, prefix: &str) {
 
 fn land(env: &Env, k: u64, bytes: usize) {
     let store = LandingStore::open(&env.landing).expect("open");
-    let _ = materia_benches::land_psd_release(&store, k, bytes).expect("land");
+    let _ = materia_testkit::land_psd_release(&store, k, bytes).expect("land");
 }
 
 fn transform(env: &Env) {

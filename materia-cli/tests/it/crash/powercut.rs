@@ -83,7 +83,7 @@ fn run(cmd: &mut Command, what: &str) {
 fn csv(dir: &Path, k: u64) -> std::path::PathBuf {
     let path = dir.join(format!("release-{k}.csv"));
     if !path.exists() {
-        let body = materia_benches::psd_csv(&materia_benches::PsdSpec {
+        let body = materia_testkit::psd_csv(&materia_testkit::PsdSpec {
             min_bytes: 200_000,
             seed: k,
         });

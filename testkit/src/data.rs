@@ -1,5 +1,7 @@
-//! Test and benchmark data for Materia: realistic USDA PSD coffee CSV files and
-//! ready-made landing zones.
+//! Generated test and benchmark data: realistic USDA PSD coffee CSV files and
+//! ready-made landing zones. The integration tests and the benchmarks (and the
+//! `psd-gen` and `landing-gen` binaries of `benches/`) all draw on it, so a
+//! figure and a fixture stand on the same bytes.
 //!
 //! The CSV has the columns, codes and quirks of the real `psd_coffee_csv.zip`
 //! member: zero-padded codes kept as text (`0711100`, attribute `028`, unit
@@ -8,7 +10,7 @@
 //! Antilles) as a country code.
 //!
 //! ```
-//! let csv = materia_benches::psd_csv(&materia_benches::PsdSpec { min_bytes: 10_000, seed: 7 });
+//! let csv = materia_testkit::psd_csv(&materia_testkit::PsdSpec { min_bytes: 10_000, seed: 7 });
 //! assert!(csv.starts_with(b"Commodity_Code,"));
 //! assert!(csv.len() >= 10_000);
 //! ```
@@ -166,7 +168,7 @@ pub fn synthetic_landing_zone(root: &Path, files: usize) -> std::io::Result<()> 
 /// ```
 /// let dir = tempfile::tempdir().unwrap();
 /// let store = materia_core::landing::LandingStore::open(dir.path()).unwrap();
-/// let landed = materia_benches::land_psd_release(&store, 13, 10_000).unwrap();
+/// let landed = materia_testkit::land_psd_release(&store, 13, 10_000).unwrap();
 /// assert_eq!(landed.landed().unwrap().key.to_string(), "psd/2001/02/r0013.csv.gzip");
 /// ```
 pub fn land_psd_release(
@@ -189,12 +191,12 @@ pub fn land_psd_release(
 
 /// Lands `releases` monthly PSD releases of about `bytes_per_release` bytes each
 /// in a store at `root` ([`land_psd_release`] for `k` in `1..=releases`), at gzip
-/// level 1. The transform benchmarks and `benches/compare.sh` (through the
-/// `landing-gen` binary) build on it.
+/// level 1. The transform and mirror benchmarks, `transform-scale gen` and
+/// `benches/compare.sh` (through the `landing-gen` binary) build on it.
 ///
 /// ```
 /// let dir = tempfile::tempdir().unwrap();
-/// let store = materia_benches::psd_landing_zone(dir.path(), 2, 10_000).unwrap();
+/// let store = materia_testkit::psd_landing_zone(dir.path(), 2, 10_000).unwrap();
 /// assert_eq!(store.list().len(), 2);
 /// ```
 pub fn psd_landing_zone(
