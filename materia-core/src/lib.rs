@@ -68,6 +68,7 @@ pub mod publish;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod supervise;
+mod text;
 #[cfg(feature = "duckdb")]
 pub mod transform;
 

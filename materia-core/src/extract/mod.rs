@@ -36,6 +36,7 @@ use serde::Serialize;
 
 pub use crate::csv::PSD_COLUMNS;
 use crate::guard::{Limited, refusal};
+pub use crate::text::{redact, redact_secret_url};
 pub use config::{Cadence, Config, DatasetSpec, Limits, PSD_ARCHIVE_URL, PSD_URL};
 pub use cot::{COFFEE_C, COT_URL, cot_columns};
 pub use table::{Column, ColumnType, Disposition, TableSpec};
@@ -519,61 +520,4 @@ fn io_chain(e: &io::Error) -> String {
     }
     parts.dedup();
     parts.join(": ")
-}
-
-/// A URL that is a secret as a whole (a webhook, a dead-man's ping, an ntfy
-/// topic: Slack's `/services/T…/B…/SECRET` and healthchecks.io's `/ping/<uuid>`
-/// carry the secret in the path), as logs and errors may show it: the scheme
-/// and the host (and port) only, then `/…`.
-///
-/// ```
-/// use materia_core::extract::redact_secret_url;
-/// assert_eq!(
-///     redact_secret_url("https://hooks.slack.com/services/T0001/B0001/SUPERSECRETTOKEN"),
-///     "https://hooks.slack.com/…"
-/// );
-/// assert_eq!(redact_secret_url("http://u:p@127.0.0.1:9/ping/uuid?x=1"), "http://127.0.0.1:9/…");
-/// assert_eq!(redact_secret_url("not a url /secret"), "(an invalid URL)");
-/// ```
-pub fn redact_secret_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => match (u.host_str(), u.port()) {
-            (Some(host), Some(port)) => format!("{}://{host}:{port}/…", u.scheme()),
-            (Some(host), None) => format!("{}://{host}/…", u.scheme()),
-            (None, _) => format!("{}:…", u.scheme()),
-        },
-        Err(_) => "(an invalid URL)".into(),
-    }
-}
-
-/// `url` without its secrets, for logs, errors, state and the ledger: the
-/// password, and the value of every query parameter (signed URLs and API tokens
-/// travel there) are replaced by `***`; parameter names stay, so two URLs can
-/// still be told apart.
-///
-/// ```
-/// use materia_core::extract::redact;
-/// assert_eq!(redact("https://user:secret@example.org/x.zip"), "https://user:***@example.org/x.zip");
-/// assert_eq!(
-///     redact("https://example.org/x.zip?token=abc&X-Amz-Signature=def"),
-///     "https://example.org/x.zip?token=***&X-Amz-Signature=***"
-/// );
-/// assert_eq!(redact("file:///srv/psd.zip"), "file:///srv/psd.zip");
-/// ```
-pub fn redact(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            }
-            if u.query().is_some() {
-                let names: Vec<String> = u.query_pairs().map(|(k, _)| k.into_owned()).collect();
-                let masked: Vec<String> = names.iter().map(|k| format!("{k}=***")).collect();
-                u.set_query(Some(&masked.join("&")));
-            }
-            u.set_fragment(None);
-            u.to_string()
-        }
-        Err(_) => url.chars().filter(|c| !c.is_control()).take(200).collect(),
-    }
 }
