@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 
 use super::key::Sha256Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::guard::{HeaderCheck, Limited, TextCheck, refusal};
+use crate::csv::HeaderCheck;
+use crate::guard::{Limited, TextCheck, refusal};
 
 const BUF_SIZE: usize = 256 * 1024;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
