@@ -150,22 +150,6 @@ fn describe_mismatch(line: &[u8], found: &[String], expected: &[String]) -> Stri
     }
 }
 
-/// The columns of every PSD bulk CSV, in order.
-pub const PSD_COLUMNS: [&str; 12] = [
-    "Commodity_Code",
-    "Commodity_Description",
-    "Country_Code",
-    "Country_Name",
-    "Market_Year",
-    "Calendar_Year",
-    "Month",
-    "Attribute_ID",
-    "Attribute_Description",
-    "Unit_ID",
-    "Unit_Description",
-    "Value",
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,10 +22,6 @@
 //! The HTTP client is `reqwest`'s blocking client (rustls): call [`Extractor`]
 //! from a plain thread, or from `spawn_blocking` in async code.
 
-mod config;
-mod cot;
-mod table;
-
 use std::io::{self, BufReader, Read};
 use std::time::{Duration, Instant};
 
@@ -34,14 +30,11 @@ use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde::Serialize;
 
-pub use crate::csv::PSD_COLUMNS;
-use crate::guard::{Limited, refusal};
 pub use crate::text::{redact, redact_secret_url};
-pub use config::{Cadence, Config, DatasetSpec, Limits, PSD_ARCHIVE_URL, PSD_URL};
-pub use cot::{COFFEE_C, COT_URL, cot_columns};
-pub use table::{Column, ColumnType, Disposition, TableSpec};
 
+use crate::dataset::{DatasetSpec, Limits};
 use crate::error::{Error, Result};
+use crate::guard::{Limited, refusal};
 use crate::landing::{
     DuplicateOf, Etag, LandingKey, LandingStore, Month, NewRelease, PutOutcome, Release,
     Sha256Digest, Year, current_month,
@@ -98,7 +91,8 @@ pub struct Extracted {
 ///
 /// ```no_run
 /// # fn main() -> materia_core::Result<()> {
-/// use materia_core::extract::{Config, Extractor};
+/// use materia_core::dataset::Config;
+/// use materia_core::extract::Extractor;
 /// use materia_core::landing::LandingStore;
 ///
 /// let store = LandingStore::open("/data/materia/landing")?;
@@ -213,100 +207,106 @@ impl Extractor {
         month: Month,
         archive: bool,
     ) -> Result<Extracted> {
-        let shown = redact(url);
-        let fail = |reason: String| Error::Extract {
-            url: shown.clone(),
-            reason,
-            source: None,
+        let job = Fetch {
+            store,
+            spec,
+            shown: redact(url),
         };
-        let parsed = reqwest::Url::parse(url).map_err(|e| fail(format!("not a valid URL: {e}")))?;
+        let parsed =
+            reqwest::Url::parse(url).map_err(|e| job.fail(format!("not a valid URL: {e}")))?;
         let release = NewRelease::new(spec.name.clone(), year.get().into(), month.get().into())?
-            .with_source(shown.clone());
+            .with_source(job.shown.clone());
         // A total timeout too large to add is no deadline at all (never a panic).
         let deadline = Instant::now().checked_add(self.limits.total_timeout);
-        tracing::info!(dataset = %spec.name, url = %shown, "fetching");
-        let (release, body, length): (NewRelease, Box<dyn Read>, Option<u64>) = match parsed
-            .scheme()
-        {
-            "file" => {
-                let path = parsed
-                    .to_file_path()
-                    .map_err(|()| fail("not a local file path".into()))?;
-                let file = std::fs::File::open(&path)
-                    .map_err(|e| fail(format!("cannot open {}: {e}", path.display())))?;
-                let length = file.metadata().ok().map(|m| m.len());
-                (release, Box::new(file), length)
-            }
-            "http" | "https" => {
-                let previous = store.latest_from(&spec.name, &shown);
-                let response = self.send(parsed, previous.as_ref(), &fail)?;
-                match response.status() {
-                    StatusCode::NOT_MODIFIED => {
-                        tracing::info!(url = %shown, "unchanged (304)");
-                        return Ok(self.done(spec, shown, Status::Unchanged));
-                    }
-                    StatusCode::NOT_FOUND if archive => {
-                        return Ok(self.done(spec, shown, Status::NotPublished));
-                    }
-                    s if !s.is_success() => return Err(fail(format!("the server answered {s}"))),
-                    _ => {}
-                }
-                let headers = response.headers();
-                let text = |name| {
-                    headers
-                        .get(name)
-                        .and_then(|v: &HeaderValue| v.to_str().ok())
-                        .map(str::to_owned)
-                };
-                let mut release = release;
-                if let Some(raw) = headers.get(header::ETAG) {
-                    release = release.with_etag(Etag::from_header(raw.as_bytes()));
-                    if let Ok(raw) = raw.to_str() {
-                        release = release.with_etag_header(raw);
-                    }
-                }
-                if let Some(lm) = text(header::LAST_MODIFIED) {
-                    release = release.with_last_modified(lm);
-                }
-                if let Some(etag) = &release.etag
-                    && let Some(existing) = store.find(&spec.name, etag)
-                {
-                    tracing::info!(url = %shown, %existing, "duplicate etag; body not read");
-                    let status = Status::Duplicate {
-                        existing,
-                        of: DuplicateOf::Etag,
-                    };
-                    return Ok(self.done(spec, shown, status));
-                }
-                let length = response.content_length();
-                (release, Box::new(response), length)
-            }
-            other => return Err(fail(format!("unsupported URL scheme {other:?}"))),
+        tracing::info!(dataset = %spec.name, url = %job.shown, "fetching");
+        let opened = match parsed.scheme() {
+            "file" => job.open_file(&parsed, release)?,
+            "http" | "https" => self.open_http(&job, parsed, release, archive)?,
+            other => return Err(job.fail(format!("unsupported URL scheme {other:?}"))),
         };
+        let status = match opened {
+            Opened::Done(status) => status,
+            Opened::Body {
+                release,
+                body,
+                length,
+            } => self.download(&job, release, body, length, deadline)?,
+        };
+        Ok(self.done(spec, job.shown, status))
+    }
+
+    /// Sends the request. A `304`, an archive's `404` or an ETag already
+    /// landed ends the fetch here, the body unread.
+    fn open_http(
+        &self,
+        job: &Fetch<'_>,
+        url: reqwest::Url,
+        release: NewRelease,
+        archive: bool,
+    ) -> Result<Opened> {
+        let previous = job.store.latest_from(&job.spec.name, &job.shown);
+        let response = self.send(url, previous.as_ref(), &|reason| job.fail(reason))?;
+        match response.status() {
+            StatusCode::NOT_MODIFIED => {
+                tracing::info!(url = %job.shown, "unchanged (304)");
+                return Ok(Opened::Done(Status::Unchanged));
+            }
+            StatusCode::NOT_FOUND if archive => return Ok(Opened::Done(Status::NotPublished)),
+            s if !s.is_success() => return Err(job.fail(format!("the server answered {s}"))),
+            _ => {}
+        }
+        let release = with_validators(release, response.headers());
+        if let Some(etag) = &release.etag
+            && let Some(existing) = job.store.find(&job.spec.name, etag)
+        {
+            tracing::info!(url = %job.shown, %existing, "duplicate etag; body not read");
+            let status = Status::Duplicate {
+                existing,
+                of: DuplicateOf::Etag,
+            };
+            return Ok(Opened::Done(status));
+        }
+        let length = response.content_length();
+        Ok(Opened::Body {
+            release,
+            body: Box::new(response),
+            length,
+        })
+    }
+
+    /// Streams `body` (at most `max_body_bytes`, before `deadline`) into the
+    /// store; a refusal or a broken body becomes the fetch's error.
+    fn download(
+        &self,
+        job: &Fetch<'_>,
+        release: NewRelease,
+        body: Box<dyn Read>,
+        length: Option<u64>,
+        deadline: Option<Instant>,
+    ) -> Result<Status> {
         let mut body = Limited::new(body, self.limits.max_body_bytes, "body", deadline);
         let bar = crate::progress::bytes_bar(length, self.progress);
         let outcome = {
             let reader = bar.wrap_read(&mut body);
-            self.land(store, spec, release, reader)
+            self.land(job.store, job.spec, release, reader)
         };
         bar.finish_and_clear();
         let bytes_in = body.bytes;
         let outcome = outcome.map_err(|e| match e {
             Error::Input { source } => match refusal(&source) {
-                Some(r) => fail(r.to_string()),
-                None => fail(format!(
+                Some(r) => job.fail(r.to_string()),
+                None => job.fail(format!(
                     "reading the download failed after {bytes_in} bytes: {}",
                     io_chain(&source)
                 )),
             },
-            Error::InvalidInput { reason } => fail(reason),
+            Error::InvalidInput { reason } => job.fail(reason),
             other => other,
         })?;
-        let status = match outcome {
+        Ok(match outcome {
             PutOutcome::Landed(r) => landed(r, bytes_in),
             PutOutcome::Duplicate { existing, of } => Status::Duplicate { existing, of },
-        };
-        Ok(self.done(spec, shown, status))
+        })
     }
 
     fn done(&self, spec: &DatasetSpec, url: String, status: Status) -> Extracted {
@@ -416,6 +416,68 @@ impl Extractor {
             store.put(release, Limited::new(body, max, "CSV content", None))
         }
     }
+}
+
+/// One fetch under way: the dataset, its store, and the URL as shown.
+struct Fetch<'a> {
+    store: &'a LandingStore,
+    spec: &'a DatasetSpec,
+    /// The URL without its secrets (see [`redact`]): logs and errors show this.
+    shown: String,
+}
+
+impl Fetch<'_> {
+    /// The fetch's error: its URL (as shown) and `reason`.
+    fn fail(&self, reason: String) -> Error {
+        Error::Extract {
+            url: self.shown.clone(),
+            reason,
+            source: None,
+        }
+    }
+
+    /// Opens a `file://` URL.
+    fn open_file(&self, url: &reqwest::Url, release: NewRelease) -> Result<Opened> {
+        let path = url
+            .to_file_path()
+            .map_err(|()| self.fail("not a local file path".into()))?;
+        let file = std::fs::File::open(&path)
+            .map_err(|e| self.fail(format!("cannot open {}: {e}", path.display())))?;
+        let length = file.metadata().ok().map(|m| m.len());
+        Ok(Opened::Body {
+            release,
+            body: Box::new(file),
+            length,
+        })
+    }
+}
+
+/// What opening a URL gave: a body to land, or an answer that lands nothing.
+enum Opened {
+    /// A body to read, `length` bytes long if the server said so.
+    Body {
+        release: NewRelease,
+        body: Box<dyn Read>,
+        length: Option<u64>,
+    },
+    /// Nothing to read: unchanged, not published, or a known ETag.
+    Done(Status),
+}
+
+/// `release` with the response's validators (`ETag`, `Last-Modified`), which
+/// the next fetch of the same URL sends back.
+fn with_validators(mut release: NewRelease, headers: &HeaderMap) -> NewRelease {
+    if let Some(raw) = headers.get(header::ETAG) {
+        release = release.with_etag(Etag::from_header(raw.as_bytes()));
+        if let Ok(raw) = raw.to_str() {
+            release = release.with_etag_header(raw);
+        }
+    }
+    let last_modified = headers.get(header::LAST_MODIFIED);
+    if let Some(lm) = last_modified.and_then(|v| v.to_str().ok()) {
+        release = release.with_last_modified(lm);
+    }
+    release
 }
 
 /// Keeps `cause` as the source of an [`Error::Extract`].
