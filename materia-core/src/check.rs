@@ -16,8 +16,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::error::Result;
 use crate::dataset::Config;
+use crate::error::Result;
 use crate::landing::{Entry, LandingStore};
 use crate::transform::Lakehouse;
 

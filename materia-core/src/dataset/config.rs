@@ -209,8 +209,9 @@ impl RawDataset {
             .map(|c| c.parse::<Cadence>())
             .transpose()
             .map_err(|e| err(format!("datasets.{name}.cadence: {e}")))?;
+        let max_age_key = format!("datasets.{name}.max_age");
         let max_age = match self.max_age {
-            Some(text) => Some(duration(origin, &format!("datasets.{name}.max_age"), &text)?),
+            Some(text) => Some(duration(origin, &max_age_key, &text)?),
             None => cadence.map(Cadence::max_age),
         };
         let table = match self.table {

@@ -408,4 +408,3 @@ fn peek<R: Read>(mut body: R, n: usize) -> Result<(Vec<u8>, impl Read)> {
     let whole = io::Cursor::new(head.clone()).chain(body);
     Ok((head, whole))
 }
-

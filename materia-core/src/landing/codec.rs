@@ -15,8 +15,8 @@ use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 
 use super::key::Sha256Digest;
-use crate::error::{Error, IoContext, Result};
 use crate::csv::HeaderCheck;
+use crate::error::{Error, IoContext, Result};
 use crate::guard::{Limited, TextCheck, refusal};
 
 const BUF_SIZE: usize = 256 * 1024;

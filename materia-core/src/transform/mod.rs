@@ -69,8 +69,8 @@ pub(crate) use rows::{quoted_ident, quoted_name};
 use history::{History, Loaded};
 
 use crate::csv::split_header;
-use crate::error::{Error, IoContext, Result};
 use crate::dataset::TableSpec;
+use crate::error::{Error, IoContext, Result};
 use crate::landing::durable::{self, LockFile};
 use crate::landing::{Entry, LandingStore};
 

@@ -129,7 +129,10 @@ fn no_two_files_of_a_module_use_each_other() {
             });
             if !known {
                 let hops: Vec<String> = c.iter().map(|u| u.at()).collect();
-                problems.push(format!("files of {module} in a cycle: {}", hops.join(" → ")));
+                problems.push(format!(
+                    "files of {module} in a cycle: {}",
+                    hops.join(" → ")
+                ));
             }
         }
     }
@@ -430,7 +433,8 @@ fn cycles(edges: &BTreeMap<(String, String), Use>) -> Vec<Vec<Use>> {
                     key.sort();
                     if seen.insert(key) {
                         let hops = trail.iter().zip(trail.iter().skip(1).chain([start]));
-                        let hops = hops.map(|(a, b)| edges[&((*a).to_owned(), (*b).to_owned())].clone());
+                        let hops =
+                            hops.map(|(a, b)| edges[&((*a).to_owned(), (*b).to_owned())].clone());
                         out.push(hops.collect());
                     }
                 } else if !trail.contains(&to) && to > *start {
