@@ -175,9 +175,9 @@ fn allowed(a: &str, b: &str) -> bool {
 }
 
 /// The unit a file of `src/` belongs to: its top-level module, except that
-/// `landing/key.rs` is a unit of its own.
+/// `landing::key` is a unit of its own.
 fn unit_of_file(rel: &str) -> String {
-    if rel == "landing/key.rs" {
+    if rel == "landing/key.rs" || rel.starts_with("landing/key/") {
         return "landing::key".into();
     }
     let top = rel.split('/').next().unwrap_or(rel);
