@@ -8,7 +8,8 @@
 use std::io::Read;
 
 use libfuzzer_sys::fuzz_target;
-use materia_core::csv::{HeaderCheck, PSD_COLUMNS, split_header};
+use materia_core::csv::{HeaderCheck, split_header};
+use materia_core::dataset::PSD_COLUMNS;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, input)) = data.split_first() else {

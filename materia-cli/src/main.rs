@@ -16,7 +16,8 @@ mod ops;
 mod query;
 mod supervise;
 
-use materia_core::extract::{Config, Extracted, Extractor, Status};
+use materia_core::dataset::Config;
+use materia_core::extract::{Extracted, Extractor, Status};
 use materia_core::landing::{
     Dataset, Etag, LandingStore, Month, NewRelease, PutOutcome, Stats, VerifyReport, Year,
 };

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use materia_core::check::{check, human};
-use materia_core::extract::Config;
+use materia_core::dataset::Config;
 use materia_core::landing::LandingStore;
 
 use crate::{BoxError, print_json, print_json_line};

@@ -16,8 +16,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::dataset::Config;
 use crate::error::Result;
-use crate::extract::Config;
 use crate::landing::{Entry, LandingStore};
 use crate::transform::Lakehouse;
 
@@ -134,7 +134,7 @@ pub fn human(seconds: u64) -> String {
 ///
 /// ```
 /// # fn main() -> materia_core::Result<()> {
-/// use materia_core::{check, extract::Config, landing::{LandingStore, NewRelease}};
+/// use materia_core::{check, dataset::Config, landing::{LandingStore, NewRelease}};
 /// let dir = tempfile::tempdir().unwrap();
 /// let store = LandingStore::open(dir.path().join("landing"))?;
 /// let lake = dir.path().join("lake.duckdb");

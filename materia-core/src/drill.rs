@@ -74,7 +74,7 @@ pub struct DrillOptions {
     pub models: Vec<crate::transform::Model>,
     /// The declared tables, as the published lakehouse was built with them
     /// (default: the built-in ones; `Config::tables` gives a config's).
-    pub tables: std::collections::BTreeMap<String, crate::extract::TableSpec>,
+    pub tables: std::collections::BTreeMap<String, crate::dataset::TableSpec>,
 }
 
 impl DrillOptions {
@@ -85,7 +85,7 @@ impl DrillOptions {
             work_dir: std::env::temp_dir(),
             memory_limit: "2GB".into(),
             models: Vec::new(),
-            tables: crate::extract::Config::default().tables(),
+            tables: crate::dataset::Config::default().tables(),
         }
     }
 }

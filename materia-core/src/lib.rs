@@ -5,24 +5,45 @@
 //!
 //! # Layout
 //!
-//! - [`landing`]: the landing zone — validated keys and the crash-safe,
-//!   deduplicating [`LandingStore`](landing::LandingStore). Everything else builds
-//!   on it.
-//! - `extract` (feature `http`, on by default): fetch releases over HTTP (conditional, bounded, retried) or
-//!   from `file://`, unpack zip/gzip, check the CSV header, land.
-//! - `transform` (feature `duckdb`, on by default): the landing zone into a
-//!   DuckDB lakehouse, built aside and published atomically; `Lakehouse` reads it.
-//! - `mirror` (feature `s3`, on by default): push the landing zone to an
-//!   S3-compatible bucket (R2) and restore it from there.
-//! - `publish` (features `s3` and `duckdb`): the published lakehouse as
-//!   Parquet files and a manifest per build on the bucket (`materia publish`).
-//! - `check` (features `http` and `duckdb`): freshness of each dataset's newest
-//!   release and of the lakehouse (`materia check`).
-//! - `drill` (features `s3` and `duckdb`): restore the bucket into a temporary
-//!   directory, rebuild the lakehouse from it and compare with the published one.
-//! - [`supervise`]: the daily cycle of steps as child processes, with timeouts,
-//!   a run lock and a state file.
-//! - [`Error`]: the one error type, with variants a caller can match.
+//! Modules stand in layers: each uses only the layers below it (and, within a
+//! layer, never two modules each other); `tests/it/architecture.rs` holds the
+//! table and checks every `crate::` path against it.
+//!
+//! 0. The vocabulary: [`Error`], the one error type, with variants a caller can
+//!    match; the landing keys ([`landing::LandingKey`] and its parts); `text`,
+//!    small helpers (durations written as text, URLs with their secrets
+//!    removed); `blocking` (blocking calls made safe from async code) and
+//!    `progress` (byte progress bars).
+//! 1. What one file or one declaration needs:
+//!    - [`landing`]: the landing zone — the crash-safe, deduplicating
+//!      [`LandingStore`](landing::LandingStore). Everything above builds on it.
+//!    - [`dataset`]: what each dataset is — its URL, CSV header, cadence and
+//!      table — and the fetch limits, from the config file or built in.
+//!    - [`csv`] (a header line split and checked), `guard` (readers that
+//!      refuse too many bytes, too much time, non-text) and `archive`
+//!      (feature `archive`: the CSV member of a zip).
+//! 2. Moving data:
+//!    - `extract` (feature `http`, on by default): fetch releases over HTTP
+//!      (conditional, bounded, retried) or from `file://`, unpack zip/gzip,
+//!      check the CSV header, land.
+//!    - `transform` (feature `duckdb`, on by default): the landing zone into a
+//!      DuckDB lakehouse, built aside and published atomically; `Lakehouse`
+//!      reads it.
+//!    - `bucket` (feature `s3`, on by default): the S3-compatible bucket (R2) —
+//!      its connection settings, error kinds and listing.
+//!    - `mirror` (feature `s3`): push the landing zone to the bucket and
+//!      restore it from there.
+//! 3. The jobs the `materia` binary runs:
+//!    - `publish` (features `s3` and `duckdb`): the published lakehouse as
+//!      Parquet files and a manifest per build on the bucket.
+//!    - `check` (feature `duckdb`): freshness of each dataset's newest release
+//!      and of the lakehouse (`materia check`).
+//!    - `drill` (features `s3` and `duckdb`): restore the bucket into a
+//!      temporary directory, rebuild the lakehouse from it and compare with the
+//!      published one.
+//!    - `serve` (feature `serve`): the read API over the published lakehouse.
+//!    - [`supervise`]: the daily cycle of steps as child processes, with
+//!      timeouts, a run lock and a state file.
 //!
 //! # Example
 //!
@@ -49,9 +70,10 @@
 pub mod archive;
 #[cfg(feature = "http")]
 mod blocking;
-#[cfg(all(feature = "http", feature = "duckdb"))]
+#[cfg(feature = "duckdb")]
 pub mod check;
 pub mod csv;
+pub mod dataset;
 #[cfg(all(feature = "s3", feature = "duckdb"))]
 pub mod drill;
 mod error;
@@ -68,6 +90,7 @@ pub mod publish;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod supervise;
+mod text;
 #[cfg(feature = "duckdb")]
 pub mod transform;
 

@@ -22,29 +22,25 @@
 //! The HTTP client is `reqwest`'s blocking client (rustls): call [`Extractor`]
 //! from a plain thread, or from `spawn_blocking` in async code.
 
-mod config;
-mod cot;
-mod table;
+mod client;
 
 use std::io::{self, BufReader, Read};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use flate2::read::MultiGzDecoder;
 use reqwest::StatusCode;
-use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde::Serialize;
 
-pub use crate::csv::PSD_COLUMNS;
-use crate::guard::{Limited, refusal};
-pub use config::{Cadence, Config, DatasetSpec, Limits, PSD_ARCHIVE_URL, PSD_URL};
-pub use cot::{COFFEE_C, COT_URL, cot_columns};
-pub use table::{Column, ColumnType, Disposition, TableSpec};
+pub use crate::text::{redact, redact_secret_url};
 
+use crate::dataset::{DatasetSpec, Limits};
 use crate::error::{Error, Result};
+use crate::guard::{Limited, refusal};
 use crate::landing::{
-    DuplicateOf, Etag, LandingKey, LandingStore, Month, NewRelease, PutOutcome, Release,
-    Sha256Digest, Year, current_month,
+    DuplicateOf, LandingKey, LandingStore, Month, NewRelease, PutOutcome, Release, Sha256Digest,
+    Year, current_month,
 };
+use client::{io_chain, with_validators};
 
 /// What an extraction did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -97,7 +93,8 @@ pub struct Extracted {
 ///
 /// ```no_run
 /// # fn main() -> materia_core::Result<()> {
-/// use materia_core::extract::{Config, Extractor};
+/// use materia_core::dataset::Config;
+/// use materia_core::extract::Extractor;
 /// use materia_core::landing::LandingStore;
 ///
 /// let store = LandingStore::open("/data/materia/landing")?;
@@ -118,43 +115,6 @@ impl Extractor {
     /// An extractor that fetches within `limits`.
     pub fn new(limits: Limits) -> Result<Extractor> {
         crate::blocking::off_runtime(|| Extractor::build(limits))
-    }
-
-    fn build(limits: Limits) -> Result<Extractor> {
-        let client = reqwest::blocking::Client::builder()
-            .user_agent(concat!(
-                "materia/",
-                env!("CARGO_PKG_VERSION"),
-                " (+https://github.com/materia/materia)"
-            ))
-            .connect_timeout(limits.connect_timeout)
-            .timeout(limits.read_timeout)
-            // The URL may carry a token: never send it on as a Referer, and
-            // never follow a redirect from https down to plain http.
-            .referer(false)
-            .redirect(reqwest::redirect::Policy::custom(|attempt| {
-                let downgrade = attempt.url().scheme() == "http"
-                    && attempt.previous().iter().any(|u| u.scheme() == "https");
-                if downgrade {
-                    attempt.error("refusing a redirect from https to plain http")
-                } else if attempt.previous().len() > 10 {
-                    attempt.error("more than 10 redirects")
-                } else {
-                    attempt.follow()
-                }
-            }))
-            // Bodies are stored as sent: no transparent decompression.
-            .build()
-            .map_err(|e| Error::Config {
-                origin: "http client".into(),
-                reason: error_chain(&e),
-                source: Some(Box::new(e)),
-            })?;
-        Ok(Extractor {
-            client: Some(client),
-            limits,
-            progress: false,
-        })
     }
 
     /// Shows a progress bar on stderr for large downloads when stderr is a terminal.
@@ -212,100 +172,106 @@ impl Extractor {
         month: Month,
         archive: bool,
     ) -> Result<Extracted> {
-        let shown = redact(url);
-        let fail = |reason: String| Error::Extract {
-            url: shown.clone(),
-            reason,
-            source: None,
+        let job = Fetch {
+            store,
+            spec,
+            shown: redact(url),
         };
-        let parsed = reqwest::Url::parse(url).map_err(|e| fail(format!("not a valid URL: {e}")))?;
+        let parsed =
+            reqwest::Url::parse(url).map_err(|e| job.fail(format!("not a valid URL: {e}")))?;
         let release = NewRelease::new(spec.name.clone(), year.get().into(), month.get().into())?
-            .with_source(shown.clone());
+            .with_source(job.shown.clone());
         // A total timeout too large to add is no deadline at all (never a panic).
         let deadline = Instant::now().checked_add(self.limits.total_timeout);
-        tracing::info!(dataset = %spec.name, url = %shown, "fetching");
-        let (release, body, length): (NewRelease, Box<dyn Read>, Option<u64>) = match parsed
-            .scheme()
-        {
-            "file" => {
-                let path = parsed
-                    .to_file_path()
-                    .map_err(|()| fail("not a local file path".into()))?;
-                let file = std::fs::File::open(&path)
-                    .map_err(|e| fail(format!("cannot open {}: {e}", path.display())))?;
-                let length = file.metadata().ok().map(|m| m.len());
-                (release, Box::new(file), length)
-            }
-            "http" | "https" => {
-                let previous = store.latest_from(&spec.name, &shown);
-                let response = self.send(parsed, previous.as_ref(), &fail)?;
-                match response.status() {
-                    StatusCode::NOT_MODIFIED => {
-                        tracing::info!(url = %shown, "unchanged (304)");
-                        return Ok(self.done(spec, shown, Status::Unchanged));
-                    }
-                    StatusCode::NOT_FOUND if archive => {
-                        return Ok(self.done(spec, shown, Status::NotPublished));
-                    }
-                    s if !s.is_success() => return Err(fail(format!("the server answered {s}"))),
-                    _ => {}
-                }
-                let headers = response.headers();
-                let text = |name| {
-                    headers
-                        .get(name)
-                        .and_then(|v: &HeaderValue| v.to_str().ok())
-                        .map(str::to_owned)
-                };
-                let mut release = release;
-                if let Some(raw) = headers.get(header::ETAG) {
-                    release = release.with_etag(Etag::from_header(raw.as_bytes()));
-                    if let Ok(raw) = raw.to_str() {
-                        release = release.with_etag_header(raw);
-                    }
-                }
-                if let Some(lm) = text(header::LAST_MODIFIED) {
-                    release = release.with_last_modified(lm);
-                }
-                if let Some(etag) = &release.etag
-                    && let Some(existing) = store.find(&spec.name, etag)
-                {
-                    tracing::info!(url = %shown, %existing, "duplicate etag; body not read");
-                    let status = Status::Duplicate {
-                        existing,
-                        of: DuplicateOf::Etag,
-                    };
-                    return Ok(self.done(spec, shown, status));
-                }
-                let length = response.content_length();
-                (release, Box::new(response), length)
-            }
-            other => return Err(fail(format!("unsupported URL scheme {other:?}"))),
+        tracing::info!(dataset = %spec.name, url = %job.shown, "fetching");
+        let opened = match parsed.scheme() {
+            "file" => job.open_file(&parsed, release)?,
+            "http" | "https" => self.open_http(&job, parsed, release, archive)?,
+            other => return Err(job.fail(format!("unsupported URL scheme {other:?}"))),
         };
+        let status = match opened {
+            Opened::Done(status) => status,
+            Opened::Body {
+                release,
+                body,
+                length,
+            } => self.download(&job, release, body, length, deadline)?,
+        };
+        Ok(self.done(spec, job.shown, status))
+    }
+
+    /// Sends the request. A `304`, an archive's `404` or an ETag already
+    /// landed ends the fetch here, the body unread.
+    fn open_http(
+        &self,
+        job: &Fetch<'_>,
+        url: reqwest::Url,
+        release: NewRelease,
+        archive: bool,
+    ) -> Result<Opened> {
+        let previous = job.store.latest_from(&job.spec.name, &job.shown);
+        let response = self.send(url, previous.as_ref(), &|reason| job.fail(reason))?;
+        match response.status() {
+            StatusCode::NOT_MODIFIED => {
+                tracing::info!(url = %job.shown, "unchanged (304)");
+                return Ok(Opened::Done(Status::Unchanged));
+            }
+            StatusCode::NOT_FOUND if archive => return Ok(Opened::Done(Status::NotPublished)),
+            s if !s.is_success() => return Err(job.fail(format!("the server answered {s}"))),
+            _ => {}
+        }
+        let release = with_validators(release, response.headers());
+        if let Some(etag) = &release.etag
+            && let Some(existing) = job.store.find(&job.spec.name, etag)
+        {
+            tracing::info!(url = %job.shown, %existing, "duplicate etag; body not read");
+            let status = Status::Duplicate {
+                existing,
+                of: DuplicateOf::Etag,
+            };
+            return Ok(Opened::Done(status));
+        }
+        let length = response.content_length();
+        Ok(Opened::Body {
+            release,
+            body: Box::new(response),
+            length,
+        })
+    }
+
+    /// Streams `body` (at most `max_body_bytes`, before `deadline`) into the
+    /// store; a refusal or a broken body becomes the fetch's error.
+    fn download(
+        &self,
+        job: &Fetch<'_>,
+        release: NewRelease,
+        body: Box<dyn Read>,
+        length: Option<u64>,
+        deadline: Option<Instant>,
+    ) -> Result<Status> {
         let mut body = Limited::new(body, self.limits.max_body_bytes, "body", deadline);
         let bar = crate::progress::bytes_bar(length, self.progress);
         let outcome = {
             let reader = bar.wrap_read(&mut body);
-            self.land(store, spec, release, reader)
+            self.land(job.store, job.spec, release, reader)
         };
         bar.finish_and_clear();
         let bytes_in = body.bytes;
         let outcome = outcome.map_err(|e| match e {
             Error::Input { source } => match refusal(&source) {
-                Some(r) => fail(r.to_string()),
-                None => fail(format!(
+                Some(r) => job.fail(r.to_string()),
+                None => job.fail(format!(
                     "reading the download failed after {bytes_in} bytes: {}",
                     io_chain(&source)
                 )),
             },
-            Error::InvalidInput { reason } => fail(reason),
+            Error::InvalidInput { reason } => job.fail(reason),
             other => other,
         })?;
-        let status = match outcome {
+        Ok(match outcome {
             PutOutcome::Landed(r) => landed(r, bytes_in),
             PutOutcome::Duplicate { existing, of } => Status::Duplicate { existing, of },
-        };
-        Ok(self.done(spec, shown, status))
+        })
     }
 
     fn done(&self, spec: &DatasetSpec, url: String, status: Status) -> Extracted {
@@ -323,61 +289,6 @@ impl Extractor {
             dataset: spec.name.to_string(),
             url,
             status,
-        }
-    }
-
-    /// Sends a GET, conditional on `previous`, retrying what is worth retrying.
-    fn send(
-        &self,
-        url: reqwest::Url,
-        previous: Option<&Release>,
-        fail: &dyn Fn(String) -> Error,
-    ) -> Result<reqwest::blocking::Response> {
-        let mut headers = HeaderMap::new();
-        if let Some(prev) = previous {
-            let etag = prev.etag_header.as_deref().map(HeaderValue::from_str);
-            if let Some(Ok(v)) = etag {
-                headers.insert(header::IF_NONE_MATCH, v);
-            }
-            let since = prev.last_modified.as_deref().map(HeaderValue::from_str);
-            if let Some(Ok(v)) = since {
-                headers.insert(header::IF_MODIFIED_SINCE, v);
-            }
-        }
-        let mut delay = self.limits.backoff;
-        let mut attempt = 0;
-        loop {
-            let Some(client) = &self.client else {
-                unreachable!("the client lives as long as the extractor")
-            };
-            let result = client.get(url.clone()).headers(headers.clone()).send();
-            let retry_in = match result {
-                Ok(r) if retryable(r.status()) => {
-                    let why = format!("the server answered {}", r.status());
-                    if attempt == self.limits.retries {
-                        return Err(fail(format!("{why} (after {attempt} retries)")));
-                    }
-                    let wait = retry_after(r.headers()).unwrap_or(delay);
-                    tracing::warn!("{why}; retrying in {wait:?}");
-                    wait
-                }
-                Ok(r) => return Ok(r),
-                Err(e) if (e.is_connect() || e.is_timeout()) && attempt < self.limits.retries => {
-                    tracing::warn!("{}; retrying in {delay:?}", error_chain(&e));
-                    delay
-                }
-                Err(e) => {
-                    let retried = match attempt {
-                        0 => String::new(),
-                        n => format!(" (after {n} retries)"),
-                    };
-                    let err = fail(format!("request failed: {}{retried}", error_chain(&e)));
-                    return Err(with_source(err, e));
-                }
-            };
-            std::thread::sleep(retry_in);
-            delay = (delay * 2).min(Duration::from_secs(30));
-            attempt += 1;
         }
     }
 
@@ -417,13 +328,50 @@ impl Extractor {
     }
 }
 
-/// Keeps `cause` as the source of an [`Error::Extract`].
-fn with_source(mut err: Error, cause: reqwest::Error) -> Error {
-    if let Error::Extract { source, .. } = &mut err {
-        // reqwest's errors print their URL, tokens and all: not this one.
-        *source = Some(Box::new(cause.without_url()));
+/// One fetch under way: the dataset, its store, and the URL as shown.
+struct Fetch<'a> {
+    store: &'a LandingStore,
+    spec: &'a DatasetSpec,
+    /// The URL without its secrets (see [`redact`]): logs and errors show this.
+    shown: String,
+}
+
+impl Fetch<'_> {
+    /// The fetch's error: its URL (as shown) and `reason`.
+    fn fail(&self, reason: String) -> Error {
+        Error::Extract {
+            url: self.shown.clone(),
+            reason,
+            source: None,
+        }
     }
-    err
+
+    /// Opens a `file://` URL.
+    fn open_file(&self, url: &reqwest::Url, release: NewRelease) -> Result<Opened> {
+        let path = url
+            .to_file_path()
+            .map_err(|()| self.fail("not a local file path".into()))?;
+        let file = std::fs::File::open(&path)
+            .map_err(|e| self.fail(format!("cannot open {}: {e}", path.display())))?;
+        let length = file.metadata().ok().map(|m| m.len());
+        Ok(Opened::Body {
+            release,
+            body: Box::new(file),
+            length,
+        })
+    }
+}
+
+/// What opening a URL gave: a body to land, or an answer that lands nothing.
+enum Opened {
+    /// A body to read, `length` bytes long if the server said so.
+    Body {
+        release: NewRelease,
+        body: Box<dyn Read>,
+        length: Option<u64>,
+    },
+    /// Nothing to read: unchanged, not published, or a known ETag.
+    Done(Status),
 }
 
 impl Drop for Extractor {
@@ -437,11 +385,6 @@ impl Drop for Extractor {
             std::thread::spawn(move || drop(client));
         }
     }
-}
-
-/// Whether a response status is worth another try.
-fn retryable(status: StatusCode) -> bool {
-    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
 }
 
 fn landed(r: Release, bytes_in: u64) -> Status {
@@ -464,116 +407,4 @@ fn peek<R: Read>(mut body: R, n: usize) -> Result<(Vec<u8>, impl Read)> {
         .map_err(|source| Error::Input { source })?;
     let whole = io::Cursor::new(head.clone()).chain(body);
     Ok((head, whole))
-}
-
-/// A `Retry-After` in seconds, capped at a minute.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers
-        .get(header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(secs.min(60)))
-}
-
-/// An error and its causes on one line, without any URL reqwest adds.
-fn error_chain(e: &reqwest::Error) -> String {
-    use std::error::Error as _;
-    let mut out = if e.is_timeout() {
-        "timed out".to_owned()
-    } else if e.is_connect() {
-        "could not connect".to_owned()
-    } else {
-        "HTTP error".to_owned()
-    };
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
-/// An I/O error and its causes on one line; a timeout says so first.
-fn io_chain(e: &io::Error) -> String {
-    // A reqwest error inside prints its URL (and any token in it): use its
-    // chain without the URL instead.
-    if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<reqwest::Error>()) {
-        return error_chain(inner);
-    }
-    let mut parts = vec![e.to_string()];
-    let mut source = e.get_ref().and_then(|inner| inner.source());
-    while let Some(s) = source {
-        parts.push(s.to_string());
-        source = s.source();
-    }
-    let timed_out = e.kind() == io::ErrorKind::TimedOut
-        || e.get_ref()
-            .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
-            .is_some_and(reqwest::Error::is_timeout);
-    if timed_out {
-        parts.insert(0, "timed out waiting for data".into());
-    }
-    parts.dedup();
-    parts.join(": ")
-}
-
-/// A URL that is a secret as a whole (a webhook, a dead-man's ping, an ntfy
-/// topic: Slack's `/services/T…/B…/SECRET` and healthchecks.io's `/ping/<uuid>`
-/// carry the secret in the path), as logs and errors may show it: the scheme
-/// and the host (and port) only, then `/…`.
-///
-/// ```
-/// use materia_core::extract::redact_secret_url;
-/// assert_eq!(
-///     redact_secret_url("https://hooks.slack.com/services/T0001/B0001/SUPERSECRETTOKEN"),
-///     "https://hooks.slack.com/…"
-/// );
-/// assert_eq!(redact_secret_url("http://u:p@127.0.0.1:9/ping/uuid?x=1"), "http://127.0.0.1:9/…");
-/// assert_eq!(redact_secret_url("not a url /secret"), "(an invalid URL)");
-/// ```
-pub fn redact_secret_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => match (u.host_str(), u.port()) {
-            (Some(host), Some(port)) => format!("{}://{host}:{port}/…", u.scheme()),
-            (Some(host), None) => format!("{}://{host}/…", u.scheme()),
-            (None, _) => format!("{}:…", u.scheme()),
-        },
-        Err(_) => "(an invalid URL)".into(),
-    }
-}
-
-/// `url` without its secrets, for logs, errors, state and the ledger: the
-/// password, and the value of every query parameter (signed URLs and API tokens
-/// travel there) are replaced by `***`; parameter names stay, so two URLs can
-/// still be told apart.
-///
-/// ```
-/// use materia_core::extract::redact;
-/// assert_eq!(redact("https://user:secret@example.org/x.zip"), "https://user:***@example.org/x.zip");
-/// assert_eq!(
-///     redact("https://example.org/x.zip?token=abc&X-Amz-Signature=def"),
-///     "https://example.org/x.zip?token=***&X-Amz-Signature=***"
-/// );
-/// assert_eq!(redact("file:///srv/psd.zip"), "file:///srv/psd.zip");
-/// ```
-pub fn redact(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            }
-            if u.query().is_some() {
-                let names: Vec<String> = u.query_pairs().map(|(k, _)| k.into_owned()).collect();
-                let masked: Vec<String> = names.iter().map(|k| format!("{k}=***")).collect();
-                u.set_query(Some(&masked.join("&")));
-            }
-            u.set_fragment(None);
-            u.to_string()
-        }
-        Err(_) => url.chars().filter(|c| !c.is_control()).take(200).collect(),
-    }
 }

@@ -15,8 +15,9 @@ use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 
 use super::key::Sha256Digest;
+use crate::csv::HeaderCheck;
 use crate::error::{Error, IoContext, Result};
-use crate::guard::{HeaderCheck, Limited, TextCheck, refusal};
+use crate::guard::{Limited, TextCheck, refusal};
 
 const BUF_SIZE: usize = 256 * 1024;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];

@@ -190,7 +190,7 @@ impl Alerter {
             }
         }
         Err(Error::Config {
-            origin: format!("alert {}", crate::extract::redact_secret_url(&self.url)),
+            origin: format!("alert {}", crate::text::redact_secret_url(&self.url)),
             reason: last,
             source: None,
         })

@@ -35,13 +35,13 @@ impl Ping {
             match client.get(&url).send() {
                 Ok(r) if r.status().is_success() => return,
                 Ok(r) => tracing::warn!(
-                    url = %crate::extract::redact_secret_url(&url),
+                    url = %crate::text::redact_secret_url(&url),
                     attempt,
                     "the dead-man's ping answered {}",
                     r.status()
                 ),
                 Err(e) => tracing::warn!(
-                    url = %crate::extract::redact_secret_url(&url),
+                    url = %crate::text::redact_secret_url(&url),
                     attempt,
                     "the dead-man's ping failed: {}",
                     e.without_url()

@@ -7,6 +7,9 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::error::Error;
+// Lives in the crate's low `text` module (the dataset declarations parse
+// durations too); re-exported here so `supervise::parse_duration` stays.
+pub use crate::text::parse_duration;
 
 /// When the supervisor runs a cycle.
 ///
@@ -99,34 +102,6 @@ impl FromStr for Schedule {
             .ok_or_else(|| bad(s, "the minute must be 00-59"))?;
         Ok(Schedule::DailyAt { hour, minute })
     }
-}
-
-/// Parses `90s`, `30m`, `6h`, `1d` (one number, one unit).
-///
-/// ```
-/// use std::time::Duration;
-/// assert_eq!(materia_core::supervise::parse_duration("30m"), Ok(Duration::from_secs(1800)));
-/// assert!(materia_core::supervise::parse_duration("30").is_err());
-/// ```
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{s:?} needs a unit: s, m, h or d"))?;
-    let (number, unit) = s.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} must start with a whole number"))?;
-    let unit_secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        other => return Err(format!("unknown unit {other:?} in {s:?}: use s, m, h or d")),
-    };
-    n.checked_mul(unit_secs)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("{s:?} is too long"))
 }
 
 #[cfg(test)]

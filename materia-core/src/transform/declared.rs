@@ -19,7 +19,7 @@ use std::fmt::Write;
 
 use super::models::{Kind, Model};
 use super::sql_string;
-use crate::extract::{Column, Disposition, TableSpec};
+use crate::dataset::{Column, Disposition, TableSpec};
 
 /// The history tables' prefix for a dataset (`raw.{prefix}_changes`, …).
 pub(crate) fn prefix(dataset: &str) -> String {

@@ -69,8 +69,8 @@ pub(crate) use rows::{quoted_ident, quoted_name};
 use history::{History, Loaded};
 
 use crate::csv::split_header;
+use crate::dataset::TableSpec;
 use crate::error::{Error, IoContext, Result};
-use crate::extract::TableSpec;
 use crate::landing::durable::{self, LockFile};
 use crate::landing::{Entry, LandingStore};
 
@@ -112,7 +112,7 @@ impl TransformOptions {
             memory_limit: "2GB".into(),
             threads: std::thread::available_parallelism().map_or(1, usize::from),
             models: Vec::new(),
-            tables: crate::extract::Config::default().tables(),
+            tables: crate::dataset::Config::default().tables(),
             storage_version: STORAGE_VERSION.into(),
         }
     }

@@ -372,7 +372,7 @@ fn parse(file: &str, sql: Cow<'static, str>) -> Result<Model> {
 /// declared `tables` generate, then `extra` (`table` and `audit` models of the
 /// caller) after every built-in table, audits last.
 pub(crate) fn ordered(
-    tables: &BTreeMap<String, crate::extract::TableSpec>,
+    tables: &BTreeMap<String, crate::dataset::TableSpec>,
     extra: &[Model],
 ) -> Result<Vec<Model>> {
     let mut builtin = FILES
@@ -501,7 +501,7 @@ mod tests {
 
     #[test]
     fn shipped_models_run_in_dependency_order() {
-        let names: Vec<String> = ordered(&crate::extract::Config::default().tables(), &[])
+        let names: Vec<String> = ordered(&crate::dataset::Config::default().tables(), &[])
             .expect("valid models")
             .into_iter()
             .map(|m| m.name)
@@ -552,7 +552,7 @@ mod tests {
         );
         let unknown = m.load_sections().expect_err("unknown");
         assert!(unknown.to_string().contains("oops"), "{unknown}");
-        let shipped = ordered(&crate::extract::Config::default().tables(), &[]).expect("valid");
+        let shipped = ordered(&crate::dataset::Config::default().tables(), &[]).expect("valid");
         for m in shipped.iter().filter(|m| m.kind == Kind::Load) {
             m.load_sections()
                 .expect("shipped load models have valid sections");
@@ -577,7 +577,7 @@ mod tests {
 
     #[test]
     fn audits_parse_with_severity() {
-        let all = ordered(&crate::extract::Config::default().tables(), &[]).expect("valid");
+        let all = ordered(&crate::dataset::Config::default().tables(), &[]).expect("valid");
         let audit_model = all.iter().find(|m| m.kind == Kind::Audit).expect("audits");
         let audits = audits(audit_model).expect("parse");
         assert!(audits.iter().any(|a| a.severity == Severity::Error));

@@ -4,7 +4,8 @@
 use std::io::Read;
 use std::path::Path;
 
-use materia_core::extract::{Config, DatasetSpec, Extractor, Limits, Status};
+use materia_core::dataset::{Config, DatasetSpec, Limits};
+use materia_core::extract::{Extractor, Status};
 use materia_core::landing::{LandingKey, LandingStore};
 use materia_core::transform::{Lakehouse, StepMode, transform};
 

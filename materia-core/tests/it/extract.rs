@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use materia_core::Error;
-use materia_core::extract::{DatasetSpec, Extracted, Extractor, Limits, PSD_COLUMNS, Status};
+use materia_core::dataset::{DatasetSpec, Limits, PSD_COLUMNS};
+use materia_core::extract::{Extracted, Extractor, Status};
 use materia_core::landing::{DuplicateOf, LandingStore, Month, Sha256Digest, Year, current_month};
 use materia_testkit::http::{Reply, Server};
 

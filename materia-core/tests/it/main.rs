@@ -2,7 +2,8 @@
 //! test binary links DuckDB's C++, ~140 MB: one is enough). Loopback servers,
 //! the fault proxy and PSD data come from `materia-testkit`.
 
-#[cfg(feature = "duckdb")]
+mod architecture;
+#[cfg(all(feature = "duckdb", feature = "http"))]
 mod datasets;
 #[cfg(feature = "http")]
 mod extract;

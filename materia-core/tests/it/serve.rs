@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::{Fixture, fixture};
 
 mod limits;
+#[cfg(feature = "http")]
 mod page;
 mod paging;
 

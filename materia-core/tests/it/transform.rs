@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use materia_core::Error;
-use materia_core::csv::PSD_COLUMNS;
+use materia_core::dataset::PSD_COLUMNS;
 use materia_core::transform::{Lakehouse, StepMode, transform};
 
 use crate::{Fixture, fixture};

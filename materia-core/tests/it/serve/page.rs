@@ -55,9 +55,9 @@ const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
 
 /// Lands a shipped sample (`psd_coffee_sample.zip`, `cot_disagg_sample.zip`)
 /// through extract, as a real cycle would.
-fn extract_sample(f: &Fixture, mut spec: materia_core::extract::DatasetSpec, file: &str) {
+fn extract_sample(f: &Fixture, mut spec: materia_core::dataset::DatasetSpec, file: &str) {
     spec.url = format!("file://{DATA}/{file}");
-    materia_core::extract::Extractor::new(materia_core::extract::Limits::default())
+    materia_core::extract::Extractor::new(materia_core::dataset::Limits::default())
         .expect("client")
         .fetch(&f.store, &spec)
         .expect("lands the sample");
@@ -112,12 +112,12 @@ fn the_page_renders_the_world_balance_with_units_csv_links_and_the_cot_panel_in_
     let f = fixture();
     extract_sample(
         &f,
-        materia_core::extract::DatasetSpec::psd(),
+        materia_core::dataset::DatasetSpec::psd(),
         "psd_coffee_sample.zip",
     );
     extract_sample(
         &f,
-        materia_core::extract::DatasetSpec::cot(),
+        materia_core::dataset::DatasetSpec::cot(),
         "cot_disagg_sample.zip",
     );
     transform(&f.store, &f.options).expect("build");

@@ -8,7 +8,7 @@
 //! weeks so far, so each landed release holds the year to date; a release lacks
 //! the rows of other years, which is why the table's disposition is `merge`.
 
-use super::config::{Cadence, DatasetSpec};
+use super::spec::{Cadence, DatasetSpec};
 use super::table::{Column, ColumnType, Disposition, TableSpec};
 use crate::landing::Dataset;
 
@@ -135,7 +135,7 @@ impl DatasetSpec {
     /// Commitments of Traders, the current year's file, weekly.
     ///
     /// ```
-    /// use materia_core::extract::DatasetSpec;
+    /// use materia_core::dataset::DatasetSpec;
     /// let cot = DatasetSpec::cot();
     /// assert_eq!(cot.header.len(), 191);
     /// assert_eq!(cot.zip_member.as_deref(), Some("f_year.txt"));

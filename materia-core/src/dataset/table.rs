@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 /// A column type DuckDB reads the CSV field as.
 ///
 /// ```
-/// use materia_core::extract::ColumnType;
+/// use materia_core::dataset::ColumnType;
 /// assert_eq!("bigint".parse::<ColumnType>()?, ColumnType::Bigint);
 /// assert!("VARCHAR); DROP TABLE x; --".parse::<ColumnType>().is_err());
 /// # Ok::<(), String>(())
@@ -93,7 +93,7 @@ impl Column {
     /// The column's name in the lakehouse.
     ///
     /// ```
-    /// use materia_core::extract::{Column, ColumnType};
+    /// use materia_core::dataset::{Column, ColumnType};
     /// let c = Column { name: "Report_Date_as_YYYY-MM-DD".into(), ty: ColumnType::Date };
     /// assert_eq!(c.sql_name(), "report_date_as_yyyy_mm_dd");
     /// ```
@@ -132,7 +132,7 @@ pub enum Disposition {
 /// A dataset's table: columns, key and disposition (see the module doc).
 ///
 /// ```
-/// use materia_core::extract::{DatasetSpec, Disposition};
+/// use materia_core::dataset::{DatasetSpec, Disposition};
 /// let psd = DatasetSpec::psd().table.expect("psd has a table");
 /// assert_eq!(psd.key_columns().count(), 4);
 /// assert_eq!(psd.disposition, Disposition::Replace);
@@ -153,7 +153,7 @@ impl TableSpec {
     /// Builds a table from `"Name TYPE"` column strings; checks it.
     ///
     /// ```
-    /// use materia_core::extract::TableSpec;
+    /// use materia_core::dataset::TableSpec;
     /// let t = TableSpec::new(&["Code VARCHAR", "Value DOUBLE"], &["Code"])?;
     /// assert_eq!(t.columns.len(), 2);
     /// assert!(TableSpec::new(&["Code VARCHAR"], &["Nope"]).is_err());
