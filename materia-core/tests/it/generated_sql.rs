@@ -75,12 +75,12 @@ fn diff(old: &str, new: &str) -> String {
         if i < a.len() && j < b.len() && a[i] == b[j] {
             ops.push((' ', a[i], j + 1));
             (i, j) = (i + 1, j + 1);
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            ops.push(('+', b[j], j + 1));
-            j += 1;
-        } else {
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
             ops.push(('-', a[i], j + 1));
             i += 1;
+        } else {
+            ops.push(('+', b[j], j + 1));
+            j += 1;
         }
     }
     let near = |k: usize| {
