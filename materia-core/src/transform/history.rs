@@ -9,31 +9,33 @@
 //! so a crash between a commit and the publish only means the next transform
 //! publishes (see `materia.build.generation`).
 //!
-//! A first build (or a rebuild) loads its first releases in one transaction
-//! with the load model's batch sections (window functions over all of them,
-//! the same rows), up to a bound of CSV, then goes on release by release.
+//! Loading releases into it is `load.rs`'s: a first build (or a rebuild)
+//! loads its first releases in one transaction with the load's batch
+//! statements (window functions over all of them, the same rows), up to a
+//! bound of CSV, then goes on release by release.
 //!
 //! The history is a cache of the landing zone, the source of truth: when it is
-//! missing, unreadable, of another schema version, or a release lands out of
-//! publication order (an archive backfill), it is deleted and rebuilt from the
-//! landing files.
+//! missing, unreadable, of another schema version or loaded under other
+//! dataset declarations, or a release lands out of publication order (an
+//! archive backfill), it is deleted and rebuilt from the landing files.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use duckdb::Connection;
 
+use super::engine::{duck, sql_string};
+use super::files::{remove_with_wal, restrict_mode, with_suffix};
 use super::models::{Kind, Model};
-use super::{Rejected, Step, StepMode, duck, is_data_error, sql_string, with_suffix};
+use super::report::Rejected;
 use crate::error::Result;
-use crate::landing::{Entry, LandingStore};
+use crate::landing::Entry;
 
 /// The layout of the history and of the published file. A history or a
 /// published file of another version is rebuilt from the landing zone.
 pub(crate) const SCHEMA_VERSION: i64 = 4;
 
-/// The temp tables the load model's sections create.
-const STAGING_TABLES: [&str; 6] = ["_stage", "_new", "_gone", "_ended", "_files", "_v"];
+/// The temp tables the loads' statements create (`load.rs`).
+pub(crate) const STAGING_TABLES: [&str; 6] = ["_stage", "_new", "_gone", "_ended", "_files", "_v"];
 
 /// Schema version, history id and generation (`materia.build`).
 pub(crate) type BuildInfo = (i64, String, i64);
@@ -54,18 +56,18 @@ pub(crate) enum Loaded {
 /// The history, attached as `history` to `conn`.
 pub(crate) struct History<'a> {
     conn: &'a Connection,
-    models: &'a [Model],
 }
 
 impl<'a> History<'a> {
     /// Attaches the history at `path` to `conn` (creating it), runs the setup
-    /// models and returns it, or `None` when it must be rebuilt (another schema
-    /// version, loaded under other dataset declarations — `tables`, their
-    /// fingerprint —, or DuckDB cannot open it) — then it is detached and deleted.
+    /// models among `models` and returns it, or `None` when it must be
+    /// rebuilt (another schema version, loaded under other dataset
+    /// declarations — `tables`, their fingerprint —, or DuckDB cannot open
+    /// it) — then it is detached and deleted.
     pub(crate) fn attach(
         conn: &'a Connection,
         path: &Path,
-        models: &'a [Model],
+        models: &[Model],
         tables: &str,
     ) -> Result<Option<History<'a>>> {
         let attach = format!(
@@ -80,8 +82,8 @@ impl<'a> History<'a> {
             remove_history(path)?;
             return Ok(None);
         }
-        super::restrict_mode(path)?;
-        let history = History { conn, models };
+        restrict_mode(path)?;
+        let history = History { conn };
         for m in models.iter().filter(|m| m.kind == Kind::Setup) {
             m.run(conn)?;
         }
@@ -171,9 +173,7 @@ impl<'a> History<'a> {
 
     /// Records a file that cannot be loaded, in a commit of its own.
     pub(crate) fn reject(&self, rejected: &Rejected) -> Result<()> {
-        self.conn
-            .execute_batch("BEGIN TRANSACTION")
-            .map_err(duck("BEGIN"))?;
+        self.begin()?;
         self.conn
             .execute(
                 "INSERT INTO raw.rejected VALUES (?, ?, now())",
@@ -183,99 +183,32 @@ impl<'a> History<'a> {
         self.commit()
     }
 
+    /// The connection the history is attached to.
+    pub(crate) fn conn(&self) -> &'a Connection {
+        self.conn
+    }
+
+    /// Begins a transaction (one per release, or per batch of releases).
+    pub(crate) fn begin(&self) -> Result<()> {
+        self.conn
+            .execute_batch("BEGIN TRANSACTION")
+            .map_err(duck("BEGIN"))
+    }
+
+    /// Drops the staging tables and commits the transaction.
+    pub(crate) fn finish(&self) -> Result<()> {
+        self.drop_staging()?;
+        self.commit()
+    }
+
     fn commit(&self) -> Result<()> {
         self.conn
             .execute_batch("UPDATE materia.build SET generation = generation + 1; COMMIT")
             .map_err(duck("COMMIT"))
     }
 
-    /// Loads one landing file as the next release of its dataset, in one
-    /// transaction: staged, checked (quarantined when DuckDB cannot read it or
-    /// a key repeats or is empty), then its changes applied.
-    pub(crate) fn load(
-        &self,
-        store: &LandingStore,
-        entry: &Entry,
-        steps: &mut Vec<Step>,
-    ) -> Result<Loaded> {
-        let started = Instant::now();
-        let path = store.path_of(&entry.key);
-        let key = entry.key.to_string();
-        let (release_id, ord) = self.next_ids(entry.key.dataset.as_str())?;
-        let fill = |sql: &str| {
-            sql.replace("{{file}}", &sql_string(&path.to_string_lossy()))
-                .replace("{{ord}}", &ord.to_string())
-        };
-        let model = self.load_model(entry.key.dataset.as_str())?;
-        let sections = model.load_sections()?;
-        self.conn
-            .execute_batch("BEGIN TRANSACTION")
-            .map_err(duck("BEGIN"))?;
-        if let Err(e) = self.conn.execute_batch(&fill(sections.stage)) {
-            self.rollback();
-            let text = e.to_string();
-            if is_data_error(&text) {
-                return self.quarantine(&key, format!("DuckDB cannot load it: {text}"));
-            }
-            return Err(duck(&model.name)(e));
-        }
-        let staged = started.elapsed();
-        let (duplicates, empty): (i64, i64) = self
-            .conn
-            .query_row(&fill(sections.check), [], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(duck(&model.name))?;
-        if duplicates > 0 || empty > 0 {
-            self.rollback();
-            return self.quarantine(
-                &key,
-                format!(
-                    "{duplicates} key(s) appear more than once and {empty} row(s) have an empty key column"
-                ),
-            );
-        }
-        let rows = count(self.conn, "SELECT count(*) FROM _stage")?;
-        let checked = started.elapsed();
-        self.conn
-            .execute_batch(&fill(sections.apply))
-            .map_err(duck(&model.name))?;
-        let changes = count(self.conn, &fill(sections.changes))?;
-        tracing::debug!(
-            model = %model.name,
-            stage_ms = staged.as_millis() as u64,
-            check_ms = (checked - staged).as_millis() as u64,
-            apply_ms = (started.elapsed() - checked).as_millis() as u64,
-            "load sections"
-        );
-        self.record_release(release_id, entry, ord, rows, changes)?;
-        self.drop_staging()?;
-        self.commit()?;
-        steps.push(Step {
-            model: model.name.clone(),
-            mode: if ord == 1 {
-                StepMode::Rebuild
-            } else {
-                StepMode::Append
-            },
-            millis: started.elapsed().as_millis() as u64,
-        });
-        tracing::debug!(release = %key, rows, changes, millis = started.elapsed().as_millis() as u64, "release loaded");
-        Ok(Loaded::Rows { rows, changes })
-    }
-
-    /// The `load` model of `dataset`.
-    fn load_model(&self, dataset: &str) -> Result<&'a Model> {
-        let name = super::declared::load_model_name(dataset);
-        self.models
-            .iter()
-            .find(|m| m.kind == Kind::Load && m.name == name)
-            .ok_or_else(|| crate::Error::Transform {
-                reason: format!("dataset {dataset} has no table declared"),
-                source: None,
-            })
-    }
-
     /// The next release id, and the next publication order in `dataset`.
-    fn next_ids(&self, dataset: &str) -> Result<(i64, i64)> {
+    pub(crate) fn next_ids(&self, dataset: &str) -> Result<(i64, i64)> {
         self.conn
             .query_row(
                 "SELECT coalesce(max(release_id), 0) + 1, \
@@ -287,7 +220,7 @@ impl<'a> History<'a> {
     }
 
     /// Adds a loaded release to the ledger of loads.
-    fn record_release(
+    pub(crate) fn record_release(
         &self,
         release_id: i64,
         entry: &Entry,
@@ -317,7 +250,7 @@ impl<'a> History<'a> {
         Ok(())
     }
 
-    /// Drops the temp tables the load sections leave (so the memory they
+    /// Drops the temp tables the loads leave (so the memory they
     /// hold goes before the commit).
     fn drop_staging(&self) -> Result<()> {
         let sql: String = STAGING_TABLES
@@ -329,97 +262,9 @@ impl<'a> History<'a> {
             .map_err(duck("dropping the staging tables"))
     }
 
-    /// Loads `entries` (sorted in publication order) at once when their
-    /// dataset has no release yet and its load model has batch sections — a
-    /// first build or a rebuild. `None`: not possible (no batch sections, a
-    /// file DuckDB cannot read, a release with a key twice or empty): load
-    /// them one by one instead, which quarantines precisely.
-    pub(crate) fn load_all(
-        &self,
-        store: &LandingStore,
-        entries: &[Entry],
-        steps: &mut Vec<Step>,
-    ) -> Result<Option<Vec<Loaded>>> {
-        let started = Instant::now();
-        let Some(first) = entries.first() else {
-            return Ok(None);
-        };
-        let (first_id, next_ord) = self.next_ids(first.key.dataset.as_str())?;
-        let model = self.load_model(first.key.dataset.as_str())?;
-        let Some(batch) = model.load_sections()?.batch else {
-            return Ok(None);
-        };
-        if next_ord > 1 || entries.len() < 2 {
-            return Ok(None);
-        }
-        let paths: Vec<String> = entries
-            .iter()
-            .map(|e| sql_string(&store.path_of(&e.key).to_string_lossy()))
-            .collect();
-        let file_ords: Vec<String> = paths
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("({p}, {})", i + 1))
-            .collect();
-        let fill = |sql: &str| {
-            sql.replace("{{files}}", &paths.join(", "))
-                .replace("{{file_ords}}", &file_ords.join(", "))
-                .replace("{{last_ord}}", &entries.len().to_string())
-        };
-        self.conn
-            .execute_batch("BEGIN TRANSACTION")
-            .map_err(duck("BEGIN"))?;
-        if let Err(e) = self.conn.execute_batch(&fill(batch.stage_all)) {
-            self.rollback();
-            if is_data_error(&e.to_string()) {
-                return Ok(None);
-            }
-            return Err(duck(&model.name)(e));
-        }
-        if count(self.conn, &fill(batch.check_all))? > 0 {
-            self.rollback();
-            return Ok(None);
-        }
-        self.conn
-            .execute_batch(&fill(batch.apply_all))
-            .map_err(duck(&model.name))?;
-        let mut stmt = self
-            .conn
-            .prepare(&fill(batch.changes_all))
-            .map_err(duck(&model.name))?;
-        let counts: Vec<(i64, i64, i64)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(duck(&model.name))?
-            .collect::<Result<_, _>>()
-            .map_err(duck(&model.name))?;
-        let mut out = Vec::new();
-        for (i, entry) in entries.iter().enumerate() {
-            let ord = i as i64 + 1;
-            let (_, rows, changes) = counts
-                .iter()
-                .find(|(o, _, _)| *o == ord)
-                .copied()
-                .unwrap_or((ord, 0, 0));
-            let (rows, changes) = (rows as u64, changes as u64);
-            self.record_release(first_id + i as i64, entry, ord, rows, changes)?;
-            out.push(Loaded::Rows { rows, changes });
-        }
-        self.drop_staging()?;
-        self.commit()?;
-        steps.push(Step {
-            model: model.name.clone(),
-            mode: StepMode::Rebuild,
-            millis: started.elapsed().as_millis() as u64,
-        });
-        tracing::debug!(
-            releases = entries.len(),
-            millis = started.elapsed().as_millis() as u64,
-            "releases loaded at once"
-        );
-        Ok(Some(out))
-    }
-
-    fn quarantine(&self, key: &str, reason: String) -> Result<Loaded> {
+    /// Records the release at `key` as rejected for `reason`, in a commit of
+    /// its own (after a rollback).
+    pub(crate) fn quarantine(&self, key: &str, reason: String) -> Result<Loaded> {
         let rejected = Rejected {
             landing_key: key.to_owned(),
             reason,
@@ -428,14 +273,17 @@ impl<'a> History<'a> {
         Ok(Loaded::Rejected(rejected))
     }
 
-    fn rollback(&self) {
+    /// Rolls the transaction back (a failure is logged: the next build
+    /// starts from the last commit anyway).
+    pub(crate) fn rollback(&self) {
         if let Err(e) = self.conn.execute_batch("ROLLBACK") {
             tracing::warn!("rollback: {e}");
         }
     }
 }
 
-fn count(conn: &Connection, sql: &str) -> Result<u64> {
+/// The count a `SELECT count(*) …` returns.
+pub(crate) fn count(conn: &Connection, sql: &str) -> Result<u64> {
     conn.query_row(sql, [], |r| r.get::<_, i64>(0))
         .map(|n| n as u64)
         .map_err(duck(sql))
@@ -443,7 +291,7 @@ fn count(conn: &Connection, sql: &str) -> Result<u64> {
 
 /// Deletes the history and its WAL (it is rebuilt from the landing zone).
 pub(crate) fn remove_history(path: &Path) -> Result<()> {
-    super::remove_with_wal(path)
+    remove_with_wal(path)
 }
 
 /// Detaches the attached history at `path` from `conn` and deletes it.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use duckdb::{AccessMode, Config, Connection, OptionalExt};
 use serde::Serialize;
 
-use super::Rejected;
+use super::report::Rejected;
 use crate::error::{Error, Result};
 
 /// The published lakehouse, open read-only. Any number of processes can hold it

@@ -40,38 +40,56 @@
 //! or other dataset declarations, or with a release landed out of publication
 //! order (an archive backfill), it is rebuilt from the landing files — so a
 //! lakehouse from an older release of Materia upgrades itself.
+//!
+//! Layout: `declared.rs` generates what each declared table needs (its
+//! history tables, its typed load, its serving tables); `models.rs` parses
+//! and orders the SQL models (built-in and the caller's); `intake.rs` checks
+//! a landing file before it is loaded; `load.rs` loads releases with the
+//! generated statements, binding what varies per release; `history.rs` owns
+//! the history database; `publish.rs` the two slots; `serving.rs` builds a
+//! slot with the `table` models and audits; `lakehouse.rs` and `readers.rs`
+//! read the published file; `rows.rs` renders query results; `engine.rs`,
+//! `files.rs` and `report.rs` hold the build's DuckDB helpers, its files and
+//! what it reports.
 
 mod declared;
+mod engine;
+mod files;
 mod history;
+mod intake;
 mod lakehouse;
+mod load;
 mod models;
 mod publish;
 mod readers;
+mod report;
 pub mod rows;
 mod serving;
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use duckdb::{Config, Connection};
-use serde::Serialize;
+use duckdb::Connection;
 
+pub use declared::generated_sql;
 pub use duckdb;
 pub use lakehouse::{Balance, Lakehouse, ReadLimits, Revision};
 pub use models::{Model, Severity};
 pub use readers::{Readers, Snapshot};
 pub(crate) use readers::{build_id, stat_published};
+pub use report::{AuditFinding, Rejected, Step, StepMode, TransformReport};
 pub use rows::{OrderedRows, Rows};
 pub(crate) use rows::{quoted_ident, quoted_name};
 
-use history::{History, Loaded};
+use declared::Declared;
+use engine::{duck, engine};
+use files::{absolute, build_path, create_dir, remove_path, remove_stale_builds, with_suffix};
+use history::History;
 
-use crate::csv::split_header;
+use crate::error::Result;
 use crate::dataset::TableSpec;
-use crate::error::{Error, IoContext, Result};
-use crate::landing::durable::{self, LockFile};
+use crate::landing::durable::LockFile;
 use crate::landing::{Entry, LandingStore};
 
 /// Where and how to build.
@@ -118,90 +136,6 @@ impl TransformOptions {
     }
 }
 
-/// An audit that found offending rows (a warning; errors fail the build).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct AuditFinding {
-    /// Error or warning.
-    pub severity: Severity,
-    /// What the audit checks.
-    pub audit: String,
-    /// Offending rows.
-    pub rows: u64,
-}
-
-/// What a transform did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct TransformReport {
-    /// New landing files loaded by this build.
-    pub releases_loaded: u64,
-    /// Rows read from the new releases.
-    pub rows_loaded: u64,
-    /// Rows written to the change history (values that appeared, changed or
-    /// disappeared).
-    pub changes: u64,
-    /// Releases in the lakehouse after the build.
-    pub releases_total: u64,
-    /// The published lakehouse; `None` when there was nothing new to publish.
-    pub published: Option<PathBuf>,
-    /// Landing files this build found unloadable and quarantined: recorded in
-    /// `raw.rejected` and skipped by every later build.
-    pub rejected: Vec<Rejected>,
-    /// Warnings from the audits.
-    pub warnings: Vec<AuditFinding>,
-    /// What each model did and how long it took, in run order.
-    pub steps: Vec<Step>,
-    /// Wall time of the build, in milliseconds.
-    pub millis: u64,
-}
-
-/// A landing file that cannot be loaded, and why.
-///
-/// ```
-/// let r = materia_core::transform::Rejected { landing_key: "psd/2026/11/x.csv.gzip".into(), reason: "bad gzip".into() };
-/// assert_eq!(serde_json::to_value(&r).unwrap()["reason"], "bad gzip");
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Rejected {
-    /// The file's landing key.
-    pub landing_key: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-/// One model's part of a build.
-///
-/// ```
-/// use materia_core::transform::{Step, StepMode};
-/// let step = Step { model: "serving.psd_revisions".into(), mode: StepMode::Append, millis: 12 };
-/// assert_eq!(serde_json::to_value(&step).unwrap()["mode"], "append");
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Step {
-    /// The model's name, e.g. `serving.psd_revisions`.
-    pub model: String,
-    /// What ran.
-    pub mode: StepMode,
-    /// Wall time, in milliseconds.
-    pub millis: u64,
-}
-
-/// How a model was brought up to date.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum StepMode {
-    /// An incremental model appended the new releases only.
-    Append,
-    /// An incremental model was rebuilt over the whole history (first build, or a
-    /// release that landed out of order).
-    Rebuild,
-    /// A `table` model, rebuilt every build.
-    Table,
-}
-
-/// How much CSV a first build loads at once (see `history::load_all`).
-const BATCH_CONTENT_BYTES: u64 = 512 << 20;
-
 /// Brings `options.duckdb_path` up to date with `store`, loading only the landing
 /// files it does not hold yet.
 ///
@@ -217,26 +151,18 @@ const BATCH_CONTENT_BYTES: u64 = 512 << 20;
 pub fn transform(store: &LandingStore, options: &TransformOptions) -> Result<TransformReport> {
     let started = Instant::now();
     let target = absolute(&options.duckdb_path)?;
-    let dir = target.parent().unwrap_or(Path::new("/")).to_path_buf();
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(durable::DIR_MODE)
-            .create(&dir)
-            .at(&dir)?;
-    }
+    create_dir(target.parent().unwrap_or(Path::new("/")))?;
     let lock_path = with_suffix(&target, ".lock");
     // One build at a time: a second one waits for the first.
     let _lock = LockFile::open(&lock_path, "another transform of this lakehouse")?.hold()?;
     remove_stale_builds(&target)?;
 
-    let models = models::ordered(&options.tables, &options.models)?;
-    let fingerprint = declared::fingerprint(&options.tables);
+    let declared = Declared::new(&options.tables);
+    let models = models::ordered(declared.models.clone(), &options.models)?;
     // A slot written with another storage version is built afresh too.
     let models_print = format!(
         "{}/{}",
-        models::fingerprint(&models),
+        declared.models_fingerprint(&models),
         options.storage_version
     );
     publish::check_storage_version(&options.storage_version)?;
@@ -255,8 +181,8 @@ pub fn transform(store: &LandingStore, options: &TransformOptions) -> Result<Tra
     };
     let plan = Plan {
         tables: &options.tables,
+        declared: &declared,
         models: &models,
-        fingerprint: &fingerprint,
         models_print: &models_print,
         storage_version: &options.storage_version,
     };
@@ -286,31 +212,15 @@ pub fn transform(store: &LandingStore, options: &TransformOptions) -> Result<Tra
     Ok(report)
 }
 
-/// DuckDB for a build: in memory (the files are attached), with the memory
-/// limit and threads asked for, spilling to `spill` (a build file: a killed
-/// build's is removed by the next).
-fn engine(options: &TransformOptions, spill: &Path) -> Result<Connection> {
-    let config = Config::default()
-        .max_memory(&options.memory_limit)
-        .and_then(|c| c.threads(options.threads as i64))
-        .map_err(duck("configuring DuckDB"))?;
-    let conn = Connection::open_in_memory_with_flags(config).map_err(duck("opening DuckDB"))?;
-    conn.execute_batch(&format!(
-        "SET temp_directory = {}",
-        sql_string(&spill.to_string_lossy())
-    ))
-    .map_err(duck("temp_directory"))?;
-    Ok(conn)
-}
-
 /// What a build loads and runs.
 struct Plan<'a> {
     /// The declared tables, by dataset.
     tables: &'a BTreeMap<String, TableSpec>,
+    /// What they generate: their loads, and the declarations' fingerprint (a
+    /// history loaded under others is rebuilt).
+    declared: &'a Declared,
     /// Every model, in run order.
     models: &'a [models::Model],
-    /// The declarations' fingerprint (a history loaded under others is rebuilt).
-    fingerprint: &'a str,
     /// The models' fingerprint (a slot built with others is built afresh).
     models_print: &'a str,
     /// The published file's DuckDB storage version.
@@ -327,32 +237,14 @@ fn build(
     report: &mut TransformReport,
 ) -> Result<Option<publish::Slot>> {
     let history_path = history::path_of(target);
+    let fingerprint = &plan.declared.fingerprint;
     let mut resets = 0;
     let history = loop {
-        let Some(history) = History::attach(conn, &history_path, plan.models, plan.fingerprint)?
-        else {
+        let Some(history) = History::attach(conn, &history_path, plan.models, fingerprint)? else {
             resets += 1;
             continue;
         };
-        let known: HashSet<String> = history.known_keys()?.into_iter().collect();
-        // The new files of each declared dataset, in publication order.
-        let mut new: BTreeMap<&str, Vec<Entry>> = BTreeMap::new();
-        for e in store.list() {
-            if let Some((name, _)) = plan.tables.get_key_value(e.key.dataset.as_str())
-                && !known.contains(&e.key.to_string())
-            {
-                new.entry(name.as_str()).or_default().push(e);
-            }
-        }
-        for entries in new.values_mut() {
-            entries.sort_by_key(|e| {
-                (
-                    e.key.year,
-                    e.key.month,
-                    e.release.as_ref().map(|r| r.landed_at),
-                )
-            });
-        }
+        let new = new_files(store, &history, plan.tables)?;
         let mut out_of_order = None;
         for entries in new.values() {
             if let Some(first) = entries.first()
@@ -370,7 +262,8 @@ fn build(
             continue;
         }
         for (dataset, entries) in new {
-            load_dataset(store, &history, &plan.tables[dataset], entries, report)?;
+            let load = (&plan.tables[dataset], &plan.declared.loads[dataset]);
+            load::load_dataset(store, &history, load, entries, report)?;
         }
         break history;
     };
@@ -398,64 +291,32 @@ fn build(
     Ok(Some(slot))
 }
 
-/// Loads one dataset's new files (in publication order) into the history:
-/// those that cannot be loaded are quarantined, the others loaded — a first
-/// build's first releases at once, up to BATCH_CONTENT_BYTES of CSV (past that
-/// DuckDB's window sort spills more than the one-by-one load costs), the rest,
-/// or all when that is not possible, one release at a time.
-fn load_dataset(
+/// The landing files of each declared dataset that `history` holds neither
+/// loaded nor rejected, in publication order (year, month, landing time).
+fn new_files<'t>(
     store: &LandingStore,
     history: &History<'_>,
-    table: &TableSpec,
-    entries: Vec<Entry>,
-    report: &mut TransformReport,
-) -> Result<()> {
-    let mut good = Vec::new();
-    for entry in entries {
-        match landing_file_problem(store, &entry, table)? {
-            Some(reason) => {
-                let rejected = Rejected {
-                    landing_key: entry.key.to_string(),
-                    reason,
-                };
-                history.reject(&rejected)?;
-                report.rejected.push(rejected);
-            }
-            None => good.push(entry),
+    tables: &'t BTreeMap<String, TableSpec>,
+) -> Result<BTreeMap<&'t str, Vec<Entry>>> {
+    let known: HashSet<String> = history.known_keys()?.into_iter().collect();
+    let mut new: BTreeMap<&str, Vec<Entry>> = BTreeMap::new();
+    for e in store.list() {
+        if let Some((name, _)) = tables.get_key_value(e.key.dataset.as_str())
+            && !known.contains(&e.key.to_string())
+        {
+            new.entry(name.as_str()).or_default().push(e);
         }
     }
-    let mut batch_len = 0;
-    let mut content = 0u64;
-    for entry in &good {
-        content += entry
-            .release
-            .as_ref()
-            .map_or(entry.file_bytes * 8, |r| r.content_bytes);
-        if content > BATCH_CONTENT_BYTES {
-            break;
-        }
-        batch_len += 1;
+    for entries in new.values_mut() {
+        entries.sort_by_key(|e| {
+            (
+                e.key.year,
+                e.key.month,
+                e.release.as_ref().map(|r| r.landed_at),
+            )
+        });
     }
-    let mut loaded = Vec::new();
-    let mut rest = &good[..];
-    if let Some(at_once) = history.load_all(store, &good[..batch_len], &mut report.steps)? {
-        loaded = at_once;
-        rest = &good[batch_len..];
-    }
-    for entry in rest {
-        loaded.push(history.load(store, entry, &mut report.steps)?);
-    }
-    for outcome in loaded {
-        match outcome {
-            Loaded::Rows { rows, changes } => {
-                report.releases_loaded += 1;
-                report.rows_loaded += rows;
-                report.changes += changes;
-            }
-            Loaded::Rejected(rejected) => report.rejected.push(rejected),
-        }
-    }
-    Ok(())
+    Ok(new)
 }
 
 /// The schema version, history id and generation the published file was
@@ -471,176 +332,4 @@ fn published_build(target: &Path) -> Option<history::BuildInfo> {
             None
         }
     }
-}
-
-/// Removes a failed build's file and WAL.
-fn remove_build(build: &Path) {
-    if let Err(e) = remove_with_wal(build) {
-        tracing::warn!("{e}");
-    }
-}
-
-/// Removes a DuckDB file and its WAL, whichever exist.
-fn remove_with_wal(path: &Path) -> Result<()> {
-    remove_path(path)?;
-    remove_path(&with_suffix(path, ".wal"))
-}
-
-/// Makes a file DuckDB created (with the umask's mode, 0644 under 022) the
-/// store's 0640, keeping anything stricter the umask asked for.
-fn restrict_mode(path: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = fs::metadata(path).at(path)?.permissions().mode();
-    let restricted = mode & durable::FILE_MODE;
-    if restricted != mode & 0o7777 {
-        fs::set_permissions(path, fs::Permissions::from_mode(restricted)).at(path)?;
-    }
-    Ok(())
-}
-
-/// Whether a DuckDB error is about the data read (so retrying cannot help),
-/// not memory, interruption or the machine.
-fn is_data_error(message: &str) -> bool {
-    let lower = message.to_ascii_lowercase();
-    ["invalid input error", "conversion error", "csv error"]
-        .iter()
-        .any(|kind| lower.contains(kind))
-        || (lower.contains("io error") && lower.contains("gzip"))
-}
-
-/// What keeps a landing file from being loaded, if anything: it must be sound
-/// (gzip, recorded hashes) and have the columns its table declares. I/O errors
-/// are errors, not reasons to quarantine.
-fn landing_file_problem(
-    store: &LandingStore,
-    entry: &Entry,
-    table: &TableSpec,
-) -> Result<Option<String>> {
-    let path = store.path_of(&entry.key);
-    if let Some(problem) = store.check(&entry.key)? {
-        return Ok(Some(problem));
-    }
-    let mut reader = std::io::BufReader::new(store.get(&entry.key)?);
-    let mut line = Vec::new();
-    std::io::BufRead::read_until(&mut reader, b'\n', &mut line).at(&path)?;
-    let found = split_header(line.strip_suffix(b"\n").unwrap_or(&line));
-    let expected = table.header();
-    if found == expected {
-        return Ok(None);
-    }
-    Ok(Some(format!(
-        "its columns differ from datasets.{}.table: {}",
-        entry.key.dataset,
-        column_difference(&expected, &found)
-    )))
-}
-
-/// What differs between the declared columns and a file's header.
-///
-/// Names are shown with `{:?}` (a hostile header is quoted, never raw), at
-/// most 10 of each kind.
-fn column_difference(expected: &[String], found: &[String]) -> String {
-    let list = |names: Vec<&String>| {
-        let shown: Vec<String> = names.iter().take(10).map(|n| format!("{n:?}")).collect();
-        let more = names.len().saturating_sub(10);
-        if more > 0 {
-            format!("{} and {more} more", shown.join(", "))
-        } else {
-            shown.join(", ")
-        }
-    };
-    let missing: Vec<&String> = expected.iter().filter(|c| !found.contains(c)).collect();
-    let extra: Vec<&String> = found.iter().filter(|c| !expected.contains(c)).collect();
-    let mut parts = Vec::new();
-    if !missing.is_empty() {
-        parts.push(format!("missing {}", list(missing)));
-    }
-    if !extra.is_empty() {
-        parts.push(format!("unexpected {}", list(extra)));
-    }
-    if parts.is_empty() {
-        let at = expected
-            .iter()
-            .zip(found)
-            .position(|(a, b)| a != b)
-            .unwrap_or(0);
-        parts.push(format!(
-            "the same columns in another order (column {} is {:?}, declared {:?})",
-            at + 1,
-            found.get(at).map_or("", String::as_str),
-            expected.get(at).map_or("", String::as_str)
-        ));
-    }
-    parts.join("; ")
-}
-
-fn duck(context: &str) -> impl Fn(duckdb::Error) -> Error + '_ {
-    move |e| Error::Transform {
-        reason: format!("{context}: {e}"),
-        source: Some(Box::new(e)),
-    }
-}
-
-/// A SQL string literal.
-fn sql_string(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
-fn build_prefix(target: &Path) -> String {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    format!(".{name}.build-")
-}
-
-fn build_path(target: &Path) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    target.with_file_name(format!(
-        "{}{}-{nanos}",
-        build_prefix(target),
-        std::process::id()
-    ))
-}
-
-/// Removes what killed transforms left: build files, their WALs and DuckDB's
-/// spill directories (`{build}.tmp/`). Called with the transform lock held, so
-/// none of them is live. Symlinks are removed, never followed.
-fn remove_stale_builds(target: &Path) -> Result<()> {
-    let dir = target.parent().unwrap_or(Path::new("/"));
-    let prefix = build_prefix(target);
-    for entry in fs::read_dir(dir).at(dir)? {
-        let entry = entry.at(dir)?;
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            let path = entry.path();
-            tracing::info!(file = %path.display(), "removing what a killed build left");
-            remove_path(&path)?;
-        }
-    }
-    Ok(())
-}
-
-/// Removes a file, a symlink (not its target) or a directory tree.
-fn remove_path(path: &Path) -> Result<()> {
-    let removed = match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
-        Err(e) => Err(e),
-    };
-    match removed {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at(path),
-        _ => Ok(()),
-    }
-}
-
-fn absolute(path: &Path) -> Result<PathBuf> {
-    std::path::absolute(path).at(path)
 }

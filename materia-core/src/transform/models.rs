@@ -1,25 +1,23 @@
 //! The SQL models and the small runner that orders them — the part of SQLMesh
 //! Materia needs, no more.
 //!
-//! Each file in `materia-core/models/` is embedded at compile time (each
-//! declared dataset's setup, load and serving models are generated:
-//! `declared.rs`) and starts with a header:
+//! Each file in `materia-core/models/` is embedded at compile time and starts
+//! with a header:
 //!
 //! ```sql
 //! -- model: serving.psd_latest
-//! -- kind: table            (setup | load | table | audit)
+//! -- kind: table            (setup | table | audit)
 //! -- depends: serving.releases
 //! ```
 //!
-//! `setup` models run first, on the history database (`history.rs`); a `load`
-//! model runs once per new release on the history, in three sections (each after
-//! a `-- section: NAME` line): `stage` reads the file at `{{file}}` into the temp
-//! table `_stage`, `check` returns one row of counts (any non-zero count
-//! quarantines the release), `apply` writes its changes (its publication order
-//! is `{{ord}}`), `changes` counts the rows it wrote. `table` models build the published file from scratch every
-//! build (the history is attached as `history`), and `audit` files hold
-//! statements (each after `-- audit: error|warn TEXT`) that count offending rows
-//! of it. Models run in dependency order (ties by name).
+//! `setup` models run first, on the history database (`history.rs`). `table`
+//! models build the published file every build (the history is attached as
+//! `history`), and `audit` files hold statements (each after `-- audit:
+//! error|warn TEXT`) that count offending rows of it. Models run in
+//! dependency order (ties by name). A caller adds its own `table` and `audit`
+//! models. Each declared dataset's setup and serving models are generated
+//! (`declared.rs`) and run with these; its load is not a model: typed
+//! statements run per release (`load.rs`).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,11 +28,28 @@ use crate::error::{Error, IoContext, Result};
 /// How a model is run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
+    /// Creates the history's tables, before any load.
     Setup,
-    Load,
+    /// Builds a table of the published file.
     Table,
+    /// Counts offending rows of the published file.
     Audit,
 }
+
+impl Kind {
+    /// The kind as a model's `-- kind:` header names it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Setup => "setup",
+            Kind::Table => "table",
+            Kind::Audit => "audit",
+        }
+    }
+}
+
+/// Why a caller's model of another kind is refused.
+const ONLY_TABLES_AND_AUDITS: &str =
+    "only `table` and `audit` models can be added; `setup` and `load` are built in";
 
 /// One SQL model: a file's text with its `-- model:`, `-- kind:` and
 /// `-- depends:` header. Built-in models ship in the binary; a caller adds its
@@ -67,10 +82,7 @@ impl Model {
         let file = file.into();
         let model = parse(&file, Cow::Owned(sql.into()))?;
         if !matches!(model.kind, Kind::Table | Kind::Audit) {
-            return Err(bad(
-                &file,
-                "only `table` and `audit` models can be added; `setup` and `load` are built in",
-            ));
+            return Err(bad(&file, ONLY_TABLES_AND_AUDITS));
         }
         Ok(model)
     }
@@ -207,87 +219,6 @@ fn push<'a>(out: &mut Vec<(usize, &'a str)>, text: &'a str, first: usize) {
     }
 }
 
-/// The parts of a `load` model, each after a `-- section: NAME` line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct LoadSections<'a> {
-    /// Reads the release (`{{file}}`) into the temp table `_stage`.
-    pub stage: &'a str,
-    /// One row of counts; any non-zero count quarantines the release.
-    pub check: &'a str,
-    /// Applies the staged release (`{{ord}}`) to the history.
-    pub apply: &'a str,
-    /// Counts the rows `apply` wrote.
-    pub changes: &'a str,
-    /// Loading every release at once, for a dataset's first build (optional).
-    pub batch: Option<BatchSections<'a>>,
-}
-
-/// The optional batch sections of a `load` model: `stage-all` reads every
-/// release (`{{files}}`, `{{file_ords}}`) into `_stage` with its `ord`,
-/// `check-all` counts unusable rows (any: load release by release instead),
-/// `apply-all` writes the versions (`{{last_ord}}`), `changes-all` returns
-/// (ord, rows, changes) per release.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct BatchSections<'a> {
-    pub stage_all: &'a str,
-    pub check_all: &'a str,
-    pub apply_all: &'a str,
-    pub changes_all: &'a str,
-}
-
-impl Model {
-    /// Splits a `load` model into its sections.
-    pub(crate) fn load_sections(&self) -> Result<LoadSections<'_>> {
-        let sql: &str = &self.sql;
-        let mut parts: BTreeMap<&str, &str> = BTreeMap::new();
-        let mut current: Option<(&str, usize)> = None;
-        let mut offset = 0;
-        for line in sql.split_inclusive('\n') {
-            if let Some(name) = line.trim_end().strip_prefix("-- section:") {
-                if let Some((prev, start)) = current.take() {
-                    parts.insert(prev, &sql[start..offset]);
-                }
-                let name = name.trim();
-                if parts.contains_key(name) {
-                    return Err(bad(&self.name, format!("section {name} twice")));
-                }
-                current = Some((name, offset + line.len()));
-            }
-            offset += line.len();
-        }
-        if let Some((last, start)) = current {
-            parts.insert(last, &sql[start..]);
-        }
-        let has_batch = parts.contains_key("stage-all");
-        let mut take = |name: &str| {
-            parts
-                .remove(name)
-                .ok_or_else(|| bad(&self.name, format!("no `-- section: {name}`")))
-        };
-        let batch = if has_batch {
-            Some(BatchSections {
-                stage_all: take("stage-all")?,
-                check_all: take("check-all")?,
-                apply_all: take("apply-all")?,
-                changes_all: take("changes-all")?,
-            })
-        } else {
-            None
-        };
-        let sections = LoadSections {
-            stage: take("stage")?,
-            check: take("check")?,
-            apply: take("apply")?,
-            changes: take("changes")?,
-            batch,
-        };
-        if let Some(unknown) = parts.keys().next() {
-            return Err(bad(&self.name, format!("unknown section {unknown}")));
-        }
-        Ok(sections)
-    }
-}
-
 /// Whether an audit failure fails the build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -346,7 +277,8 @@ fn parse(file: &str, sql: Cow<'static, str>) -> Result<Model> {
     let name = header("model").ok_or_else(|| bad(file, "no `-- model:` header"))?;
     let kind = match header("kind") {
         Some("setup") => Kind::Setup,
-        Some("load") => Kind::Load,
+        // The loads are generated from the dataset declarations.
+        Some("load") => return Err(bad(file, ONLY_TABLES_AND_AUDITS)),
         Some("table") => Kind::Table,
         Some("audit") => Kind::Audit,
         other => return Err(bad(file, format!("unknown kind {other:?}"))),
@@ -368,20 +300,15 @@ fn parse(file: &str, sql: Cow<'static, str>) -> Result<Model> {
     })
 }
 
-/// The models in the order to run them: the built-in ones and those the
-/// declared `tables` generate, then `extra` (`table` and `audit` models of the
-/// caller) after every built-in table, audits last.
-pub(crate) fn ordered(
-    tables: &BTreeMap<String, crate::dataset::TableSpec>,
-    extra: &[Model],
-) -> Result<Vec<Model>> {
+/// The models in the order to run them: the built-in ones and `generated`
+/// (those the declared tables generate), then `extra` (`table` and `audit`
+/// models of the caller) after every built-in table, audits last.
+pub(crate) fn ordered(generated: Vec<Model>, extra: &[Model]) -> Result<Vec<Model>> {
     let mut builtin = FILES
         .iter()
         .map(|(file, sql)| parse(&format!("materia-core/models/{file}"), Cow::Borrowed(*sql)))
         .collect::<Result<Vec<_>>>()?;
-    for (dataset, table) in tables {
-        builtin.extend(super::declared::models(dataset, table));
-    }
+    builtin.extend(generated);
     let builtin = order(builtin, &BTreeSet::new())?;
     let known: BTreeSet<String> = builtin.iter().map(|m| m.name.clone()).collect();
     if let Some(clash) = extra.iter().find(|m| known.contains(&m.name)) {
@@ -439,14 +366,14 @@ fn order(models: Vec<Model>, done: &BTreeSet<String>) -> Result<Vec<Model>> {
     Ok(out)
 }
 
-/// A fingerprint of models (names and SQL, in order).
-pub(crate) fn fingerprint(models: &[Model]) -> String {
+/// A fingerprint of named SQL texts (models' names and SQL), in order.
+pub(crate) fn fingerprint<'a>(texts: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
-    for m in models {
-        hasher.update(m.name.as_bytes());
+    for (name, sql) in texts {
+        hasher.update(name.as_bytes());
         hasher.update([0]);
-        hasher.update(m.sql.as_bytes());
+        hasher.update(sql.as_bytes());
         hasher.update([0]);
     }
     crate::landing::Sha256Digest::from_hasher(hasher).to_string()
@@ -500,25 +427,6 @@ mod tests {
     }
 
     #[test]
-    fn shipped_models_run_in_dependency_order() {
-        let names: Vec<String> = ordered(&crate::dataset::Config::default().tables(), &[])
-            .expect("valid models")
-            .into_iter()
-            .map(|m| m.name)
-            .collect();
-        let pos = |n: &str| names.iter().position(|m| m == n).expect(n);
-        assert_eq!(pos("schema"), 0);
-        assert!(pos("raw.psd_changes") < pos("serving.psd_history"));
-        assert!(pos("serving.releases") < pos("serving.psd_history"));
-        assert!(pos("serving.psd_history") < pos("serving.psd_latest"));
-        assert!(pos("serving.psd_latest") < pos("serving.coffee_balance"));
-        assert!(pos("serving.coffee_balance") < pos("audits"));
-        assert!(pos("serving.psd_revisions") < pos("audits"));
-        assert!(pos("raw.cot_changes") < pos("serving.cot_latest"));
-        assert!(pos("serving.cot_latest") < pos("serving.cot_coffee"));
-    }
-
-    #[test]
     fn cycles_and_unknown_dependencies_are_errors() {
         let cycle = order(
             vec![
@@ -530,33 +438,6 @@ mod tests {
         assert!(cycle.expect_err("cycle").to_string().contains("cycle"));
         let unknown = order(vec![model("a", Kind::Table, &["nope"])], &BTreeSet::new());
         assert!(unknown.expect_err("unknown").to_string().contains("nope"));
-    }
-
-    #[test]
-    fn load_sections_split_and_are_checked() {
-        let mut m = model("m", Kind::Load, &[]);
-        m.sql = Cow::Borrowed(
-            "-- model: m\n-- section: stage\nCREATE;\n-- section: check\nSELECT 0, 0;\n\
-                 -- section: apply\nINSERT;\n-- section: changes\nSELECT 1;\n",
-        );
-        let s = m.load_sections().expect("sections");
-        assert_eq!(
-            (s.stage, s.check, s.apply, s.changes),
-            ("CREATE;\n", "SELECT 0, 0;\n", "INSERT;\n", "SELECT 1;\n")
-        );
-        m.sql = Cow::Borrowed("-- section: stage\nx\n-- section: apply\nz\n");
-        let missing = m.load_sections().expect_err("no check");
-        assert!(missing.to_string().contains("check"), "{missing}");
-        m.sql = Cow::Borrowed(
-            "-- section: stage\nx\n-- section: check\ny\n-- section: apply\nz\n-- section: changes\nw\n-- section: oops\n",
-        );
-        let unknown = m.load_sections().expect_err("unknown");
-        assert!(unknown.to_string().contains("oops"), "{unknown}");
-        let shipped = ordered(&crate::dataset::Config::default().tables(), &[]).expect("valid");
-        for m in shipped.iter().filter(|m| m.kind == Kind::Load) {
-            m.load_sections()
-                .expect("shipped load models have valid sections");
-        }
     }
 
     #[test]
@@ -573,15 +454,5 @@ mod tests {
         assert_eq!(got[1].0, 6, "{got:?}");
         assert_eq!((got[2].0, got[2].1.as_str()), (8, "SELECT 2"));
         assert_eq!(error_line("Binder Error: x\n\nLINE 3: SELECT"), Some(3));
-    }
-
-    #[test]
-    fn audits_parse_with_severity() {
-        let all = ordered(&crate::dataset::Config::default().tables(), &[]).expect("valid");
-        let audit_model = all.iter().find(|m| m.kind == Kind::Audit).expect("audits");
-        let audits = audits(audit_model).expect("parse");
-        assert!(audits.iter().any(|a| a.severity == Severity::Error));
-        assert!(audits.iter().any(|a| a.severity == Severity::Warn));
-        assert!(audits.iter().all(|a| a.sql.contains("count(*)")));
     }
 }

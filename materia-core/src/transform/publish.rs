@@ -20,7 +20,7 @@
 //! kill or power cut mid-build leaves `DUCKDB_PATH` as it was; DuckDB's WAL and
 //! checkpoints keep the slot consistent, and the next build brings it up to
 //! date again (every `table` model runs each build; the history copies are
-//! appended from where the slot's end). A slot's WAL is removed before a fresh
+//! appended from where the slot's copies end). A slot's WAL is removed before a fresh
 //! file takes its name (it belongs to the old file). The link and rename are
 //! made durable by the directory fsync; either name points to a complete,
 //! fsynced, checkpointed file.
@@ -30,7 +30,8 @@ use std::path::{Path, PathBuf};
 
 use duckdb::Connection;
 
-use super::{build_path, duck, remove_path, restrict_mode, sql_string, with_suffix};
+use super::engine::{duck, sql_string};
+use super::files::{build_path, remove_path, restrict_mode, with_suffix};
 use crate::error::{Error, IoContext, Result};
 
 /// Where the next build goes.

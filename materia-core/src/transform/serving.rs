@@ -5,9 +5,11 @@ use std::time::Instant;
 
 use duckdb::Connection;
 
+use super::engine::duck;
+use super::files::remove_build;
 use super::models::{self, Kind, Model, Severity};
 use super::publish::{self, Slot};
-use super::{AuditFinding, Step, StepMode, duck};
+use super::report::{AuditFinding, Step, StepMode};
 use crate::error::{Error, Result};
 
 /// Builds the slot attached as `lake` (see `publish::attach`) from the
@@ -32,7 +34,7 @@ pub(crate) fn build(
     if outcome.is_err()
         && let Slot::Fresh { file, .. } = slot
     {
-        super::remove_build(file);
+        remove_build(file);
     }
     steps.push(Step {
         model: "lakehouse".into(),

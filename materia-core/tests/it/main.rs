@@ -7,6 +7,7 @@ mod architecture;
 mod datasets;
 #[cfg(feature = "http")]
 mod extract;
+mod generated_sql;
 mod keys_prop;
 mod landing;
 #[cfg(feature = "s3")]
