@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use materia_benches::psd_landing_zone;
+use materia_core::bucket::BucketConfig;
 use materia_core::mirror::{Mirror, MirrorOptions};
 
 struct Moto(Child, String);
@@ -47,14 +48,14 @@ fn moto() -> Moto {
 }
 
 fn options(endpoint: &str, prefix: &str) -> MirrorOptions {
-    MirrorOptions {
+    MirrorOptions::new(BucketConfig {
         endpoint: Some(endpoint.to_owned()),
         region: Some("us-east-1".into()),
         access_key_id: Some("bench".into()),
         secret_access_key: Some("bench".into()),
         allow_http: Some(true),
-        ..MirrorOptions::new(format!("s3://bench/{prefix}"))
-    }
+        ..BucketConfig::new(format!("s3://bench/{prefix}"))
+    })
 }
 
 fn benches(c: &mut Criterion) {

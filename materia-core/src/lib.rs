@@ -49,6 +49,8 @@
 pub mod archive;
 #[cfg(feature = "http")]
 mod blocking;
+#[cfg(feature = "s3")]
+pub mod bucket;
 #[cfg(all(feature = "http", feature = "duckdb"))]
 pub mod check;
 pub mod csv;
