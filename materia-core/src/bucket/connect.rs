@@ -3,14 +3,12 @@
 
 use std::time::Duration;
 
-use futures::TryStreamExt;
+use object_store::RetryConfig;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, Checksum};
 use object_store::path::Path;
-use object_store::{ObjectStore, RetryConfig};
 
 use super::config::BucketConfig;
 use super::error::Operation;
-use super::raw::Listed;
 use crate::error::{Error, RemoteKind, Result};
 
 /// A bucket prefix, connected: the S3 client, the runtime its requests run
@@ -124,29 +122,6 @@ impl Bucket {
     /// goes before its text.
     pub(crate) fn failed(&self, context: impl std::fmt::Display, e: object_store::Error) -> Error {
         self.operation.store_error(&self.url, context, e)
-    }
-
-    /// Every object under the prefix. `object_store` fails a whole listing on
-    /// one key it refuses (or a listing its XML parser cannot read); then the
-    /// bucket is listed raw (see `raw.rs`) so that the caller can skip that
-    /// key alone. When both fail, the first error is the one reported.
-    pub(crate) async fn list_all(&self) -> Result<Vec<Listed>> {
-        let listed: std::result::Result<Vec<object_store::ObjectMeta>, _> =
-            self.s3.list(Some(&self.prefix)).try_collect().await;
-        let error = match listed {
-            Ok(objects) => return Ok(objects.into_iter().map(Listed::from).collect()),
-            Err(e) => e,
-        };
-        match self.raw().list(self.prefix.as_ref()).await {
-            Ok(objects) => {
-                tracing::warn!("object_store could not list the bucket ({error}); listed it raw");
-                Ok(objects)
-            }
-            Err(raw_error) => {
-                tracing::debug!("the raw listing failed too: {raw_error}");
-                Err(self.failed("listing: ", error))
-            }
-        }
     }
 }
 

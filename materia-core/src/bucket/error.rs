@@ -11,6 +11,7 @@ pub(crate) enum Operation {
     /// `mirror`, `restore`, `drill`.
     Mirror,
     /// `publish`.
+    #[cfg_attr(not(feature = "publish"), allow(dead_code))]
     Publish,
 }
 

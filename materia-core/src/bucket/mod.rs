@@ -8,12 +8,12 @@
 //!   `object_store` keeps its `AmazonS3Builder` apart from its `PutOptions`.
 //! - `Bucket` (`connect.rs`): the bucket connected — `object_store`'s S3
 //!   client (SHA-256 checksums on every PUT, retries with backoff, a timeout
-//!   fit for the largest request), the tokio runtime its requests run on, and
-//!   a listing that survives hostile keys.
+//!   fit for the largest request) and the tokio runtime its requests run on.
 //! - `error.rs`: its failures as the operation's [`Error`](crate::Error)
 //!   variant, with a [`RemoteKind`](crate::RemoteKind) a caller can match.
-//! - `raw.rs`: signed requests `object_store` does not make (a raw listing,
-//!   a HEAD asking for the stored checksum, the bucket itself).
+//! - `raw.rs`: signed requests `object_store` does not make — a listing that
+//!   survives hostile keys, a HEAD asking for the stored checksum, requests
+//!   to the bucket itself.
 //! - `create.rs`: the bucket made when missing, and probed: conditional
 //!   writes must be honoured ([`BucketReport`]).
 //!

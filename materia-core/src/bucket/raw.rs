@@ -14,6 +14,8 @@
 use std::time::Duration;
 
 use base64::Engine;
+use futures::TryStreamExt;
+use object_store::ObjectStore;
 use object_store::aws::{AwsAuthorizer, AwsCredential};
 use object_store::client::HttpRequestBody;
 use object_store::path::Path;
@@ -106,6 +108,29 @@ impl Bucket {
     /// Raw signed requests to this bucket.
     pub(crate) fn raw(&self) -> Raw<'_> {
         Raw { bucket: self }
+    }
+
+    /// Every object under the prefix. `object_store` fails a whole listing on
+    /// one key it refuses (or a listing its XML parser cannot read); then the
+    /// bucket is listed raw (see [`Raw::list`]) so that the caller can skip that
+    /// key alone. When both fail, the first error is the one reported.
+    pub(crate) async fn list_all(&self) -> crate::error::Result<Vec<Listed>> {
+        let listed: std::result::Result<Vec<object_store::ObjectMeta>, _> =
+            self.s3.list(Some(&self.prefix)).try_collect().await;
+        let error = match listed {
+            Ok(objects) => return Ok(objects.into_iter().map(Listed::from).collect()),
+            Err(e) => e,
+        };
+        match self.raw().list(self.prefix.as_ref()).await {
+            Ok(objects) => {
+                tracing::warn!("object_store could not list the bucket ({error}); listed it raw");
+                Ok(objects)
+            }
+            Err(raw_error) => {
+                tracing::debug!("the raw listing failed too: {raw_error}");
+                Err(self.failed("listing: ", error))
+            }
+        }
     }
 }
 
