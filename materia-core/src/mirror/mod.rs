@@ -18,7 +18,7 @@
 //!   aborted by the next push. Memory stays within
 //!   [`MirrorOptions::memory_budget`] whatever the file sizes.
 //! - **Fast no-op:** what was confirmed uploaded is recorded in
-//!   `{LANDING_DIR}/.materia/mirror/{hash of the URL}.jsonl` (`record.rs`); a push
+//!   `{LANDING_DIR}/.materia/mirror/{hash of the bucket}.jsonl` (`record.rs`); a push
 //!   with nothing new makes no request at all. `--full` re-lists the bucket to
 //!   catch remote loss.
 //! - **Retries:** 5xx, 429 and timeouts are retried with backoff by `object_store`.
