@@ -5,6 +5,7 @@
 //! Run: `cargo bench --workspace --bench mirror`
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use materia_core::bucket::BucketConfig;
 use materia_core::mirror::{Mirror, MirrorOptions};
 use materia_testkit::psd_landing_zone;
 use materia_testkit::s3::S3Server;
@@ -17,14 +18,14 @@ fn moto() -> S3Server {
 }
 
 fn options(endpoint: &str, prefix: &str) -> MirrorOptions {
-    MirrorOptions {
+    MirrorOptions::new(BucketConfig {
         endpoint: Some(endpoint.to_owned()),
         region: Some("us-east-1".into()),
         access_key_id: Some("bench".into()),
         secret_access_key: Some("bench".into()),
         allow_http: Some(true),
-        ..MirrorOptions::new(format!("s3://bench/{prefix}"))
-    }
+        ..BucketConfig::new(format!("s3://bench/{prefix}"))
+    })
 }
 
 fn benches(c: &mut Criterion) {

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use materia_core::mirror::MirrorOptions;
+use materia_core::bucket::BucketConfig;
 
 use crate::BoxError;
 
@@ -87,11 +87,11 @@ pub(crate) fn warn_empty_aws_settings() {
     }
 }
 
-/// `MirrorOptions` for `url`, with the credential's keys where the environment
+/// The bucket at `url`, with the credential's keys where the environment
 /// has none (or an empty value).
-pub(crate) fn mirror_options(url: impl Into<String>) -> Result<MirrorOptions, BoxError> {
+pub(crate) fn bucket_config(url: impl Into<String>) -> Result<BucketConfig, BoxError> {
     warn_empty_aws_settings();
-    let mut options = MirrorOptions::new(url);
+    let mut options = BucketConfig::new(url);
     for (key, value) in r2()? {
         if env_is_set(&key) {
             continue;

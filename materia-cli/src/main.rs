@@ -471,8 +471,10 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         json,
     } = &cli.command
     {
-        let mut options = materia_core::publish::PublishOptions::new(&cli.duckdb_path, to);
-        options.s3 = credentials::mirror_options(to)?;
+        let mut options = materia_core::publish::PublishOptions::new(
+            &cli.duckdb_path,
+            credentials::bucket_config(to)?,
+        );
         options.keep = *keep;
         options.memory_limit.clone_from(memory_limit);
         let report = materia_core::publish::publish(&options)?;
@@ -606,7 +608,7 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             let mirror = MirrorOptions {
                 concurrency,
                 progress: io::stderr().is_terminal(),
-                ..credentials::mirror_options(from)?
+                ..MirrorOptions::new(credentials::bucket_config(from)?)
             };
             let mut options = materia_core::drill::DrillOptions::new(&cli.duckdb_path);
             options.memory_limit = memory_limit;
@@ -647,7 +649,7 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
                             .map_err(|e| format!("--full-every: {e}"))?,
                     ),
                 },
-                ..credentials::mirror_options(to)?
+                ..MirrorOptions::new(credentials::bucket_config(to)?)
             },
             full,
             create_bucket,
@@ -663,7 +665,7 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             let options = MirrorOptions {
                 concurrency,
                 progress: io::stderr().is_terminal(),
-                ..credentials::mirror_options(from)?
+                ..MirrorOptions::new(credentials::bucket_config(from)?)
             };
             let report = Mirror::new(options)?.restore(&store)?;
             if json {

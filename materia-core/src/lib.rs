@@ -70,6 +70,8 @@
 pub mod archive;
 #[cfg(feature = "http")]
 mod blocking;
+#[cfg(feature = "s3")]
+pub mod bucket;
 #[cfg(feature = "duckdb")]
 pub mod check;
 pub mod csv;

@@ -3,6 +3,7 @@
 //! bucket is input like any other — one naming `latest.json`, or a key
 //! outside `data/`, must never get it deleted.
 
+use super::manifest::Manifest;
 use crate::landing::Sha256Digest;
 
 /// `data/{table}/{sha256}.parquet`: a Parquet file, named by its content.
@@ -18,6 +19,13 @@ pub(crate) fn parse_data_path(path: &str) -> Option<(&str, Sha256Digest)> {
     let (table, file) = rest.split_once('/')?;
     let sha = file.strip_suffix(".parquet")?.parse().ok()?;
     (segment(table) && !file.contains('/')).then_some((table, sha))
+}
+
+/// `manifests/{build}.{first 16 hex of the manifest's SHA-256}.json`: a
+/// manifest's key.
+pub(crate) fn manifest_key(m: &Manifest) -> String {
+    let digest = Sha256Digest::of(&m.to_bytes()).to_string();
+    format!("manifests/{}.{}.json", m.build, &digest[..16])
 }
 
 /// Whether `path` is a manifest's key: `manifests/{build}.{16 hex}.json`.

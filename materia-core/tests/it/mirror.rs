@@ -3,6 +3,7 @@
 use std::fs;
 use std::path::Path;
 
+use materia_core::bucket::BucketConfig;
 use materia_core::landing::{LandingStore, NewRelease};
 use materia_core::mirror::{Mirror, MirrorOptions};
 use materia_testkit::proxy::{Fault, FaultProxy};
@@ -16,15 +17,17 @@ fn options(server: &S3Server) -> MirrorOptions {
 
 fn options_at(endpoint: &str) -> MirrorOptions {
     MirrorOptions {
-        endpoint: Some(endpoint.to_owned()),
-        region: Some("us-east-1".into()),
-        access_key_id: Some("test".into()),
-        secret_access_key: Some("test-secret".into()),
-        allow_http: Some(true),
-        retries: 2,
         // Tests count requests: no periodic full listing unless a test asks.
         full_every: None,
-        ..MirrorOptions::new(format!("s3://{BUCKET}/landing"))
+        ..MirrorOptions::new(BucketConfig {
+            endpoint: Some(endpoint.to_owned()),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("test".into()),
+            secret_access_key: Some("test-secret".into()),
+            allow_http: Some(true),
+            retries: 2,
+            ..BucketConfig::new(format!("s3://{BUCKET}/landing"))
+        })
     }
 }
 
@@ -282,11 +285,9 @@ fn transient_faults_are_retried_and_a_lost_response_is_not_a_conflict() {
     proxy.inject("PUT", "/landing/", Fault::Status(503), 2);
     proxy.inject("PUT", "/landing/", Fault::Status(429), 1);
     proxy.inject("GET", "/landing/", Fault::Status(500), 1);
-    let mirror = Mirror::new(MirrorOptions {
-        retries: 4,
-        ..options_at(&proxy.endpoint)
-    })
-    .expect("mirror");
+    let mut options = options_at(&proxy.endpoint);
+    options.bucket.retries = 4;
+    let mirror = Mirror::new(options).expect("mirror");
     let report = mirror.push(&store, false).expect("push through faults");
     assert_eq!(proxy.injected(), 5, "{:#?}", proxy.requests());
     assert!(report.conflicts.is_empty(), "{report:?}");
@@ -315,11 +316,12 @@ fn a_permanent_failure_names_the_object_and_the_next_push_finishes() {
     proxy.inject("PUT", &format!("/landing/{bad}"), Fault::Status(500), 100);
     // The second part of the large file always fails: the upload is aborted.
     proxy.inject("PUT", "partNumber=2", Fault::Status(500), 100);
+    let mut options = options_at(&proxy.endpoint);
+    options.bucket.retries = 1;
     let mirror = Mirror::new(MirrorOptions {
-        retries: 1,
         multipart_threshold: 6 << 20,
         part_size: 5 << 20,
-        ..options_at(&proxy.endpoint)
+        ..options
     })
     .expect("mirror");
     let err = mirror.push(&store, false).expect_err("fails").to_string();

@@ -14,12 +14,12 @@ const BUCKET: &str = "materia-lake";
 
 fn options(f: &Fixture, server: &S3Server) -> PublishOptions {
     let mut o = PublishOptions::new(&f.options.duckdb_path, format!("s3://{BUCKET}/v1"));
-    o.s3.endpoint = Some(server.endpoint.clone());
-    o.s3.region = Some("us-east-1".into());
-    o.s3.access_key_id = Some("test".into());
-    o.s3.secret_access_key = Some("test-secret".into());
-    o.s3.allow_http = Some(true);
-    o.s3.retries = 1;
+    o.bucket.endpoint = Some(server.endpoint.clone());
+    o.bucket.region = Some("us-east-1".into());
+    o.bucket.access_key_id = Some("test".into());
+    o.bucket.secret_access_key = Some("test-secret".into());
+    o.bucket.allow_http = Some(true);
+    o.bucket.retries = 1;
     o.memory_limit = "512MB".into();
     o
 }

@@ -14,10 +14,16 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{Mirror, remote};
+use super::connect::Bucket;
 use crate::error::{RemoteKind, Result};
 
-/// What [`Mirror::create_bucket`] found and did.
+/// What creating the bucket found and did (`materia mirror --create-bucket`,
+/// the mirror's `Mirror::create_bucket`).
+///
+/// ```
+/// let report = materia_core::bucket::BucketReport { bucket: "materia-raw".into(), created: true, conditional_create: true, checksum_verified: false };
+/// assert_eq!(serde_json::to_value(&report).unwrap()["created"], true);
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct BucketReport {
     /// The bucket.
@@ -51,83 +57,86 @@ pub(crate) fn is_probe(relative: &str) -> bool {
     !nonce.is_empty() && nonce.bytes().all(|b| b.is_ascii_digit())
 }
 
-impl Mirror {
+impl Bucket {
     /// Creates the bucket when it is missing (idempotent: an existing one is
     /// left as it is), then checks it with a probe object under
     /// `{bucket}/.materia-probe/` (outside the landing prefix): a conditional
     /// create must be honoured, or this fails ([`RemoteKind::Config`]) — the
     /// mirror's never-overwrite promise rests on it. The probe is removed (a
     /// bucket lock that refuses deletes there leaves it; it is never read).
-    ///
-    /// ```no_run
-    /// use materia_core::mirror::{Mirror, MirrorOptions};
-    /// let mirror = Mirror::new(MirrorOptions::new("s3://materia-raw/landing"))?;
-    /// let report = mirror.create_bucket()?;
-    /// println!("{}: created {}, checksums verified {}", report.bucket, report.created, report.checksum_verified);
-    /// # Ok::<(), materia_core::Error>(())
-    /// ```
-    pub fn create_bucket(&self) -> Result<BucketReport> {
-        crate::blocking::off_runtime(|| self.block_on(self.create_bucket_async()))
+    pub(crate) async fn create(&self) -> Result<BucketReport> {
+        let created = self.make_if_missing().await?;
+        let (conditional_create, checksum_verified) = self.probe().await?;
+        Ok(BucketReport {
+            bucket: self.name.clone(),
+            created,
+            conditional_create,
+            checksum_verified,
+        })
     }
 
-    async fn create_bucket_async(&self) -> Result<BucketReport> {
-        let url = &self.options.url;
+    /// Makes the bucket unless it is there: whether it was made.
+    async fn make_if_missing(&self) -> Result<bool> {
         let raw = self.raw();
-        let fail = |kind: RemoteKind, what: String| remote(url, kind, what);
+        let bucket = &self.name;
         let (status, _) = raw
             .send("HEAD", "", &[], Vec::new())
             .await
-            .map_err(|e| fail(RemoteKind::Transient, format!("checking the bucket: {e}")))?;
-        let created = match status {
-            200 => false,
-            404 => {
-                // Outside us-east-1 (and R2's `auto`), S3 wants the region named.
-                let body = if matches!(self.region.as_str(), "us-east-1" | "auto") {
-                    Vec::new()
-                } else {
-                    format!(
-                        "<CreateBucketConfiguration><LocationConstraint>{}</LocationConstraint></CreateBucketConfiguration>",
-                        self.region
-                    )
-                    .into_bytes()
-                };
-                let (status, text) = raw.send("PUT", "", &[], body).await.map_err(|e| {
-                    fail(RemoteKind::Transient, format!("creating the bucket: {e}"))
-                })?;
-                match status {
-                    200 => true,
-                    409 if text.contains("BucketAlreadyOwnedByYou") => false,
-                    _ => {
-                        let head: String = text.chars().take(300).collect();
-                        let kind = if status == 403 {
-                            RemoteKind::Auth
-                        } else {
-                            RemoteKind::Config
-                        };
-                        return Err(fail(
-                            kind,
-                            format!("creating bucket {} answered {status}: {head}", self.bucket),
-                        ));
-                    }
-                }
-            }
+            .map_err(|e| self.refuse(RemoteKind::Transient, format!("checking the bucket: {e}")))?;
+        match status {
+            200 => return Ok(false),
+            404 => {}
             403 => {
-                return Err(fail(
+                return Err(self.refuse(
                     RemoteKind::Auth,
                     format!(
-                        "bucket {} refuses these credentials (403): another account's, or a token without access",
-                        self.bucket
+                        "bucket {bucket} refuses these credentials (403): another account's, or a token without access"
                     ),
                 ));
             }
             other => {
-                return Err(fail(
+                return Err(self.refuse(
                     RemoteKind::Other,
-                    format!("checking bucket {} answered {other}", self.bucket),
+                    format!("checking bucket {bucket} answered {other}"),
                 ));
             }
+        }
+        // Outside us-east-1 (and R2's `auto`), S3 wants the region named.
+        let body = if matches!(self.region.as_str(), "us-east-1" | "auto") {
+            Vec::new()
+        } else {
+            format!(
+                "<CreateBucketConfiguration><LocationConstraint>{}</LocationConstraint></CreateBucketConfiguration>",
+                self.region
+            )
+            .into_bytes()
         };
+        let (status, text) = raw
+            .send("PUT", "", &[], body)
+            .await
+            .map_err(|e| self.refuse(RemoteKind::Transient, format!("creating the bucket: {e}")))?;
+        match status {
+            200 => Ok(true),
+            409 if text.contains("BucketAlreadyOwnedByYou") => Ok(false),
+            _ => {
+                let head: String = text.chars().take(300).collect();
+                let kind = if status == 403 {
+                    RemoteKind::Auth
+                } else {
+                    RemoteKind::Config
+                };
+                Err(self.refuse(
+                    kind,
+                    format!("creating bucket {bucket} answered {status}: {head}"),
+                ))
+            }
+        }
+    }
 
+    /// Writes a probe object twice with `If-None-Match: *`, and once with a
+    /// wrong checksum: whether the second create was refused (else an error)
+    /// and whether the wrong checksum was.
+    async fn probe(&self) -> Result<(bool, bool)> {
         let nonce = jiff::Timestamp::now().as_nanosecond();
         let probe = Path::from_iter([PROBE_DIR.to_owned(), format!("{nonce}")]);
         let create = || PutOptions {
@@ -137,7 +146,7 @@ impl Mirror {
         self.s3
             .put_opts(&probe, PutPayload::from_static(b"materia probe"), create())
             .await
-            .map_err(|e| self.fail_at(&probe, e))?;
+            .map_err(|e| self.failed(format_args!("{probe}: "), e))?;
         let second = self
             .s3
             .put_opts(&probe, PutPayload::from_static(b"overwritten"), create())
@@ -150,7 +159,8 @@ impl Mirror {
         // A wrong checksum: a bucket that checks refuses it (400).
         let wrong = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(b"not this"));
         let checksummed = format!("/{probe}.checksum");
-        let (status, _) = raw
+        let (status, _) = self
+            .raw()
             .send(
                 "PUT",
                 &checksummed,
@@ -158,7 +168,7 @@ impl Mirror {
                 b"materia probe".to_vec(),
             )
             .await
-            .map_err(|e| fail(RemoteKind::Transient, format!("probing checksums: {e}")))?;
+            .map_err(|e| self.refuse(RemoteKind::Transient, format!("probing checksums: {e}")))?;
         let checksum_verified = (400..500).contains(&status);
         let _ = self.s3.delete(&probe).await;
         if !checksum_verified {
@@ -168,20 +178,15 @@ impl Mirror {
                 .await;
         }
         if !conditional_create {
-            return Err(fail(
+            return Err(self.refuse(
                 RemoteKind::Config,
                 format!(
                     "bucket {} does not honour conditional writes: a second `If-None-Match: *` PUT of {probe} was accepted, so the mirror could overwrite landed files (R2 and S3 honour them; so does moto)",
-                    self.bucket
+                    self.name
                 ),
             ));
         }
-        Ok(BucketReport {
-            bucket: self.bucket.clone(),
-            created,
-            conditional_create,
-            checksum_verified,
-        })
+        Ok((conditional_create, checksum_verified))
     }
 }
 

@@ -1,22 +1,28 @@
-//! Listing the bucket without trusting its keys.
+//! Requests `object_store` does not make, signed by its own SigV4 signer:
 //!
-//! `object_store` parses every listed key into its `Path` and fails the whole
-//! listing on one it refuses (`..`, `.`, an empty segment, a control byte). A
-//! bucket is shared, hostile input: one such object must not stop `restore`,
-//! `mirror --full` or `mirror --verify`. So when `object_store`'s listing fails
-//! on a key, the bucket is listed again here — `ListObjectsV2` with
-//! `encoding-type=url`, signed by `object_store`'s own SigV4 signer — and every
-//! key comes back as text, for the caller to accept or refuse one by one.
+//! - a listing that does not trust the bucket's keys. `object_store` parses
+//!   every listed key into its `Path` and fails the whole listing on one it
+//!   refuses (`..`, `.`, an empty segment, a control byte). A bucket is
+//!   shared, hostile input: one such object must not stop `restore`,
+//!   `mirror --full` or `mirror --verify`. So when `object_store`'s listing
+//!   fails on a key, the bucket is listed again here — `ListObjectsV2` with
+//!   `encoding-type=url` — and every key comes back as text, for the caller
+//!   to accept or refuse one by one ([`Bucket::list_all`]);
+//! - a HEAD asking for the checksum the server keeps (`publish`);
+//! - any other request to the bucket itself (`create.rs`: making it).
 
 use std::time::Duration;
 
 use base64::Engine;
-use object_store::aws::{AmazonS3, AwsAuthorizer, AwsCredential};
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use object_store::aws::{AwsAuthorizer, AwsCredential};
 use object_store::client::HttpRequestBody;
 use object_store::path::Path;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
+use super::connect::Bucket;
 use crate::landing::Sha256Digest;
 
 /// What a key's bytes become in a request path: all but the unreserved
@@ -28,7 +34,7 @@ const PATH_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~')
     .remove(b'/');
 
-/// What the server keeps of an object's SHA-256 ([`RawLister::stored_sha256`]).
+/// What the server keeps of an object's SHA-256 ([`Raw::stored_sha256`]).
 #[derive(Debug, PartialEq, Eq)]
 #[cfg_attr(not(feature = "publish"), allow(dead_code))]
 pub(crate) enum Stored {
@@ -93,14 +99,39 @@ impl From<object_store::ObjectMeta> for Listed {
     }
 }
 
-/// Where and how to send a raw listing.
-pub(crate) struct RawLister<'a> {
-    pub s3: &'a AmazonS3,
-    /// `https://host[:port]`, path-style (as `object_store` is configured).
-    pub endpoint: String,
-    pub bucket: String,
-    pub region: String,
-    pub allow_http: bool,
+/// Raw signed requests to a bucket ([`Bucket::raw`]).
+pub(crate) struct Raw<'a> {
+    bucket: &'a Bucket,
+}
+
+impl Bucket {
+    /// Raw signed requests to this bucket.
+    pub(crate) fn raw(&self) -> Raw<'_> {
+        Raw { bucket: self }
+    }
+
+    /// Every object under the prefix. `object_store` fails a whole listing on
+    /// one key it refuses (or a listing its XML parser cannot read); then the
+    /// bucket is listed raw (see [`Raw::list`]) so that the caller can skip that
+    /// key alone. When both fail, the first error is the one reported.
+    pub(crate) async fn list_all(&self) -> crate::error::Result<Vec<Listed>> {
+        let listed: std::result::Result<Vec<object_store::ObjectMeta>, _> =
+            self.s3.list(Some(&self.prefix)).try_collect().await;
+        let error = match listed {
+            Ok(objects) => return Ok(objects.into_iter().map(Listed::from).collect()),
+            Err(e) => e,
+        };
+        match self.raw().list(self.prefix.as_ref()).await {
+            Ok(objects) => {
+                tracing::warn!("object_store could not list the bucket ({error}); listed it raw");
+                Ok(objects)
+            }
+            Err(raw_error) => {
+                tracing::debug!("the raw listing failed too: {raw_error}");
+                Err(self.failed("listing: ", error))
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -122,11 +153,11 @@ struct Contents {
     last_modified: Option<String>,
 }
 
-impl RawLister<'_> {
+impl Raw<'_> {
     /// An HTTP client (no redirects) and the S3 client's credential; plain
     /// HTTP only when allowed.
     async fn client(&self) -> Result<(reqwest::Client, std::sync::Arc<AwsCredential>), String> {
-        if !self.allow_http && self.endpoint.starts_with("http://") {
+        if !self.bucket.allow_http && self.bucket.endpoint.starts_with("http://") {
             return Err("refusing plain HTTP (AWS_ALLOW_HTTP is not set)".into());
         }
         let client = reqwest::Client::builder()
@@ -135,6 +166,7 @@ impl RawLister<'_> {
             .build()
             .map_err(|e| e.to_string())?;
         let credential = self
+            .bucket
             .s3
             .credentials()
             .get_credential()
@@ -197,7 +229,7 @@ impl RawLister<'_> {
         })
     }
 
-    /// One signed request (see [`RawLister::send`]): the response.
+    /// One signed request (see [`Raw::send`]): the response.
     async fn request(
         &self,
         method: &str,
@@ -206,29 +238,45 @@ impl RawLister<'_> {
         body: Vec<u8>,
     ) -> Result<reqwest::Response, String> {
         let (client, credential) = self.client().await?;
-        let url = format!(
-            "{}/{}{path}",
-            self.endpoint.trim_end_matches('/'),
-            self.bucket
-        );
-        let mut builder = http::Request::builder().method(method).uri(&url);
-        for (name, value) in headers {
-            builder = builder.header(*name, value);
-        }
-        let mut request = builder
-            .body(HttpRequestBody::from(body.clone()))
-            .map_err(|e| e.to_string())?;
-        AwsAuthorizer::new(&credential, "s3", &self.region)
-            .try_authorize(&mut request, None)
-            .map_err(|e| e.to_string())?;
+        let url = format!("{}{path}", self.base());
+        let signed = self.sign(&credential, method, &url, headers, body.clone())?;
         let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
         client
             .request(method, &url)
-            .headers(request.headers().clone())
+            .headers(signed)
             .body(body)
             .send()
             .await
             .map_err(|e| format!("request failed: {e}"))
+    }
+
+    /// `{endpoint}/{bucket}`: the bucket's URL, path-style.
+    fn base(&self) -> String {
+        let endpoint = self.bucket.endpoint.trim_end_matches('/');
+        format!("{endpoint}/{}", self.bucket.name)
+    }
+
+    /// The headers of `method url` with `headers` and `body`, signed (SigV4)
+    /// with `credential`.
+    fn sign(
+        &self,
+        credential: &AwsCredential,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<http::HeaderMap, String> {
+        let mut builder = http::Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            builder = builder.header(*name, value);
+        }
+        let mut request = builder
+            .body(HttpRequestBody::from(body))
+            .map_err(|e| e.to_string())?;
+        AwsAuthorizer::new(credential, "s3", &self.bucket.region)
+            .try_authorize(&mut request, None)
+            .map_err(|e| e.to_string())?;
+        Ok(request.headers().clone())
     }
 
     /// Every object under `prefix/`, page by page.
@@ -237,12 +285,8 @@ impl RawLister<'_> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let mut url = reqwest::Url::parse(&format!(
-                "{}/{}",
-                self.endpoint.trim_end_matches('/'),
-                self.bucket
-            ))
-            .map_err(|e| format!("bad endpoint: {e}"))?;
+            let mut url =
+                reqwest::Url::parse(&self.base()).map_err(|e| format!("bad endpoint: {e}"))?;
             {
                 let mut q = url.query_pairs_mut();
                 q.append_pair("list-type", "2");
@@ -254,17 +298,10 @@ impl RawLister<'_> {
                     q.append_pair("continuation-token", t);
                 }
             }
-            let mut request = http::Request::builder()
-                .method("GET")
-                .uri(url.as_str())
-                .body(HttpRequestBody::from(Vec::new()))
-                .map_err(|e| e.to_string())?;
-            AwsAuthorizer::new(&credential, "s3", &self.region)
-                .try_authorize(&mut request, None)
-                .map_err(|e| e.to_string())?;
+            let signed = self.sign(&credential, "GET", url.as_str(), &[], Vec::new())?;
             let response = client
                 .get(url.clone())
-                .headers(request.headers().clone())
+                .headers(signed)
                 .send()
                 .await
                 .map_err(|e| format!("listing failed: {e}"))?;
