@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use super::api::App;
+use super::app::App;
 use super::cache::Cached;
 use super::encode::{Blame, Body, Budget, Encoded, Format, Picked, encode};
 use super::error::ApiError;

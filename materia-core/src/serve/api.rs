@@ -14,44 +14,13 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use super::answer::{Ask, answer, current};
+use super::app::App;
 use super::cache::Cache;
 use super::encode::{Blame, Body, Format, Page};
 use super::error::ApiError;
 use super::params::{MAX_LIMIT, TableQuery, link_from};
 use super::query::{Caps, Failed, collect, explain_refusal, failed, read_only};
 use crate::transform::{Readers, quoted_name as quoted};
-
-/// The server's shared state.
-#[derive(Clone)]
-pub(crate) struct App {
-    pub readers: Readers,
-    pub permits: Arc<Semaphore>,
-    pub timeout: Duration,
-    pub allow_sql: bool,
-    pub cache: Arc<Cache>,
-    /// Bytes one answer may take (`--max-answer-mib`).
-    pub max_answer_bytes: usize,
-    /// The readers' DuckDB memory limit (`--memory-limit`), for errors.
-    pub memory_bytes: u64,
-}
-
-impl App {
-    fn caps(&self, rows: Option<usize>) -> Caps {
-        Caps {
-            rows,
-            bytes: self.max_answer_bytes,
-            memory_bytes: self.memory_bytes,
-        }
-    }
-
-    fn blame(&self, parameter: &'static str, hint: &'static str) -> Blame {
-        Blame {
-            parameter,
-            hint,
-            timeout: self.timeout,
-        }
-    }
-}
 
 /// What to change when a table's answer is too big.
 const TABLE_HINT: &str = "ask for fewer rows (limit=, then the next page) or columns (columns=)";

@@ -56,6 +56,7 @@
 
 mod answer;
 mod api;
+mod app;
 mod cache;
 mod encode;
 mod error;
@@ -184,7 +185,7 @@ impl Server {
                 what: format!("listening on {}", options.bind),
                 source,
             })?;
-        let router = api::router(api::App {
+        let router = api::router(app::App {
             readers,
             permits: Arc::new(tokio::sync::Semaphore::new(options.max_in_flight.max(1))),
             timeout: options.timeout,
