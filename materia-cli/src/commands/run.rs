@@ -18,13 +18,13 @@ use crate::cycle::CycleArgs;
 /// Example: materia run --url file:///srv/psd_coffee_csv.zip --timeout extract=30m
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    #[command(flatten)]
-    cycle: CycleArgs,
     /// Wait for a running cycle to finish instead of refusing.
     #[arg(long)]
     wait: bool,
     #[command(flatten)]
     output: Output,
+    #[command(flatten)]
+    cycle: CycleArgs,
 }
 
 impl Args {

@@ -15,11 +15,11 @@ use crate::cycle::CycleArgs;
 /// Example: materia supervise --schedule 06:00 --timeout extract=30m
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    #[command(flatten)]
-    cycle: CycleArgs,
     /// `HH:MM` (daily, UTC) or `every DURATION` (e.g. `every 6h`).
     #[arg(long, env = "MATERIA_SCHEDULE", default_value = "06:00")]
     schedule: String,
+    #[command(flatten)]
+    cycle: CycleArgs,
 }
 
 impl Args {
