@@ -41,7 +41,7 @@ pub(crate) struct Globals {
     )]
     duckdb_path: PathBuf,
 
-    /// A TOML file declaring datasets and fetch limits (see the README).
+    /// A TOML file declaring datasets and fetch limits (see docs/reference.md).
     #[arg(long, env = "MATERIA_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -91,7 +91,7 @@ impl Lakehouse {
 /// `--config`: a command that reads the dataset declarations.
 #[derive(clap::Args)]
 pub(crate) struct ConfigFile {
-    /// A TOML file declaring datasets and fetch limits, see the README
+    /// A TOML file declaring datasets and fetch limits, see docs/reference.md
     /// (default: $MATERIA_CONFIG, else the built-in datasets).
     #[arg(long = "config", value_name = "FILE")]
     path: Option<PathBuf>,

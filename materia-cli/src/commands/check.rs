@@ -9,10 +9,10 @@ use crate::BoxError;
 use crate::args::{Globals, Output, Places};
 use crate::output::{exit_code, print_json_line};
 
-/// Whether each dataset's newest release is within its cadence and the
-/// lakehouse holds what landed; exit 1 naming each stale one.
+/// Check that each dataset and the lakehouse are fresh; exit 1 naming each stale one.
 ///
-/// With --json: one object (datasets, lakehouse), on one line.
+/// Each dataset's newest release against its cadence, the lakehouse against
+/// what landed. With --json: one object (datasets, lakehouse), on one line.
 ///
 /// Example: materia check --json
 #[derive(clap::Args)]

@@ -11,11 +11,10 @@ use crate::BoxError;
 use crate::args::{Concurrency, DuckdbMemory, Globals, Models, Output, Places};
 use crate::output::{exit_code, print_json};
 
-/// Restore the bucket into a temporary directory, check every file, rebuild
-/// the lakehouse from it and compare with the published one; exit 1 naming
-/// each difference. The outcome shows in `materia status`.
+/// Restore the bucket, rebuild the lakehouse from it, compare with the published one.
 ///
-/// With --json: one object (started_at, restored, bytes, releases, tables,
+/// The restore goes into a temporary directory, every file checked; exit 1
+/// naming each difference. The outcome shows in `materia status`. With --json: one object (started_at, restored, bytes, releases, tables,
 /// differences, millis).
 ///
 /// Example: materia drill --from s3://materia-raw/landing

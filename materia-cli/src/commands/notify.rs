@@ -8,8 +8,10 @@ use materia_core::supervise::{Alert, AlertKind, Alerter, host_name};
 
 use crate::BoxError;
 
-/// Send an alert to the webhook (MATERIA_ALERT_URL): a test message, or
-/// that a systemd unit failed (the units' OnFailure= backstop).
+/// Send an alert to the webhook (MATERIA_ALERT_URL) now.
+///
+/// A test message, or that a systemd unit failed (the units' OnFailure=
+/// backstop).
 ///
 /// Example: materia notify --test
 #[derive(clap::Args)]

@@ -10,12 +10,11 @@ use crate::args::{DuckdbMemory, Globals, Lakehouse, Output};
 use crate::credentials;
 use crate::output::print_json;
 
-/// Publish the lakehouse as Parquet files with a manifest per build on a
-/// bucket, for readers beyond this server (see the README's "Publish");
-/// S3 settings as for the mirror. Exit 2 naming the failure; a publish
-/// that lost the race to another is a conflict, nothing lost.
+/// Publish the lakehouse as Parquet files and a manifest per build on a bucket.
 ///
-/// With --json: one object (build, manifest, unchanged, tables, files,
+/// For readers beyond this server (see docs/serving-and-publishing.md); S3
+/// settings as for the mirror. Exit 2 naming the failure; a publish that lost
+/// the race to another is a conflict, nothing lost. With --json: one object (build, manifest, unchanged, tables, files,
 /// uploaded, replaced, skipped, bytes_uploaded, bytes_total, removed).
 ///
 /// Example: materia publish --to s3://materia-lake/v1 --keep 7

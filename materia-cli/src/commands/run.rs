@@ -8,11 +8,11 @@ use crate::BoxError;
 use crate::args::{Globals, Output};
 use crate::cycle::CycleArgs;
 
-/// One cycle now: each step (extract, transform, check) as a child process with
-/// a timeout; transform is skipped when extract fails. Exits with the first
-/// failed step's code (124: timed out). Refuses while another cycle runs.
+/// Run one cycle now, each step a child process with a timeout.
 ///
-/// With --json: the steps' JSON lines (the extract result, the transform
+/// The steps (by default extract, transform, check) run in order; transform is
+/// skipped when extract fails. Exits with the first failed step's code (124:
+/// timed out). Refuses while another cycle runs. With --json: the steps' JSON lines (the extract result, the transform
 /// report, the freshness check).
 ///
 /// Example: materia run --url file:///srv/psd_coffee_csv.zip --timeout extract=30m

@@ -10,8 +10,10 @@ use materia_core::serve::{ServeOptions, Server};
 use crate::BoxError;
 use crate::args::{Globals, Lakehouse};
 
-/// Serve the published lakehouse over HTTP, read-only (see the README's
-/// "Serve"); follows every new publish. Stops on SIGTERM or Ctrl-C.
+/// Serve the published lakehouse over HTTP, read-only.
+///
+/// Follows every new publish; stops on SIGTERM or Ctrl-C. The API is in
+/// docs/serving-and-publishing.md.
 ///
 /// Example: materia serve --bind 127.0.0.1:8080
 #[derive(clap::Args)]

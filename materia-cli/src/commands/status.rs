@@ -12,7 +12,7 @@ use crate::args::{Globals, Lakehouse, Landing, Output};
 use crate::credentials;
 use crate::output::print_json;
 
-/// The last run of each step, the landing zone and the lakehouse's age.
+/// Show the last run of each step, the landing zone and the lakehouse's age.
 ///
 /// Also the alert streak, the newest release of each dataset, the quarantined
 /// files, the last backup and the last restore drill.
