@@ -1,9 +1,6 @@
 //! The HTTP API: the routes and their handlers (tables, releases, health,
 //! client SQL) and the page.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use axum::Router;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -11,16 +8,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use duckdb::ToSql;
 use serde_json::json;
-use tokio::sync::Semaphore;
 
 use super::answer::{Ask, answer, current};
 use super::app::App;
-use super::cache::Cache;
 use super::encode::{Blame, Body, Format, Page};
 use super::error::ApiError;
 use super::params::{MAX_LIMIT, TableQuery, link_from};
 use super::query::{Caps, Failed, collect, explain_refusal, failed, read_only};
-use crate::transform::{Readers, quoted_name as quoted};
+use crate::transform::quoted_name as quoted;
 
 /// What to change when a table's answer is too big.
 const TABLE_HINT: &str = "ask for fewer rows (limit=, then the next page) or columns (columns=)";

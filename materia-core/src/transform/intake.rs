@@ -2,8 +2,8 @@
 //! recorded hashes) and with the columns its dataset's table declares.
 
 use crate::csv::split_header;
-use crate::error::{IoContext, Result};
 use crate::dataset::TableSpec;
+use crate::error::{IoContext, Result};
 use crate::landing::{Entry, LandingStore};
 
 /// What keeps a landing file from being loaded, if anything: it must be sound

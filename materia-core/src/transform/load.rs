@@ -17,8 +17,8 @@ use super::engine::{duck, is_data_error};
 use super::history::{History, Loaded, count};
 use super::intake::landing_file_problem;
 use super::report::{Rejected, Step, StepMode, TransformReport};
-use crate::error::Result;
 use crate::dataset::TableSpec;
+use crate::error::Result;
 use crate::landing::{Entry, LandingStore};
 
 /// How much CSV a first build loads at once (see [`load_dataset`]).

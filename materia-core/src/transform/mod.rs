@@ -87,8 +87,8 @@ use engine::{duck, engine};
 use files::{absolute, build_path, create_dir, remove_path, remove_stale_builds, with_suffix};
 use history::History;
 
-use crate::error::Result;
 use crate::dataset::TableSpec;
+use crate::error::Result;
 use crate::landing::durable::LockFile;
 use crate::landing::{Entry, LandingStore};
 
