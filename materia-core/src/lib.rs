@@ -43,7 +43,8 @@
 //!      published one.
 //!    - `serve` (feature `serve`): the read API over the published lakehouse.
 //!    - [`supervise`]: the daily cycle of steps as child processes, with
-//!      timeouts, a run lock and a state file.
+//!      timeouts, a run lock and a state file, and the status report it keeps
+//!      (`supervise::Status`, what `materia status` prints).
 //!
 //! # Example
 //!
