@@ -50,7 +50,7 @@ pub(crate) struct Globals {
 #[derive(clap::Args)]
 pub(crate) struct Landing {
     /// The landing zone's root directory (default: $LANDING_DIR, else ./data/landing).
-    #[arg(long = "landing-dir", value_name = "DIR")]
+    #[arg(id = "landing_dir", long = "landing-dir", value_name = "DIR")]
     dir: Option<PathBuf>,
 }
 
@@ -77,7 +77,7 @@ impl Landing {
 #[derive(clap::Args)]
 pub(crate) struct Lakehouse {
     /// The published DuckDB lakehouse (default: $DUCKDB_PATH, else ./data/lakehouse.duckdb).
-    #[arg(long = "duckdb-path", value_name = "FILE")]
+    #[arg(id = "duckdb_path", long = "duckdb-path", value_name = "FILE")]
     path: Option<PathBuf>,
 }
 
@@ -93,7 +93,7 @@ impl Lakehouse {
 pub(crate) struct ConfigFile {
     /// A TOML file declaring datasets and fetch limits, see docs/reference.md
     /// (default: $MATERIA_CONFIG, else the built-in datasets).
-    #[arg(long = "config", value_name = "FILE")]
+    #[arg(id = "config", long = "config", value_name = "FILE")]
     path: Option<PathBuf>,
 }
 
@@ -169,7 +169,12 @@ impl Concurrency {
 pub(crate) struct Models {
     /// A directory of your own SQL models (`table` and `audit`, `*.sql`), run
     /// after the built-in ones in dependency order.
-    #[arg(long = "models", env = "MATERIA_MODELS", value_name = "DIR")]
+    #[arg(
+        id = "models",
+        long = "models",
+        env = "MATERIA_MODELS",
+        value_name = "DIR"
+    )]
     dir: Option<PathBuf>,
 }
 

@@ -138,6 +138,61 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// clap checks duplicate ids only with debug assertions, and the tests
+    /// run in release: two flags with one id read each other's value (once
+    /// `transform --config c.toml` published the lakehouse over `c.toml`).
+    #[test]
+    fn no_two_flags_of_a_command_share_an_id() {
+        fn walk(command: &clap::Command, path: &str) {
+            let mut seen = std::collections::BTreeSet::new();
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                assert!(seen.insert(id), "`{path}` has two flags with the id {id:?}");
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        walk(&Cli::command(), "materia");
+    }
+
+    #[test]
+    fn each_place_flag_reaches_its_own_value() {
+        let places = [
+            ("landing_dir", "--landing-dir", "L"),
+            ("duckdb_path", "--duckdb-path", "D"),
+            ("config", "--config", "C"),
+        ];
+        let models = [("models", "--models", "M")];
+        for (command, with_models, required) in [
+            ("transform", true, &[][..]),
+            ("drill", true, &["--from", "s3://b/p"]),
+            ("check", false, &[]),
+            ("run", false, &[]),
+            ("supervise", false, &[]),
+        ] {
+            let flags: Vec<_> = places
+                .iter()
+                .chain(if with_models { &models[..] } else { &[] })
+                .collect();
+            let mut line = vec!["materia", command];
+            line.extend(required);
+            line.extend(flags.iter().flat_map(|(_, flag, value)| [*flag, *value]));
+            let matches = Cli::command()
+                .try_get_matches_from(&line)
+                .unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            let (_, sub) = matches.subcommand().expect("a command");
+            for (id, _, value) in flags {
+                let got = sub.get_one::<std::path::PathBuf>(id);
+                assert_eq!(
+                    got.and_then(|p| p.to_str()),
+                    Some(*value),
+                    "{command}: {id}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn version_names_the_binary() {
         assert_eq!(

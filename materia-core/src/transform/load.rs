@@ -1,5 +1,5 @@
 //! Loading a declared dataset's new landing files into the history with the
-//! [`LoadSql`] its declaration generates (`declared.rs`): one release at a
+//! [`LoadSql`] its declaration generates (`declared/`): one release at a
 //! time — staged, checked, applied in a transaction of its own — or, for a
 //! first build, many releases at once.
 //!
@@ -25,7 +25,7 @@ use crate::landing::{Entry, LandingStore};
 const BATCH_CONTENT_BYTES: u64 = 512 << 20;
 
 /// The statements that load a declared table's releases into the history,
-/// generated from its declaration (`declared.rs`) once per build. They stage
+/// generated from its declaration (`declared/`) once per build. They stage
 /// into temp tables (`_stage`, `_new`, `_gone`, `_ended`, `_files`, `_v`:
 /// [`super::history::STAGING_TABLES`]) and write `raw.{d}_changes`,
 /// `raw.{d}_closed` and `raw.{d}_current`.

@@ -8,7 +8,7 @@
 //!   releases it holds for — so a day's load costs that release, not the
 //!   history, and the file grows with the changes, not with the releases. Each
 //!   declared dataset ([`TableSpec`]) has its own tables, generated from its
-//!   declaration (`declared.rs`).
+//!   declaration (`declared/`).
 //! - the **published lakehouse**, `DUCKDB_PATH`: what readers open, a hard
 //!   link to one of two slots, `{DUCKDB_PATH}.a` / `.b` (`publish.rs`). A
 //!   build writes the other slot — the build before last — in place (the
@@ -41,7 +41,7 @@
 //! order (an archive backfill), it is rebuilt from the landing files — so a
 //! lakehouse from an older release of Materia upgrades itself.
 //!
-//! Layout: `declared.rs` generates what each declared table needs (its
+//! Layout: `declared/` generates what each declared table needs (its
 //! history tables, its typed load, its serving tables); `models.rs` parses
 //! and orders the SQL models (built-in and the caller's); `intake.rs` checks
 //! a landing file before it is loaded; `load.rs` loads releases with the

@@ -16,7 +16,7 @@
 //! error|warn TEXT`) that count offending rows of it. Models run in
 //! dependency order (ties by name). A caller adds its own `table` and `audit`
 //! models. Each declared dataset's setup and serving models are generated
-//! (`declared.rs`) and run with these; its load is not a model: typed
+//! (`declared/`) and run with these; its load is not a model: typed
 //! statements run per release (`load.rs`).
 
 use std::borrow::Cow;
