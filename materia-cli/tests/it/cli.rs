@@ -785,4 +785,8 @@ fn extract_json_prints_a_failed_object_for_a_dataset_that_failed() {
     let err = String::from_utf8_lossy(&out.stderr);
     let last = err.lines().last().expect("an error line");
     assert!(last.starts_with("materia: error: extract http://"), "{err}");
+    assert!(
+        last.starts_with(materia_core::supervise::ERROR_PREFIX),
+        "the supervisor recognises the binary's error line: {last}"
+    );
 }
