@@ -109,6 +109,25 @@ impl ConfigFile {
     }
 }
 
+/// `--new-dataset`: a command that lands a dataset (`land`, `extract`).
+#[derive(clap::Args)]
+pub(crate) struct NewDataset {
+    /// Accept a dataset nobody declared (neither built in nor in the config
+    /// file): without it such a name is refused, as the typo it usually is.
+    #[arg(long)]
+    new_dataset: bool,
+}
+
+impl NewDataset {
+    /// Refuses `name` when nobody declared it, unless `--new-dataset` was given.
+    pub(crate) fn check(&self, config: &Config, name: &str) -> Result<(), BoxError> {
+        if !self.new_dataset {
+            config.check_declared(name)?;
+        }
+        Ok(())
+    }
+}
+
 /// The three places, for a command that builds or checks the lakehouse from
 /// the landing zone (or runs the steps that do).
 #[derive(clap::Args)]

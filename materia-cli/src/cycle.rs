@@ -18,7 +18,8 @@ use crate::credentials;
 pub(crate) enum StepName {
     /// `materia extract` (with `--url` when given).
     Extract,
-    /// `materia transform`; skipped when extract failed in the same cycle.
+    /// `materia transform`; skipped when extract failed in the same cycle
+    /// (run when it failed for some datasets only: it loads what landed).
     Transform,
     /// `materia mirror` (needs MATERIA_MIRROR_URL).
     Mirror,
@@ -124,7 +125,9 @@ impl CycleArgs {
     }
 
     /// The steps: each a `materia` command; only the bucket's get its
-    /// credentials; transform needs extract, publish needs transform.
+    /// credentials; extract reports each dataset's outcome (so a failure of
+    /// one dataset does not stop transform); transform needs extract, publish
+    /// needs transform.
     fn steps(&self, timeouts: &BTreeMap<&str, Duration>, json: bool) -> Vec<Step> {
         let mut steps = Vec::new();
         for name in &self.steps {
@@ -140,6 +143,9 @@ impl CycleArgs {
                 argv.push("--json".into());
             }
             let mut step = Step::new(name.as_str(), argv, timeout);
+            if *name == StepName::Extract {
+                step = step.with_report();
+            }
             if matches!(name, StepName::Mirror | StepName::Publish) {
                 step = step.with_secrets();
             }

@@ -1,20 +1,25 @@
 //! `materia extract`: fetch datasets' releases and land them.
 
 use std::io::{self, IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
 
+use materia_core::dataset::{Config, DatasetSpec};
 use materia_core::extract::{Extracted, Extractor, Status};
-use materia_core::landing::{Month, Year};
+use materia_core::landing::{LandingStore, Month, Year};
+use materia_core::supervise::{ERROR_PREFIX, STEP_REPORT_ENV, write_step_report};
 
 use crate::BoxError;
-use crate::args::{ConfigFile, Globals, Landing, Output};
+use crate::args::{ConfigFile, Globals, Landing, NewDataset, Output};
 use crate::output::print_json_line;
 
 /// Fetch datasets' releases over HTTP (or file://) and land them.
 ///
 /// Prints `landed`, `unchanged` (304) or `duplicate` per dataset; with
 /// --archive also `not_published` (404). With --json: one object per fetch,
-/// one line each.
+/// one line each; a fetch that failed is `{"dataset", "url", "status":
+/// "failed", "error"}`. A dataset nobody declared is refused unless
+/// --new-dataset (then --url, or MATERIA_{DATASET}_URL, gives its URL).
 ///
 /// Example: materia extract --dataset psd,cot
 #[derive(clap::Args)]
@@ -38,13 +43,15 @@ pub(crate) struct Args {
     landing: Landing,
     #[command(flatten)]
     config: ConfigFile,
+    #[command(flatten)]
+    new_dataset: NewDataset,
 }
 
 impl Args {
     /// Fetches each dataset in turn; exit 2 when any failed (the others are
-    /// still fetched).
+    /// still fetched). Run by the supervisor, also writes each dataset's
+    /// outcome to the file [`STEP_REPORT_ENV`] names.
     pub(crate) fn exec(self, globals: &Globals) -> Result<ExitCode, BoxError> {
-        let store = self.landing.open(globals)?;
         let config = self.config.load(globals)?;
         let names = if self.dataset.is_empty() {
             config.fetch.clone()
@@ -56,48 +63,119 @@ impl Args {
         }
         let specs = names
             .iter()
-            .map(|name| config.dataset(name).cloned())
+            .map(|name| self.spec(&config, name))
             .collect::<Result<Vec<_>, _>>()?;
         let months = self.archive.as_deref().map(parse_month_range).transpose()?;
+        let store = self.landing.open(globals)?;
         let extractor =
             Extractor::new(config.limits.clone())?.with_progress(io::stderr().is_terminal());
-        let mut failed = 0;
-        for mut spec in specs {
-            let name = spec.name.to_string();
-            let env_name = format!("MATERIA_{}_URL", name.to_uppercase().replace('-', "_"));
-            if let Some(url) = self.url.clone().or_else(|| std::env::var(&env_name).ok()) {
-                spec.url = url;
-            }
-            let Some(months) = &months else {
-                match extractor.fetch(&store, &spec) {
-                    Ok(done) => report(&done, self.output.json)?,
-                    Err(e) if names.len() > 1 => {
-                        failed += 1;
-                        let _ = writeln!(io::stderr(), "materia: error: dataset {name}: {e}");
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-                continue;
-            };
-            for &(year, month) in months {
-                match extractor.fetch_archive(&store, &spec, year, month) {
-                    Ok(done) => report(&done, self.output.json)?,
-                    Err(e) => {
-                        failed += 1;
-                        let _ = writeln!(
-                            io::stderr(),
-                            "materia: error: dataset {name} {year}-{month}: {e}"
-                        );
-                    }
-                }
-            }
+        let (lines, alone_error) = self.fetch_all(&extractor, &store, &specs, months.as_deref())?;
+        if let Some(path) = std::env::var_os(STEP_REPORT_ENV) {
+            write_step_report(Path::new(&path), &lines)?;
         }
-        Ok(if failed == 0 {
-            ExitCode::SUCCESS
-        } else {
+        if let Some(e) = alone_error {
+            return Err(e.into());
+        }
+        let failed = lines
+            .iter()
+            .any(|l| matches!(l.status, Status::Failed { .. }));
+        Ok(if failed {
             ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
         })
     }
+
+    /// The dataset `name` to fetch: declared (or `--new-dataset` with a URL),
+    /// from `--url` or `MATERIA_{NAME}_URL` when given.
+    fn spec(&self, config: &Config, name: &str) -> Result<DatasetSpec, BoxError> {
+        self.new_dataset.check(config, name)?;
+        let mut spec = match config.datasets.get(name) {
+            Some(spec) => spec.clone(),
+            None => DatasetSpec::new(name.parse()?, ""),
+        };
+        let env_name = format!("MATERIA_{}_URL", name.to_uppercase().replace('-', "_"));
+        if let Some(url) = self.url.clone().or_else(|| std::env::var(&env_name).ok()) {
+            spec.url = url;
+        }
+        if spec.url.is_empty() {
+            return Err(format!(
+                "dataset {name:?} is declared nowhere, so it has no URL: give one with --url (or {env_name})"
+            )
+            .into());
+        }
+        Ok(spec)
+    }
+
+    /// Fetches each dataset (each month of `months`), printing each outcome:
+    /// every outcome, and the error when only one dataset was fetched (it is
+    /// then the command's error, as any command's). Of several, each failure
+    /// is a line of its own on stderr and the others go on.
+    fn fetch_all(
+        &self,
+        extractor: &Extractor,
+        store: &LandingStore,
+        specs: &[DatasetSpec],
+        months: Option<&[(Year, Month)]>,
+    ) -> Result<(Vec<Extracted>, Option<materia_core::Error>), BoxError> {
+        let alone = specs.len() == 1 && months.is_none();
+        let mut lines = Vec::new();
+        let mut alone_error = None;
+        for spec in specs {
+            let fetches: Vec<Option<(Year, Month)>> = match months {
+                None => vec![None],
+                Some(months) => months.iter().copied().map(Some).collect(),
+            };
+            for month in fetches {
+                let line = match fetch(extractor, store, spec, month) {
+                    Ok(done) => done,
+                    Err((url, e)) => {
+                        let text = error_text(&e);
+                        let line = Extracted::failed(spec, &url, &text);
+                        if alone {
+                            alone_error = Some(e);
+                        } else {
+                            let when = month.map(|(y, m)| format!(" {y}-{m}")).unwrap_or_default();
+                            let _ = writeln!(
+                                io::stderr(),
+                                "{ERROR_PREFIX}dataset {}{when}: {text}",
+                                spec.name
+                            );
+                        }
+                        line
+                    }
+                };
+                report(&line, self.output.json)?;
+                lines.push(line);
+            }
+        }
+        Ok((lines, alone_error))
+    }
+}
+
+/// One fetch of `spec`: its current release, or that of `month`; a failure
+/// with the URL it fetched.
+fn fetch(
+    extractor: &Extractor,
+    store: &LandingStore,
+    spec: &DatasetSpec,
+    month: Option<(Year, Month)>,
+) -> Result<Extracted, (String, materia_core::Error)> {
+    match month {
+        None => extractor
+            .fetch(store, spec)
+            .map_err(|e| (spec.url.clone(), e)),
+        Some((y, m)) => extractor.fetch_archive(store, spec, y, m).map_err(|e| {
+            let url = spec.archive_url(y.get(), m.get());
+            (url.unwrap_or_else(|| spec.url.clone()), e)
+        }),
+    }
+}
+
+/// An error's text as the command's error line shows it, without the prefix.
+fn error_text(e: &materia_core::Error) -> String {
+    let line = crate::error_message(e);
+    line.strip_prefix(ERROR_PREFIX).unwrap_or(&line).to_owned()
 }
 
 /// `YYYY-MM` or `YYYY-MM..YYYY-MM`, as the months in order.
@@ -152,6 +230,8 @@ fn report(done: &Extracted, json: bool) -> Result<(), BoxError> {
             "duplicate: {existing} already holds this {of}; nothing landed"
         )?,
         Status::NotPublished => writeln!(out, "not published: {}", done.url)?,
+        // Said on stderr, as every error.
+        Status::Failed { .. } => {}
         other => writeln!(out, "{other:?}: {}", done.url)?,
     }
     Ok(())

@@ -10,12 +10,14 @@ use materia_core::landing::{
 use serde::Serialize;
 
 use crate::BoxError;
-use crate::args::{ConfigFile, Globals, Landing, Output};
+use crate::args::{ConfigFile, Globals, Landing, NewDataset, Output};
 use crate::output::print_json;
 
 /// Land a CSV file (plain or gzipped) as a release.
 ///
 /// Checked as extract checks it: CSV text, and a declared dataset's header.
+/// A dataset nobody declared (built in or in the config) is refused unless
+/// --new-dataset.
 ///
 /// Example: materia land --dataset psd --etag '"5e2a9f"' psd_coffee.csv
 #[derive(clap::Args)]
@@ -47,6 +49,8 @@ pub(crate) struct Args {
     landing: Landing,
     #[command(flatten)]
     config: ConfigFile,
+    #[command(flatten)]
+    new_dataset: NewDataset,
     /// The CSV file to land (plain or gzipped), or `-` for standard input.
     file: PathBuf,
 }
@@ -69,11 +73,11 @@ enum Report<'a> {
 impl Args {
     /// Lands the file; a duplicate is a success.
     pub(crate) fn exec(self, globals: &Globals) -> Result<ExitCode, BoxError> {
+        let release = self.release(globals)?;
         let mut store = self.landing.open(globals)?.with_compression(self.level);
         if let Some(threads) = self.threads {
             store = store.with_threads(threads as usize);
         }
-        let release = self.release(globals)?;
         let outcome = if self.file.as_os_str() == "-" {
             store.put(release, io::stdin().lock())?
         } else {
@@ -101,10 +105,11 @@ impl Args {
         Ok(ExitCode::SUCCESS)
     }
 
-    /// The release to land, with what extract would check: CSV text, and a
-    /// declared dataset's header.
+    /// The release to land, with what extract would check: a declared
+    /// dataset (or `--new-dataset`), CSV text, and a declared dataset's header.
     fn release(&self, globals: &Globals) -> Result<NewRelease, BoxError> {
         let config = self.config.load(globals)?;
+        self.new_dataset.check(&config, self.dataset.as_str())?;
         let header = config
             .dataset(self.dataset.as_str())
             .map(|spec| spec.header.clone())

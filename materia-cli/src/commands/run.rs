@@ -11,9 +11,10 @@ use crate::cycle::CycleArgs;
 /// Run one cycle now, each step a child process with a timeout.
 ///
 /// The steps (by default extract, transform, check) run in order; transform is
-/// skipped when extract fails. Exits with the first failed step's code (124:
-/// timed out). Refuses while another cycle runs. With --json: the steps' JSON lines (the extract result, the transform
-/// report, the freshness check).
+/// skipped when extract fails (not when it failed for some datasets only: it
+/// loads what landed). Exits with the first failed step's code (124: timed
+/// out). Refuses while another cycle runs. With --json: the steps' JSON lines
+/// (the extract results, the transform report, the freshness check).
 ///
 /// Example: materia run --url file:///srv/psd_coffee_csv.zip --timeout extract=30m
 #[derive(clap::Args)]

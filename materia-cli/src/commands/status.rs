@@ -5,14 +5,18 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use materia_core::supervise::{State, Status};
+use materia_core::supervise::{State, Status, StepRun};
 
 use crate::BoxError;
 use crate::args::{Globals, Lakehouse, Landing, Output};
 use crate::credentials;
 use crate::output::print_json;
 
-/// Show the last run of each step, the landing zone and the lakehouse's age.
+/// Show the last cycle's steps, the landing zone and the lakehouse's age.
+///
+/// A failed step shows its error line (a partial extract: each failed
+/// dataset with its error); a step the last cycle did not run is shown apart,
+/// under the earlier cycles.
 ///
 /// Also the alert streak, the newest release of each dataset, the quarantined
 /// files, the last backup and the last restore drill.
@@ -49,7 +53,8 @@ impl Args {
     }
 }
 
-/// The supervisor's version, the last cycle, each step's last run, the alerts.
+/// The supervisor's version, the last cycle and its steps, the steps of
+/// earlier cycles apart, the alerts.
 fn print_supervisor(out: &mut impl Write, state: &State) -> Result<(), BoxError> {
     let mine = env!("CARGO_PKG_VERSION");
     match state.version.as_deref() {
@@ -64,28 +69,38 @@ fn print_supervisor(out: &mut impl Write, state: &State) -> Result<(), BoxError>
         )?,
     }
     match &state.last_cycle {
-        Some(c) => writeln!(
-            out,
-            "last cycle: started {} ({} ms), exit code {}",
-            c.started_at,
-            c.millis,
-            c.exit_code()
-        )?,
+        Some(c) => {
+            writeln!(
+                out,
+                "last cycle: started {} ({} ms), exit code {}",
+                c.started_at,
+                c.millis,
+                c.exit_code()
+            )?;
+            for run in &c.steps {
+                print_step(out, run)?;
+            }
+        }
         None => writeln!(out, "last cycle: none yet")?,
     }
-    for (name, run) in &state.steps {
-        let outcome = serde_json::to_value(run.outcome)?;
-        writeln!(
-            out,
-            "  {name:<10} {:<11} started {} took {} ms{}",
-            outcome.as_str().unwrap_or("?"),
-            run.started_at,
-            run.millis,
-            run.error
-                .as_deref()
-                .map(|e| format!(" — {e}"))
-                .unwrap_or_default()
-        )?;
+    // A step the last cycle did not run (`--steps` changed) last ran in an
+    // earlier one: shown apart, never as the last cycle's.
+    let in_last = |name: &str| {
+        state
+            .last_cycle
+            .as_ref()
+            .is_some_and(|c| c.steps.iter().any(|s| s.step == name))
+    };
+    let earlier: Vec<&StepRun> = state
+        .steps
+        .values()
+        .filter(|run| !in_last(&run.step))
+        .collect();
+    if !earlier.is_empty() {
+        writeln!(out, "earlier cycles (steps the last cycle did not run):")?;
+        for run in earlier {
+            print_step(out, run)?;
+        }
     }
     let alert = &state.alert;
     if alert.streak > 0 || alert.last_sent.is_some() {
@@ -99,6 +114,24 @@ fn print_supervisor(out: &mut impl Write, state: &State) -> Result<(), BoxError>
             alert.streak
         )?;
     }
+    Ok(())
+}
+
+/// One step's run: its outcome, when, how long, and its error line.
+fn print_step(out: &mut impl Write, run: &StepRun) -> Result<(), BoxError> {
+    let outcome = serde_json::to_value(run.outcome)?;
+    writeln!(
+        out,
+        "  {:<10} {:<11} started {} took {} ms{}",
+        run.step,
+        outcome.as_str().unwrap_or("?"),
+        run.started_at,
+        run.millis,
+        run.error
+            .as_deref()
+            .map(|e| format!(" — {e}"))
+            .unwrap_or_default()
+    )?;
     Ok(())
 }
 

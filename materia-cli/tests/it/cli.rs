@@ -91,7 +91,7 @@ fn land_defaults_to_the_current_utc_month_and_content_address() {
     let dir = tempfile::tempdir().expect("tempdir");
     let landing = dir.path().join("landing");
     let out = json(&run_with_stdin(
-        materia(&landing).args(["land", "--dataset", "notes", "--json", "-"]),
+        materia(&landing).args(["land", "--dataset", "notes", "--new-dataset", "--json", "-"]),
         b"a,b\n1,2\n",
     ));
     let (year, month) = materia_core::landing::current_month();
@@ -653,5 +653,140 @@ fn commands_that_only_read_never_create_the_landing_zone() {
         fs::read_dir(&empty).expect("dir").count(),
         0,
         "nothing created"
+    );
+}
+
+/// Issue 27: `land --dataset icoprices` (a typo of the declared `ico-prices`)
+/// landed forever, and `check` then watched "icoprices".
+#[test]
+fn a_dataset_nobody_declared_is_refused_unless_new_dataset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let landing = dir.path().join("landing");
+    let config = dir.path().join("materia.toml");
+    fs::write(
+        &config,
+        "[datasets.ico-prices]\nurl = \"https://example.org/ico.csv\"\n",
+    )
+    .expect("config");
+    let input = dir.path().join("prices.csv");
+    fs::write(&input, b"day,price\n2026-12-01,3.21\n").expect("input");
+    let land = |args: &[&str]| {
+        run(materia(&landing)
+            .arg("--config")
+            .arg(&config)
+            .args(["land", "--json"])
+            .args(args)
+            .arg(&input))
+    };
+
+    let typo = land(&["--dataset", "icoprices"]);
+    assert_eq!(typo.status.code(), Some(2), "{typo:?}");
+    let err = String::from_utf8_lossy(&typo.stderr);
+    for named in [
+        "\"icoprices\"",
+        "did you mean \"ico-prices\"",
+        "declared: cot, ico-prices, psd",
+        "--new-dataset",
+    ] {
+        assert!(err.contains(named), "{named} not in: {err}");
+    }
+    assert!(!landing.exists(), "nothing landed, no landing zone made");
+
+    let new = json(&land(&["--dataset", "icoprices", "--new-dataset"]));
+    assert!(
+        new["key"].as_str().expect("key").starts_with("icoprices/"),
+        "{new}"
+    );
+    let declared = json(&land(&["--dataset", "ico-prices", "--etag", "r1"]));
+    assert!(
+        declared["key"]
+            .as_str()
+            .expect("key")
+            .starts_with("ico-prices/")
+    );
+
+    // The built-ins are declared without a config.
+    let psd = dir.path().join("psd.csv");
+    fs::write(&psd, csv(5_000, 27)).expect("psd");
+    let builtin = json(&run(materia(&landing)
+        .args(["land", "--json", "--dataset", "psd"])
+        .arg(&psd)));
+    assert!(builtin["key"].as_str().expect("key").starts_with("psd/"));
+
+    // extract refuses the same way, and fetches a new dataset when asked.
+    let url = format!("file://{}", input.display());
+    let extract = |args: &[&str]| {
+        run(materia(&landing)
+            .arg("--config")
+            .arg(&config)
+            .args(["extract", "--json", "--url", &url])
+            .args(args))
+    };
+    let typo = extract(&["--dataset", "icoprices"]);
+    assert_eq!(typo.status.code(), Some(2), "{typo:?}");
+    let err = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        err.contains("did you mean \"ico-prices\"") && err.contains("--new-dataset"),
+        "{err}"
+    );
+    let new = json(&extract(&["--dataset", "weather", "--new-dataset"]));
+    assert_eq!(new["status"], "landed", "{new}");
+    assert!(new["key"].as_str().expect("key").starts_with("weather/"));
+}
+
+/// Issue 27: `extract --json` printed nothing for a dataset that failed.
+#[test]
+fn extract_json_prints_a_failed_object_for_a_dataset_that_failed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let landing = dir.path().join("landing");
+    let server = http::Server::start(|_, _| http::Reply::ok("<html>oops</html>", &[]));
+    let cot = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../materia-core/tests/data/cot_disagg_sample.zip")
+        .canonicalize()
+        .expect("sample");
+    let out = run(materia(&landing)
+        .args(["extract", "--json", "--dataset", "psd,cot"])
+        .env("MATERIA_PSD_URL", server.url("/psd.zip?token=s3cr3t"))
+        .env("MATERIA_COT_URL", format!("file://{}", cot.display())));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let failed = &lines[0];
+    assert_eq!(
+        (&failed["dataset"], &failed["status"]),
+        (&"psd".into(), &"failed".into())
+    );
+    let error = failed["error"].as_str().expect("error");
+    assert!(
+        error.contains("HTML page") && !error.contains("s3cr3t"),
+        "{error}"
+    );
+    assert!(!failed["url"].as_str().expect("url").contains("s3cr3t"));
+    assert_eq!(
+        (&lines[1]["dataset"], &lines[1]["status"]),
+        (&"cot".into(), &"landed".into())
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("materia: error: dataset psd: "), "{err}");
+
+    // Alone, its failure is also the command's error.
+    let out = run(materia(&landing)
+        .args(["extract", "--json", "--url"])
+        .arg(server.url("/psd.zip")));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let line: Value = serde_json::from_str(stdout(&out).trim()).expect("one object");
+    assert_eq!(
+        (&line["dataset"], &line["status"]),
+        (&"psd".into(), &"failed".into())
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().expect("an error line");
+    assert!(last.starts_with("materia: error: extract http://"), "{err}");
+    assert!(
+        last.starts_with(materia_core::supervise::ERROR_PREFIX),
+        "the supervisor recognises the binary's error line: {last}"
     );
 }

@@ -319,3 +319,150 @@ fn alert_and_ping_urls_are_logged_as_scheme_and_host_only() {
         assert!(!err.contains(secret), "{secret} shown: {err}");
     }
 }
+
+/// A shipped sample's `file://` URL.
+fn sample_url(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../materia-core/tests/data")
+        .join(name)
+        .canonicalize()
+        .expect("sample");
+    format!("file://{}", path.display())
+}
+
+/// The one alert `receiver` got, as JSON.
+fn the_alert(receiver: &http::Server) -> Value {
+    let seen = receiver.requests();
+    assert_eq!(seen.len(), 1, "one alert");
+    serde_json::from_slice(&seen[0].body).expect("JSON alert")
+}
+
+/// Issue 27: a publish step that failed for lack of a bucket URL was told by
+/// clap's last line, "For more information, try '--help'.".
+#[cfg(feature = "s3")]
+#[test]
+fn a_failed_step_is_told_by_its_error_line_not_the_help_hint() {
+    let receiver = http::Server::start(|_, _| http::Reply::status(200));
+    let e = env();
+    let hook = receiver.url("/hook");
+    let out = e.run(&["run", "--steps", "publish", "--alert-url", &hook]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let status = e.status();
+    let line = status["steps"]["publish"]["error"]
+        .as_str()
+        .expect("error line");
+    assert!(
+        line.contains("error:") && !line.contains("For more information"),
+        "{line}"
+    );
+    assert!(
+        line.contains("MATERIA_PUBLISH_URL") || line.contains("--to"),
+        "the line names what is missing: {line}"
+    );
+    assert_eq!(status["last_cycle"]["steps"][0]["error"], line);
+    let alert = the_alert(&receiver);
+    assert_eq!(
+        (&alert["step"], &alert["error"]),
+        (&"publish".into(), &line.into())
+    );
+    let human = String::from_utf8_lossy(&e.run(&["status"]).stdout).into_owned();
+    assert!(human.contains(line), "{human}");
+}
+
+/// Issue 27: psd's extract failed while cot's landed; transform was skipped
+/// for every dataset and status quoted an unrelated INFO line.
+#[test]
+fn one_dataset_failing_to_extract_still_lets_transform_load_the_others() {
+    let source =
+        http::Server::start(|_, _| http::Reply::ok("<html>down for maintenance</html>", &[]));
+    let receiver = http::Server::start(|_, _| http::Reply::status(200));
+    let e = env();
+    let out = e
+        .materia()
+        .args(["run", "--steps", "extract,transform", "--alert-url"])
+        .arg(receiver.url("/hook"))
+        .env("MATERIA_DATASETS", "psd,cot")
+        .env("MATERIA_PSD_URL", source.url("/psd_coffee_csv.zip"))
+        .env("MATERIA_COT_URL", sample_url("cot_disagg_sample.zip"))
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "the cycle still fails: {out:?}");
+    let coffee = e.json(&[
+        "query",
+        "SELECT count(*) AS weeks FROM serving.cot_coffee",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(coffee[0]["weeks"], 12, "cot's release was loaded");
+
+    let status = e.status();
+    let steps = &status["last_cycle"]["steps"];
+    assert_eq!(steps[0]["outcome"], "partial", "{status}");
+    assert_eq!(steps[0]["failed_datasets"], serde_json::json!(["psd"]));
+    let line = steps[0]["error"].as_str().expect("error line");
+    assert!(
+        line.starts_with("dataset psd: ") && line.contains("HTML") && !line.contains("cot"),
+        "{line}"
+    );
+    assert_eq!(steps[1]["outcome"], "ok", "{status}");
+    let alert = the_alert(&receiver);
+    assert_eq!(
+        (&alert["step"], &alert["error"]),
+        (&"extract".into(), &line.into())
+    );
+    let human = String::from_utf8_lossy(&e.run(&["status"]).stdout).into_owned();
+    assert!(human.contains("partial") && human.contains(line), "{human}");
+}
+
+/// The text of `materia status`, as (heading, the first word of each of its
+/// indented lines).
+fn status_blocks(text: &str) -> Vec<(String, Vec<String>)> {
+    let mut blocks: Vec<(String, Vec<String>)> = Vec::new();
+    for line in text.lines() {
+        match (line.strip_prefix("  "), blocks.last_mut()) {
+            (Some(item), Some((_, items))) => {
+                items.push(item.split_whitespace().next().unwrap_or("").to_owned())
+            }
+            _ => {
+                let heading = line.split(':').next().unwrap_or(line);
+                blocks.push((heading.to_owned(), Vec::new()));
+            }
+        }
+    }
+    blocks
+}
+
+/// Issue 27: after a new cycle, `status` listed the steps of older cycles
+/// under "last cycle".
+#[test]
+fn status_lists_only_the_last_cycle_s_steps_under_last_cycle() {
+    let e = env();
+    let out = e.run(&["run", "--url", "file:///nonexistent/psd.zip"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = e.run(&["run", "--steps", "check"]);
+    assert_eq!(out.status.code(), Some(1), "nothing landed: {out:?}");
+
+    let status = e.status();
+    let last: Vec<&str> = status["last_cycle"]["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["step"].as_str().expect("name"))
+        .collect();
+    assert_eq!(last, ["check"]);
+    let human = String::from_utf8_lossy(&e.run(&["status"]).stdout).into_owned();
+    let blocks = status_blocks(&human);
+    let block = |heading: &str| {
+        blocks
+            .iter()
+            .find(|(h, _)| h == heading)
+            .map(|(_, items)| items.clone())
+            .unwrap_or_else(|| panic!("no {heading:?} in {human}"))
+    };
+    assert_eq!(block("last cycle"), ["check"], "{human}");
+    assert_eq!(
+        block("earlier cycles (steps the last cycle did not run)"),
+        ["extract", "transform"],
+        "{human}"
+    );
+}

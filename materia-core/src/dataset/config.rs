@@ -150,17 +150,96 @@ impl Config {
             .collect()
     }
 
-    /// The declared dataset `name`.
+    /// The declared dataset `name`; an undeclared one is an error naming the
+    /// declared ones (and the nearest, when `name` looks like a typo of it).
+    ///
+    /// ```
+    /// let config = materia_core::dataset::Config::default();
+    /// assert_eq!(config.dataset("cot")?.name.as_str(), "cot");
+    /// let err = config.dataset("psdd").unwrap_err().to_string();
+    /// assert!(err.contains("no dataset named \"psdd\"") && err.contains("did you mean \"psd\""), "{err}");
+    /// # Ok::<(), materia_core::Error>(())
+    /// ```
     pub fn dataset(&self, name: &str) -> Result<&DatasetSpec> {
-        self.datasets.get(name).ok_or_else(|| Error::Config {
-            source: None,
-            origin: "datasets".into(),
-            reason: format!(
-                "no dataset named {name:?}; declared: {}",
-                self.datasets.keys().cloned().collect::<Vec<_>>().join(", ")
-            ),
-        })
+        self.datasets
+            .get(name)
+            .ok_or_else(|| invalid("datasets", self.undeclared(name)))
     }
+
+    /// Refuses a dataset nobody declared — neither built in (`psd`, `cot`) nor
+    /// in the config file — before `land` or `extract` starts it: a typo would
+    /// otherwise land forever under its own name. The error names the dataset,
+    /// the declared ones, the nearest of them when the name looks like a typo,
+    /// and `--new-dataset`, the flag that starts a new dataset on purpose.
+    ///
+    /// ```
+    /// use materia_core::dataset::Config;
+    /// let config = Config::from_toml(
+    ///     "[datasets.ico-prices]\nurl = \"https://example.org/ico.csv\"\n",
+    ///     "materia.toml",
+    /// )?;
+    /// assert!(config.check_declared("ico-prices").is_ok());
+    /// assert!(config.check_declared("psd").is_ok(), "built in");
+    /// let err = config.check_declared("icoprices").unwrap_err().to_string();
+    /// assert!(err.contains("\"icoprices\"") && err.contains("cot, ico-prices, psd"), "{err}");
+    /// assert!(err.contains("did you mean \"ico-prices\"") && err.contains("--new-dataset"), "{err}");
+    /// # Ok::<(), materia_core::Error>(())
+    /// ```
+    pub fn check_declared(&self, name: &str) -> Result<()> {
+        if self.datasets.contains_key(name) {
+            return Ok(());
+        }
+        Err(invalid(
+            "datasets",
+            format!(
+                "{}; declare it under [datasets.{name}] in the config file (--config / \
+                 MATERIA_CONFIG), or pass --new-dataset to start a new dataset named {name:?}",
+                self.undeclared(name)
+            ),
+        ))
+    }
+
+    /// Why `name` is not a dataset: the declared ones, and the nearest.
+    fn undeclared(&self, name: &str) -> String {
+        let declared = self.datasets.keys().cloned().collect::<Vec<_>>().join(", ");
+        let hint = nearest(name, self.datasets.keys())
+            .map(|n| format!(" (did you mean {n:?}?)"))
+            .unwrap_or_default();
+        format!("no dataset named {name:?} is declared{hint}; declared: {declared}")
+    }
+}
+
+/// The candidate `name` looks like a typo of: the nearest by edit distance
+/// (`-` and `_` aside, `icoprices` is `ico-prices`), within a third of its
+/// length (at least one edit).
+fn nearest<'a>(name: &str, candidates: impl Iterator<Item = &'a String>) -> Option<&'a str> {
+    let plain = |s: &str| -> Vec<char> { s.chars().filter(|c| !matches!(c, '-' | '_')).collect() };
+    let wanted = plain(name);
+    candidates
+        .map(|c| {
+            let got = plain(c);
+            let edits = edit_distance(&wanted, &got);
+            let allowed = (wanted.len().max(got.len()) / 3).max(1);
+            (edits, allowed, c)
+        })
+        .filter(|(edits, allowed, _)| edits <= allowed)
+        .min_by_key(|(edits, _, c)| (*edits, c.len()))
+        .map(|(_, _, c)| c.as_str())
+}
+
+/// Levenshtein distance: insertions, deletions and substitutions.
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 /// The config file as written.
@@ -252,4 +331,42 @@ fn invalid(origin: &str, reason: String) -> Error {
 /// The duration setting `key`, written as `30m`, `45d`….
 fn duration(origin: &str, key: &str, text: &str) -> Result<Duration> {
     parse_duration(text).map_err(|e| invalid(origin, format!("{key}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn near(name: &str, candidates: &[&str]) -> Option<String> {
+        let owned: Vec<String> = candidates.iter().map(|c| c.to_string()).collect();
+        nearest(name, owned.iter()).map(str::to_owned)
+    }
+
+    #[test]
+    fn a_typo_suggests_the_nearest_declared_name_and_a_new_name_none() {
+        let declared = ["cot", "ico-prices", "psd", "psd_alldata"];
+        assert_eq!(near("icoprices", &declared).as_deref(), Some("ico-prices"));
+        assert_eq!(near("ico_prices", &declared).as_deref(), Some("ico-prices"));
+        assert_eq!(near("ico-prise", &declared).as_deref(), Some("ico-prices"));
+        assert_eq!(near("psdd", &declared).as_deref(), Some("psd"));
+        assert_eq!(near("cots", &declared).as_deref(), Some("cot"));
+        assert_eq!(near("weather", &declared), None);
+        assert_eq!(near("notes", &declared), None);
+        assert_eq!(near("x", &declared), None);
+    }
+
+    #[test]
+    fn edit_distance_counts_insertions_deletions_and_substitutions() {
+        let d = |a: &str, b: &str| {
+            edit_distance(
+                &a.chars().collect::<Vec<_>>(),
+                &b.chars().collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(d("", ""), 0);
+        assert_eq!(d("abc", ""), 3);
+        assert_eq!(d("kitten", "sitting"), 3);
+        assert_eq!(d("psd", "psd"), 0);
+        assert_eq!(d("psd", "pds"), 2);
+    }
 }

@@ -35,6 +35,28 @@ pub struct DatasetSpec {
 }
 
 impl DatasetSpec {
+    /// A dataset declared by nothing but its name and URL: any CSV header, no
+    /// archives, never checked for freshness, no table (what `extract
+    /// --new-dataset --url URL` fetches).
+    ///
+    /// ```
+    /// use materia_core::dataset::DatasetSpec;
+    /// let spec = DatasetSpec::new("weather".parse()?, "https://example.org/w.csv");
+    /// assert!(spec.header.is_empty() && spec.table.is_none() && spec.max_age.is_none());
+    /// # Ok::<(), materia_core::Error>(())
+    /// ```
+    pub fn new(name: Dataset, url: impl Into<String>) -> DatasetSpec {
+        DatasetSpec {
+            name,
+            url: url.into(),
+            archive_url: None,
+            header: Vec::new(),
+            zip_member: None,
+            max_age: None,
+            table: None,
+        }
+    }
+
     /// The URL of the current release: `url` with `{YYYY}` as `year`.
     pub fn url_for_year(&self, year: u16) -> String {
         self.url.replace("{YYYY}", &format!("{year:04}"))

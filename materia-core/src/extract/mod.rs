@@ -71,6 +71,13 @@ pub enum Status {
     },
     /// The archive for that month does not exist (yet): the server said `404`.
     NotPublished,
+    /// The fetch failed; nothing landed. [`Extractor`] returns the error
+    /// instead: this is how `materia extract` reports a dataset that failed
+    /// while it goes on with the others (see [`Extracted::failed`]).
+    Failed {
+        /// The error, with its causes.
+        error: String,
+    },
 }
 
 /// The result of one fetch.
@@ -83,6 +90,33 @@ pub struct Extracted {
     /// What happened.
     #[serde(flatten)]
     pub status: Status,
+}
+
+impl Extracted {
+    /// The report of a fetch of `spec` from `url` that failed with `error`:
+    /// the line `materia extract --json` prints for it (the URL's secrets
+    /// removed, see [`redact`]).
+    ///
+    /// ```
+    /// use materia_core::dataset::DatasetSpec;
+    /// use materia_core::extract::Extracted;
+    /// let spec = DatasetSpec::new("weather".parse()?, "https://u:pw@example.org/w.csv");
+    /// let line = serde_json::to_value(Extracted::failed(&spec, &spec.url, "HTTP 500"))?;
+    /// assert_eq!(line["dataset"], "weather");
+    /// assert_eq!(line["status"], "failed");
+    /// assert_eq!(line["error"], "HTTP 500");
+    /// assert_eq!(line["url"], "https://u:***@example.org/w.csv");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn failed(spec: &DatasetSpec, url: &str, error: impl Into<String>) -> Extracted {
+        Extracted {
+            dataset: spec.name.to_string(),
+            url: redact(url),
+            status: Status::Failed {
+                error: error.into(),
+            },
+        }
+    }
 }
 
 /// Fetches releases and lands them. Holds one HTTP client (connection pool).
@@ -283,7 +317,7 @@ impl Extractor {
                 tracing::info!(%url, %existing, ?of, "duplicate: nothing landed");
             }
             Status::NotPublished => tracing::info!(%url, "not published (404)"),
-            Status::Unchanged => {}
+            Status::Unchanged | Status::Failed { .. } => {}
         }
         Extracted {
             dataset: spec.name.to_string(),

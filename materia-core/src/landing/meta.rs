@@ -9,6 +9,7 @@
 //! | `spool/` | `extract`, `mirror` | downloads waiting to be unpacked or landed: locked temp files only |
 //! | `state.json` | `supervise` | the last cycle and each step's last run, replaced atomically |
 //! | `run.lock` | `supervise` | `flock`: one cycle at a time |
+//! | `step-report.jsonl` | `supervise`, `extract` | the running step's report of each dataset's outcome, replaced atomically by the step, removed by the supervisor |
 //! | `mirror/` | `mirror` | per bucket (endpoint, bucket, prefix): `{id}.jsonl` confirmed uploads, `{id}.full` the last full push, `{id}.verify` where the sampled verify goes on, `{id}.lock`, `{id}.pending/` multipart uploads in flight |
 //! | `drill.json` | `drill` | the last restore drill's outcome, replaced atomically |
 //! | `.tmp.*` | any | a write or replacement in progress (or a crashed one, swept at open) |
@@ -45,12 +46,13 @@ impl MetaDir {
 
     /// Every entry that may appear in the folder (temp files aside), as listed
     /// in the module's table.
-    pub const ENTRIES: [&'static str; 7] = [
+    pub const ENTRIES: [&'static str; 8] = [
         "ledger.jsonl",
         "lock",
         "spool",
         "state.json",
         "run.lock",
+        "step-report.jsonl",
         "mirror",
         "drill.json",
     ];
@@ -99,6 +101,11 @@ impl MetaDir {
         self.dir.join("run.lock")
     }
 
+    /// A step's report of each dataset's outcome (see `supervise`).
+    pub fn step_report(&self) -> PathBuf {
+        self.dir.join("step-report.jsonl")
+    }
+
     /// The mirror's records.
     pub fn mirror(&self) -> PathBuf {
         self.dir.join("mirror")
@@ -129,6 +136,7 @@ mod tests {
             meta.spool(),
             meta.state(),
             meta.run_lock(),
+            meta.step_report(),
             meta.mirror(),
             meta.drill(),
         ];

@@ -1,6 +1,6 @@
 //! One step as a child process: no shell, an explicit environment, its own
 //! process group, a timeout enforced with SIGTERM then SIGKILL to the whole
-//! group, and its last stderr line kept for the report.
+//! group, and its error line picked from its stderr for the report.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
+use super::error_line::ErrorLine;
 use crate::error::{IoContext, Result};
 
-/// The longest stderr line relayed in one piece (and kept as the last line).
+/// The longest stderr line relayed in one piece (and kept as the error line).
 const MAX_LINE: u64 = 64 * 1024;
 
 /// How a child ended.
@@ -32,8 +33,8 @@ pub(crate) enum Ended {
 /// What ran and how it ended.
 pub(crate) struct Finished {
     pub ended: Ended,
-    /// The last non-empty line the child wrote to stderr.
-    pub last_line: Option<String>,
+    /// The child's error line (see `error_line.rs`).
+    pub error_line: Option<String>,
 }
 
 /// Runs `exe args` with exactly `env`, relaying its stderr line by line to ours.
@@ -58,9 +59,9 @@ pub(crate) fn run(
         .spawn()
         .at(exe)?;
     let pgid = Pid::from_raw(child.id() as i32);
-    let last_line = Arc::new(Mutex::new(None::<String>));
+    let error_line = Arc::new(Mutex::new(ErrorLine::default()));
     let relay = child.stderr.take().map(|stderr| {
-        let last_line = Arc::clone(&last_line);
+        let error_line = Arc::clone(&error_line);
         std::thread::spawn(move || {
             let mut out = std::io::stderr();
             let mut reader = BufReader::new(stderr);
@@ -76,9 +77,10 @@ pub(crate) fn run(
                 let text = String::from_utf8_lossy(&buf);
                 let line = text.trim_end_matches(['\n', '\r']);
                 let _ = writeln!(out, "{line}");
-                if !line.trim().is_empty() {
-                    *last_line.lock().unwrap_or_else(|e| e.into_inner()) = Some(line.to_owned());
-                }
+                error_line
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(line);
             }
         })
     });
@@ -109,10 +111,10 @@ pub(crate) fn run(
     if let Some(relay) = relay {
         let _ = relay.join();
     }
-    let last_line = last_line.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let error_line = std::mem::take(&mut *error_line.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(Finished {
         ended: terminating.map_or(Ended::Exited(status), |(_, why)| why),
-        last_line,
+        error_line: error_line.into_line(),
     })
 }
 

@@ -6,7 +6,14 @@
 //! past it, the step's whole process group gets SIGTERM and, after a grace
 //! period, SIGKILL. A failed step does not stop the supervisor; a step whose
 //! prerequisite failed in this cycle (transform after a failed extract) is
-//! skipped. One cycle runs at a time: it holds `{LANDING_DIR}/.materia/run.lock`.
+//! skipped — unless the prerequisite failed for some datasets only (its report
+//! says which): then it is partial, and transform loads what did land while
+//! the cycle still fails, naming the datasets. One cycle runs at a time: it
+//! holds `{LANDING_DIR}/.materia/run.lock`.
+//!
+//! A failed step's error line is picked from its stderr: the `materia: error:`
+//! line ([`ERROR_PREFIX`]), else the last line that is neither a log line nor
+//! the argument parser's boilerplate — never simply the last line.
 //!
 //! After every step the state file `{LANDING_DIR}/.materia/state.json` is
 //! replaced atomically: the last run of each step (start, duration, outcome, exit
@@ -17,24 +24,28 @@
 //!
 //! Layout: the [`Supervisor`] here; what it runs ([`SupervisorOptions`],
 //! [`Step`], which environment variables a step inherits) in `options.rs`;
-//! the child processes in `child.rs`; the [`State`] file in `state.rs`; the
-//! [`Schedule`] in `schedule.rs`; the Prometheus textfile in `metrics.rs`;
-//! alerts and the dead-man's ping (feature `http`) in `alert.rs` and
-//! `ping.rs`; the `Status` report `materia status` prints (feature `duckdb`)
-//! in `status.rs`.
+//! the child processes in `child.rs` and their error line in `error_line.rs`;
+//! the step's report of each dataset in `report.rs`; the [`State`] file in
+//! `state.rs`; the [`Schedule`] in `schedule.rs`; the Prometheus textfile in
+//! `metrics.rs`; alerts and the dead-man's ping (feature `http`) in
+//! `alert.rs` and `ping.rs`; the `Status` report `materia status` prints
+//! (feature `duckdb`) in `status.rs`.
 
 #[cfg(feature = "http")]
 mod alert;
 mod child;
+mod error_line;
 mod metrics;
 mod options;
 #[cfg(feature = "http")]
 mod ping;
+mod report;
 mod schedule;
 mod state;
 #[cfg(feature = "duckdb")]
 mod status;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -46,8 +57,12 @@ pub use alert::{Alert, AlertFormat, AlertKind, Alerter};
 pub use schedule::{Schedule, parse_duration};
 
 use crate::error::{Error, Result};
+use crate::landing::MetaDir;
 use crate::landing::durable::{HeldLock, LockFile};
 use state::state_dir;
+
+pub use error_line::ERROR_PREFIX;
+pub use report::{STEP_REPORT_ENV, write_step_report};
 
 pub use options::{Step, SupervisorOptions, is_passed_to_steps, is_secret};
 pub use state::{AlertState, CycleReport, Outcome, State, StepRun};
@@ -202,10 +217,7 @@ impl Supervisor {
             state.alert.failure_sent = failed && state.alert.failure_sent;
             return;
         };
-        let failing_step = cycle
-            .steps
-            .iter()
-            .find(|s| s.outcome != Outcome::Ok && s.outcome != Outcome::Skipped);
+        let failing_step = cycle.failed_step();
         let kind = match (failed, state.alert.failure_sent) {
             (true, false) => AlertKind::Failure,
             (false, true) => AlertKind::Recovery,
@@ -231,34 +243,41 @@ impl Supervisor {
 
     fn run_step(&self, step: &Step, cycle: &CycleReport) -> StepRun {
         let started_at = Timestamp::now();
-        let skipped = |why: String| StepRun {
+        let mut run = StepRun {
             step: step.name.clone(),
             started_at,
             millis: 0,
             outcome: Outcome::Skipped,
             exit_code: None,
-            error: Some(why),
+            error: None,
+            failed_datasets: Vec::new(),
         };
         if self.stopping() {
-            return skipped("the supervisor is stopping".into());
+            run.error = Some("the supervisor is stopping".into());
+            return run;
         }
         if let Some(failed) = step.needs.iter().find(|need| {
             !cycle
                 .steps
                 .iter()
-                .any(|s| &s.step == *need && s.outcome == Outcome::Ok)
+                .any(|s| &s.step == *need && matches!(s.outcome, Outcome::Ok | Outcome::Partial))
         }) {
-            return skipped(format!("{failed} did not succeed in this cycle"));
+            run.error = Some(format!("{failed} did not succeed in this cycle"));
+            return run;
         }
         tracing::info!(step = %step.name, timeout_secs = step.timeout.as_secs(), "step starting");
         let started = Instant::now();
-        let env: Vec<(String, String)> = self
+        let report = step.reports.then(|| self.report_path()).flatten();
+        let mut env: Vec<(String, String)> = self
             .options
             .env
             .iter()
             .filter(|(name, _)| step.secrets || !is_secret(name))
             .cloned()
             .collect();
+        if let Some(path) = &report {
+            env.push((STEP_REPORT_ENV.into(), path.to_string_lossy().into_owned()));
+        }
         let finished = child::run(
             &self.options.exe,
             &step.args,
@@ -267,40 +286,20 @@ impl Supervisor {
             self.options.grace,
             &self.stop,
         );
-        let millis = started.elapsed().as_millis() as u64;
-        let (outcome, exit_code, error) = match finished {
-            Err(e) => (Outcome::Failed, Some(127), Some(e.to_string())),
-            Ok(f) => {
-                let code = child::exit_code(&f.ended);
-                match f.ended {
-                    child::Ended::Exited(status) if status.success() => {
-                        (Outcome::Ok, Some(0), None)
-                    }
-                    child::Ended::Exited(_) => (Outcome::Failed, Some(code), f.last_line),
-                    child::Ended::TimedOut => (
-                        Outcome::TimedOut,
-                        Some(code),
-                        Some(format!(
-                            "ran past its {} s timeout; terminated",
-                            step.timeout.as_secs()
-                        )),
-                    ),
-                    child::Ended::Interrupted => (
-                        Outcome::Interrupted,
-                        Some(code),
-                        Some("interrupted: the supervisor was stopped".into()),
-                    ),
-                }
-            }
-        };
-        StepRun {
-            step: step.name.clone(),
-            started_at,
-            millis,
-            outcome,
-            exit_code,
-            error,
+        run.millis = started.elapsed().as_millis() as u64;
+        let lines = report.as_deref().and_then(report::read);
+        if let Some(path) = &report {
+            report::remove(path);
         }
+        judge(&mut run, step, finished, lines);
+        run
+    }
+
+    /// Where a reporting step writes its report, the last one removed; `None`
+    /// (no report asked for) when that cannot be done.
+    fn report_path(&self) -> Option<PathBuf> {
+        let path = MetaDir::of(&self.options.landing_dir).step_report();
+        report::remove(&path).then_some(path)
     }
 
     /// Records this binary's version in the state, unless a cycle runs (it
@@ -371,6 +370,61 @@ impl Supervisor {
         tracing::info!("supervisor stopped");
         Ok(())
     }
+}
+
+/// How a step that ran ended: its outcome, exit code and error line; a
+/// failure its report explains names each failed dataset, and is partial
+/// when the others were fetched.
+fn judge(
+    run: &mut StepRun,
+    step: &Step,
+    finished: Result<child::Finished>,
+    report: Option<Vec<report::DatasetLine>>,
+) {
+    let f = match finished {
+        Err(e) => {
+            (run.outcome, run.exit_code, run.error) =
+                (Outcome::Failed, Some(127), Some(e.to_string()));
+            return;
+        }
+        Ok(f) => f,
+    };
+    run.exit_code = Some(child::exit_code(&f.ended));
+    (run.outcome, run.error) = match f.ended {
+        child::Ended::Exited(status) if status.success() => (Outcome::Ok, None),
+        child::Ended::Exited(_) => (Outcome::Failed, f.error_line),
+        child::Ended::TimedOut => (
+            Outcome::TimedOut,
+            Some(format!(
+                "ran past its {} s timeout; terminated",
+                step.timeout.as_secs()
+            )),
+        ),
+        child::Ended::Interrupted => (
+            Outcome::Interrupted,
+            Some("interrupted: the supervisor was stopped".into()),
+        ),
+    };
+    let lines = report.unwrap_or_default();
+    let failed: Vec<&report::DatasetLine> = lines.iter().filter(|l| l.failed()).collect();
+    if run.outcome != Outcome::Failed || failed.is_empty() {
+        return;
+    }
+    if failed.len() < lines.len() {
+        run.outcome = Outcome::Partial;
+    }
+    run.failed_datasets = failed.iter().map(|l| l.dataset.clone()).collect();
+    let errors: Vec<String> = failed
+        .iter()
+        .map(|l| {
+            format!(
+                "dataset {}: {}",
+                l.dataset,
+                l.error.as_deref().unwrap_or("failed")
+            )
+        })
+        .collect();
+    run.error = Some(errors.join("; "));
 }
 
 /// This machine's name, for alerts.

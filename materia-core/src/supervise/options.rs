@@ -29,6 +29,9 @@ pub struct Step {
     /// Whether the step gets the bucket credentials (`AWS_*` variables): only
     /// the steps that talk to the bucket do.
     pub secrets: bool,
+    /// Whether the step reports each dataset's outcome (see
+    /// [`Step::with_report`]).
+    pub reports: bool,
 }
 
 impl Step {
@@ -44,6 +47,7 @@ impl Step {
             timeout,
             needs: Vec::new(),
             secrets: false,
+            reports: false,
         }
     }
 
@@ -61,7 +65,25 @@ impl Step {
         self
     }
 
-    /// Skips this step when `step` failed or was skipped earlier in the cycle.
+    /// Asks this step for a report of each dataset's outcome (the file named
+    /// by [`STEP_REPORT_ENV`](super::STEP_REPORT_ENV), written by `materia
+    /// extract`): failed for some datasets only, it is
+    /// [`Outcome::Partial`](super::Outcome::Partial) and the steps that need
+    /// it still run.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use materia_core::supervise::Step;
+    /// let extract = Step::new("extract", ["extract"], Duration::from_secs(3600)).with_report();
+    /// assert!(extract.reports);
+    /// ```
+    pub fn with_report(mut self) -> Step {
+        self.reports = true;
+        self
+    }
+
+    /// Skips this step when `step` failed or was skipped earlier in the cycle
+    /// (a step that failed for some datasets only does not skip it).
     pub fn needs(mut self, step: impl Into<String>) -> Step {
         self.needs.push(step.into());
         self
@@ -138,7 +160,8 @@ pub fn is_secret(name: &str) -> bool {
 /// environment: Materia's (`MATERIA_*`, `LANDING_DIR`, `DUCKDB_PATH`), the
 /// S3 client's (`AWS_*`), TLS roots (`SSL_CERT_*`) and proxies. Nothing else:
 /// not the supervisor's own secrets, the alert webhook and the dead-man's
-/// ping URL (only the supervisor sends those).
+/// ping URL (only the supervisor sends those), and the step report's path
+/// (the supervisor sets it for each step that reports).
 ///
 /// ```
 /// use materia_core::supervise::is_passed_to_steps;
@@ -147,12 +170,14 @@ pub fn is_secret(name: &str) -> bool {
 /// assert!(!is_passed_to_steps("LD_PRELOAD"));
 /// assert!(!is_passed_to_steps("MATERIA_ALERT_URL"));
 /// assert!(!is_passed_to_steps("MATERIA_HEALTHCHECK_URL"));
+/// assert!(!is_passed_to_steps("MATERIA_STEP_REPORT"));
 /// ```
 pub fn is_passed_to_steps(name: &str) -> bool {
     const SUPERVISOR_ONLY: &[&str] = &[
         "MATERIA_ALERT_URL",
         "MATERIA_ALERT_FORMAT",
         "MATERIA_HEALTHCHECK_URL",
+        super::STEP_REPORT_ENV,
     ];
     if SUPERVISOR_ONLY.contains(&name) {
         return false;

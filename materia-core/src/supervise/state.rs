@@ -21,6 +21,10 @@ pub enum Outcome {
     Ok,
     /// A non-zero exit status.
     Failed,
+    /// Failed for some datasets, done for the others (its report says which:
+    /// see [`StepRun::failed_datasets`]): the steps that need it still run;
+    /// the cycle still fails.
+    Partial,
     /// Ran past its timeout and was terminated.
     TimedOut,
     /// The supervisor was stopped (SIGTERM/SIGINT) while it ran.
@@ -42,8 +46,14 @@ pub struct StepRun {
     pub outcome: Outcome,
     /// The exit code it stands for (124 for a timeout, 130 interrupted).
     pub exit_code: Option<i32>,
-    /// The last line it wrote to stderr when it did not succeed, or why it was skipped.
+    /// Its error line when it did not succeed — each failed dataset with its
+    /// error when the step reported them, else the `materia: error:` line of
+    /// its stderr, else the last line that is not a log line — or why it was
+    /// skipped.
     pub error: Option<String>,
+    /// The datasets it failed for, when it reported them (`extract`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_datasets: Vec<String>,
 }
 
 /// One cycle: its steps in order.
@@ -58,13 +68,14 @@ pub struct CycleReport {
 }
 
 impl CycleReport {
-    /// The first failed step's exit code; 0 when every step succeeded.
+    /// The first failed step's exit code (a partial step is a failed one); 0
+    /// when every step succeeded.
     ///
     /// ```
     /// use materia_core::supervise::{CycleReport, Outcome, StepRun};
     /// let run = |step: &str, outcome, exit_code| StepRun {
     ///     step: step.into(), started_at: jiff::Timestamp::UNIX_EPOCH, millis: 0,
-    ///     outcome, exit_code, error: None,
+    ///     outcome, exit_code, error: None, failed_datasets: Vec::new(),
     /// };
     /// let cycle = CycleReport {
     ///     started_at: jiff::Timestamp::UNIX_EPOCH,
@@ -74,11 +85,14 @@ impl CycleReport {
     /// assert_eq!(cycle.exit_code(), 124);
     /// ```
     pub fn exit_code(&self) -> i32 {
+        self.failed_step().and_then(|s| s.exit_code).unwrap_or(0)
+    }
+
+    /// The first step that failed (partly or wholly): what the alert is about.
+    pub fn failed_step(&self) -> Option<&StepRun> {
         self.steps
             .iter()
             .find(|s| s.outcome != Outcome::Ok && s.outcome != Outcome::Skipped)
-            .and_then(|s| s.exit_code)
-            .unwrap_or(0)
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use materia_core::Error;
+use materia_core::landing::MetaDir;
 use materia_core::supervise::{Outcome, State, Step, Supervisor, SupervisorOptions};
 
 fn sh(name: &str, script: &str, timeout: Duration) -> Step {
@@ -521,5 +522,92 @@ fn ntfy_and_slack_receivers_get_their_own_formats() {
             .as_str()
             .expect("text")
             .contains("audit failed")
+    );
+}
+
+/// An extract-like step: writes `report` where the supervisor asks, says its
+/// error, logs after it, and exits 2.
+fn reporting_extract(report: &str) -> Step {
+    let script = format!(
+        "printf '{report}' > \"$MATERIA_STEP_REPORT\"; \
+         echo 'materia: error: dataset psd: HTTP 500' >&2; \
+         echo ' INFO landed key=cot/2026/12/a.csv.gzip' >&2; exit 2"
+    );
+    sh("extract", &script, Duration::from_secs(30)).with_report()
+}
+
+/// Issue 27: psd's extract failed while cot's landed, and transform was
+/// skipped for every dataset.
+#[test]
+fn a_step_that_failed_for_some_datasets_is_partial_and_what_needs_it_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("transform-ran");
+    let transform = sh(
+        "transform",
+        &format!("touch {}", marker.display()),
+        Duration::from_secs(30),
+    )
+    .needs("extract");
+    let partial = "{\"dataset\":\"psd\",\"status\":\"failed\",\"error\":\"HTTP 500\"}\\n\
+                   {\"dataset\":\"cot\",\"status\":\"landed\",\"key\":\"cot/2026/12/a.csv.gzip\"}\\n";
+    let opts = options(
+        dir.path(),
+        vec![reporting_extract(partial), transform.clone()],
+    );
+    let cycle = Supervisor::new(opts.clone()).run_cycle().expect("cycle");
+    let extract = &cycle.steps[0];
+    assert_eq!(extract.outcome, Outcome::Partial, "{extract:?}");
+    assert_eq!(extract.failed_datasets, ["psd"]);
+    assert_eq!(extract.error.as_deref(), Some("dataset psd: HTTP 500"));
+    assert_eq!(cycle.steps[1].outcome, Outcome::Ok);
+    assert!(marker.exists(), "transform ran");
+    assert_eq!(cycle.exit_code(), 2, "the cycle still fails");
+    assert!(
+        !MetaDir::of(&opts.landing_dir).step_report().exists(),
+        "the report is not left for the next step"
+    );
+
+    // Every dataset failed: nothing to load, transform is skipped.
+    fs::remove_file(&marker).expect("marker");
+    let all_failed = "{\"dataset\":\"psd\",\"status\":\"failed\",\"error\":\"HTTP 500\"}\\n";
+    let opts = options(dir.path(), vec![reporting_extract(all_failed), transform]);
+    let cycle = Supervisor::new(opts).run_cycle().expect("cycle");
+    assert_eq!(cycle.steps[0].outcome, Outcome::Failed);
+    assert_eq!(cycle.steps[0].failed_datasets, ["psd"]);
+    assert_eq!(cycle.steps[1].outcome, Outcome::Skipped);
+    assert!(!marker.exists(), "transform did not run");
+}
+
+/// Issue 27: the state quoted the last stderr line — a log line, or clap's
+/// "For more information, try '--help'." — instead of the error.
+#[test]
+fn a_failed_step_s_error_is_its_error_line_not_its_last_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = options(
+        dir.path(),
+        vec![
+            sh(
+                "check",
+                "echo ' INFO checking' >&2; echo 'materia: error: the landing zone is gone' >&2; \
+                 echo ' INFO done' >&2; exit 2",
+                Duration::from_secs(30),
+            ),
+            sh(
+                "publish",
+                "printf 'error: the following required arguments were not provided:\\n  \
+                 --to <URL>\\n\\nUsage: materia publish --to <URL>\\n\\n\
+                 For more information, try '\\''--help'\\''.\\n' >&2; exit 2",
+                Duration::from_secs(30),
+            ),
+        ],
+    );
+    let cycle = Supervisor::new(opts).run_cycle().expect("cycle");
+    let errors: Vec<Option<&str>> = cycle.steps.iter().map(|s| s.error.as_deref()).collect();
+    assert_eq!(
+        errors,
+        [
+            Some("materia: error: the landing zone is gone"),
+            Some("error: the following required arguments were not provided: --to <URL>"),
+        ]
     );
 }
