@@ -11,6 +11,7 @@ mod crash;
 mod faults;
 mod infra;
 mod lakehouse;
+mod models;
 #[cfg(feature = "s3")]
 mod mirror;
 mod ops;

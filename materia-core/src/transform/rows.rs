@@ -26,7 +26,7 @@ use serde_json::Value as Json;
 /// assert_eq!(String::from_utf8(csv)?, "n,s,d\n1,\"a,b\",2026-11-27\n");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rows {
     /// The column names, in order (repeats kept).
     pub columns: Vec<String>,
