@@ -15,9 +15,9 @@
 //! attached as `history`), and `audit` files hold statements (each after `--
 //! audit: error|warn TEXT`) that select its offending rows (`audit.rs`).
 //! Models run in dependency order (ties by name). A caller adds its own
-//! `table`, `view` and `audit` models. Each declared dataset's setup and serving models are generated
-//! (`declared/`) and run with these; its load is not a model: typed
-//! statements run per release (`load.rs`).
+//! `table`, `view` and `audit` models. Each declared dataset's setup and
+//! serving models are generated (`declared/`) and run with these; its load is
+//! not a model: typed statements run per release (`load.rs`).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};

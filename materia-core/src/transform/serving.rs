@@ -15,9 +15,9 @@ use super::report::{AuditFinding, Step, StepMode};
 use crate::error::{Error, Result};
 
 /// Builds the slot attached as `lake` (see `publish::attach`) from the
-/// history: runs the `table` and `view` models and the audits, records `models_print`
-/// (the models' fingerprint), checkpoints and detaches it; returns the audits'
-/// warnings. A failing `error` audit fails the build; a fresh file is then
+/// history: runs the `table` and `view` models and the audits, records
+/// `models_print` (the models' fingerprint), checkpoints and detaches it;
+/// returns the audits' warnings. A failing `error` audit fails the build; a fresh file is then
 /// removed, a slot updated in place is left for the next build to redo.
 pub(crate) fn build(
     conn: &Connection,
