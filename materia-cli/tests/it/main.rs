@@ -11,9 +11,9 @@ mod crash;
 mod faults;
 mod infra;
 mod lakehouse;
-mod models;
 #[cfg(feature = "s3")]
 mod mirror;
+mod models;
 mod ops;
 #[cfg(feature = "s3")]
 mod publish;

@@ -69,8 +69,8 @@ impl AuditFinding {
         }
         if self.rows == 1 && self.is_uncounted_count() {
             line.push_str(
-                " (a count? only an unaliased count(*) or count(x) column is read as the number \
-                 of offending rows; any other result is the offending rows themselves)",
+                " (a count of 0? only an unaliased count(*) or count(x) column is read as the \
+                 number of offending rows; any other result is the offending rows themselves)",
             );
         }
         line
@@ -88,10 +88,11 @@ impl AuditFinding {
         format!("({})", cells.join(", "))
     }
 
-    /// One row of one integer column: a count written under another name.
+    /// One row of one column holding 0: a count under another name, meant
+    /// to pass.
     fn is_uncounted_count(&self) -> bool {
         let rows = &self.first_rows.rows;
-        rows.len() == 1 && rows[0].len() == 1 && rows[0][0].is_i64()
+        rows.len() == 1 && rows[0].len() == 1 && rows[0][0].as_i64() == Some(0)
     }
 }
 
