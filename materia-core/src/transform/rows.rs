@@ -193,7 +193,9 @@ fn csv_field(s: &str) -> String {
 /// One cell as JSON: numbers, booleans and text keep their type; any other type
 /// is DuckDB's value as text.
 fn cell(array: &dyn Array, i: usize, formatter: &ArrayFormatter<'_>) -> Json {
-    if array.is_null(i) {
+    // A column of type NULL (`SELECT NULL AS x`) has no validity buffer: its
+    // values are null without `is_null` saying so.
+    if array.is_null(i) || array.data_type() == &DataType::Null {
         return Json::Null;
     }
     let float = |f: f64| {

@@ -177,6 +177,7 @@ fn view_models_run_where_tables_run_in_dependency_order() {
     drop(lake);
 
     // A `view` model that makes a table is told so, by file.
+    let f = landed();
     let wrong = "-- model: serving.not_a_view\n-- kind: view\n-- depends: serving.psd_latest\n\
         CREATE OR REPLACE TABLE serving.not_a_view AS SELECT 1 AS x;\n";
     let err = build(&f, &[("wrong.sql", wrong)]).expect_err("no view");
