@@ -61,6 +61,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode, BoxError> {
     let g = &cli.globals;
     match cli.command {
+        Command::Init(args) => args.exec(),
         Command::Extract(args) => args.exec(g),
         Command::Land(args) => args.exec(g),
         Command::Transform(args) => args.exec(g),

@@ -42,6 +42,8 @@
 //!      temporary directory, rebuild the lakehouse from it and compare with the
 //!      published one.
 //!    - `serve` (feature `serve`): the read API over the published lakehouse.
+//!    - [`init`]: a starter project (`materia init`) — a config declaring a
+//!      dataset, a model of each kind and an environment example.
 //!    - [`supervise`]: the daily cycle of steps as child processes, with
 //!      timeouts, a run lock and a state file, and the status report it keeps
 //!      (`supervise::Status`, what `materia status` prints).
@@ -83,6 +85,7 @@ mod error;
 #[cfg(feature = "http")]
 pub mod extract;
 mod guard;
+pub mod init;
 pub mod landing;
 #[cfg(feature = "s3")]
 pub mod mirror;

@@ -6,6 +6,7 @@ pub(crate) mod check;
 #[cfg(feature = "s3")]
 pub(crate) mod drill;
 pub(crate) mod extract;
+pub(crate) mod init;
 pub(crate) mod land;
 pub(crate) mod ls;
 #[cfg(feature = "s3")]
@@ -24,12 +25,14 @@ pub(crate) mod supervise;
 pub(crate) mod transform;
 pub(crate) mod verify;
 
-/// The commands, in the order `materia --help` lists them: the pipeline
-/// (extract, land, transform, query, serve, publish), the backup (mirror,
-/// restore, drill), operations (check, run, supervise, status, notify), then
-/// the landing zone's own (ls, verify, stats).
+/// The commands, in the order `materia --help` lists them: a starter
+/// project (init), the pipeline (extract, land, transform, query, serve,
+/// publish), the backup (mirror, restore, drill), operations (check, run,
+/// supervise, status, notify), then the landing zone's own (ls, verify,
+/// stats).
 #[derive(clap::Subcommand)]
 pub(crate) enum Command {
+    Init(init::Args),
     Extract(extract::Args),
     Land(land::Args),
     Transform(transform::Args),

@@ -75,7 +75,7 @@ fn print(report: &TransformReport, json: bool) -> Result<(), BoxError> {
         writeln!(out, "QUARANTINED {}: {}", r.landing_key, r.reason)?;
     }
     for w in &report.warnings {
-        writeln!(out, "warning: audit {:?}: {} rows", w.audit, w.rows)?;
+        writeln!(out, "warning: audit {}", w.summary())?;
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ mod infra;
 mod lakehouse;
 #[cfg(feature = "s3")]
 mod mirror;
+mod models;
 mod ops;
 #[cfg(feature = "s3")]
 mod publish;

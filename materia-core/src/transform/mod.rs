@@ -47,11 +47,13 @@
 //! a landing file before it is loaded; `load.rs` loads releases with the
 //! generated statements, binding what varies per release; `history.rs` owns
 //! the history database; `publish.rs` the two slots; `serving.rs` builds a
-//! slot with the `table` models and audits; `lakehouse.rs` and `readers.rs`
+//! slot with the `table` and `view` models and the audits (`audit.rs` runs
+//! one); `lakehouse.rs` and `readers.rs`
 //! read the published file; `rows.rs` renders query results; `engine.rs`,
 //! `files.rs` and `report.rs` hold the build's DuckDB helpers, its files and
 //! what it reports.
 
+mod audit;
 mod declared;
 mod engine;
 mod files;

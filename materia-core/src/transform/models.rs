@@ -6,18 +6,18 @@
 //!
 //! ```sql
 //! -- model: serving.psd_latest
-//! -- kind: table            (setup | table | audit)
+//! -- kind: table            (setup | table | view | audit)
 //! -- depends: serving.releases
 //! ```
 //!
 //! `setup` models run first, on the history database (`history.rs`). `table`
-//! models build the published file every build (the history is attached as
-//! `history`), and `audit` files hold statements (each after `-- audit:
-//! error|warn TEXT`) that count offending rows of it. Models run in
-//! dependency order (ties by name). A caller adds its own `table` and `audit`
-//! models. Each declared dataset's setup and serving models are generated
-//! (`declared/`) and run with these; its load is not a model: typed
-//! statements run per release (`load.rs`).
+//! and `view` models build the published file every build (the history is
+//! attached as `history`), and `audit` files hold statements (each after `--
+//! audit: error|warn TEXT`) that select its offending rows (`audit.rs`).
+//! Models run in dependency order (ties by name). A caller adds its own
+//! `table`, `view` and `audit` models. Each declared dataset's setup and
+//! serving models are generated (`declared/`) and run with these; its load is
+//! not a model: typed statements run per release (`load.rs`).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,7 +32,9 @@ pub(crate) enum Kind {
     Setup,
     /// Builds a table of the published file.
     Table,
-    /// Counts offending rows of the published file.
+    /// Creates a view in the published file (`CREATE OR REPLACE VIEW`).
+    View,
+    /// Selects offending rows of the published file.
     Audit,
 }
 
@@ -42,28 +44,37 @@ impl Kind {
         match self {
             Kind::Setup => "setup",
             Kind::Table => "table",
+            Kind::View => "view",
             Kind::Audit => "audit",
         }
     }
+
+    /// Whether the model builds a relation of the published file — a table
+    /// or a view, which run together in dependency order (the one place that
+    /// says which models build the published file).
+    pub(crate) fn builds_relation(self) -> bool {
+        matches!(self, Kind::Table | Kind::View)
+    }
 }
 
-/// Why a caller's model of another kind is refused.
-const ONLY_TABLES_AND_AUDITS: &str =
-    "only `table` and `audit` models can be added; `setup` and `load` are built in";
+/// The kinds a caller's model can have, as errors list them.
+const CALLER_KINDS: &str = "`table`, `view` or `audit`";
 
 /// One SQL model: a file's text with its `-- model:`, `-- kind:` and
 /// `-- depends:` header. Built-in models ship in the binary; a caller adds its
-/// own (`table` and `audit` kinds), which run after the built-in ones in
-/// dependency order, with the same audits — from a directory
+/// own (`table`, `view` and `audit` kinds), which run after the built-in ones
+/// in dependency order, with the same audits — from a directory
 /// (`materia transform --models DIR`) or as values.
 ///
 /// ```
 /// use materia_core::transform::Model;
-/// let m = Model::parse("brazil.sql", "-- model: serving.brazil\n-- kind: table\n\
+/// let m = Model::parse("brazil.sql", "-- model: serving.brazil\n-- kind: view\n\
 ///     -- depends: serving.psd_latest\n\
-///     CREATE OR REPLACE TABLE serving.brazil AS SELECT * FROM serving.psd_latest WHERE country_code = 'BR';\n")?;
+///     CREATE OR REPLACE VIEW serving.brazil AS SELECT * FROM serving.psd_latest WHERE country_code = 'BR';\n")?;
 /// assert_eq!(m.name(), "serving.brazil");
 /// assert!(Model::parse("x.sql", "-- model: x\n-- kind: load\n").is_err(), "load models are built in");
+/// let unknown = Model::parse("x.sql", "-- model: x\n-- kind: incremental\n").unwrap_err().to_string();
+/// assert!(unknown.contains("x.sql") && unknown.contains("\"incremental\"") && unknown.contains("`view`"));
 /// # Ok::<(), materia_core::Error>(())
 /// ```
 #[derive(Clone, Debug)]
@@ -77,12 +88,13 @@ pub struct Model {
 }
 
 impl Model {
-    /// Parses a caller's model (`table` or `audit`); `file` names it in errors.
+    /// Parses a caller's model (`table`, `view` or `audit`); `file` names it
+    /// in errors.
     pub fn parse(file: impl Into<String>, sql: impl Into<String>) -> Result<Model> {
         let file = file.into();
         let model = parse(&file, Cow::Owned(sql.into()))?;
-        if !matches!(model.kind, Kind::Table | Kind::Audit) {
-            return Err(bad(&file, ONLY_TABLES_AND_AUDITS));
+        if model.kind == Kind::Setup {
+            return Err(built_in_kind(&file, "setup"));
         }
         Ok(model)
     }
@@ -135,6 +147,40 @@ impl Model {
                     source: Some(Box::new(e)),
                 });
             }
+        }
+        if self.kind == Kind::View {
+            self.check_view(conn)?;
+        }
+        Ok(())
+    }
+
+    /// A `view` model must leave the view it is named after: a file that
+    /// creates a table, or a view of another name, is told so.
+    fn check_view(&self, conn: &duckdb::Connection) -> Result<()> {
+        let (schema, view) = self.name.split_once('.').unwrap_or(("main", &self.name));
+        let found: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM duckdb_views() \
+                 WHERE database_name = current_database() AND schema_name = ? AND view_name = ?",
+                [schema, view],
+                |r| r.get(0),
+            )
+            .map_err(|e| Error::Transform {
+                reason: format!(
+                    "model {} ({}): looking for its view: {e}",
+                    self.name, self.file
+                ),
+                source: Some(Box::new(e)),
+            })?;
+        if found == 0 {
+            return Err(bad(
+                &self.file,
+                format!(
+                    "a `view` model, but no view {} exists after it ran: create it with \
+                     CREATE OR REPLACE VIEW {} AS …",
+                    self.name, self.name
+                ),
+            ));
         }
         Ok(())
     }
@@ -236,7 +282,7 @@ pub(crate) struct Audit {
     pub severity: Severity,
     pub description: String,
     pub sql: String,
-    /// `file:line` of its `-- audit:` line.
+    /// `file:line` of the line after its `-- audit:` line (its statement).
     pub at: String,
 }
 
@@ -261,6 +307,14 @@ const FILES: &[(&str, &str)] = &[
     ("90_audits.sql", include_str!("../../models/90_audits.sql")),
 ];
 
+/// A caller's model of a kind only built-in models have.
+fn built_in_kind(file: &str, kind: &str) -> Error {
+    bad(
+        file,
+        format!("kind {kind:?} is built in; a model you add is {CALLER_KINDS}"),
+    )
+}
+
 fn bad(file: &str, reason: impl std::fmt::Display) -> Error {
     Error::Transform {
         reason: format!("model {file}: {reason}"),
@@ -278,10 +332,22 @@ fn parse(file: &str, sql: Cow<'static, str>) -> Result<Model> {
     let kind = match header("kind") {
         Some("setup") => Kind::Setup,
         // The loads are generated from the dataset declarations.
-        Some("load") => return Err(bad(file, ONLY_TABLES_AND_AUDITS)),
+        Some("load") => return Err(built_in_kind(file, "load")),
         Some("table") => Kind::Table,
+        Some("view") => Kind::View,
         Some("audit") => Kind::Audit,
-        other => return Err(bad(file, format!("unknown kind {other:?}"))),
+        Some(other) => {
+            return Err(bad(
+                file,
+                format!("unknown kind {other:?}: a model is {CALLER_KINDS}"),
+            ));
+        }
+        None => {
+            return Err(bad(
+                file,
+                format!("no `-- kind:` header: a model is {CALLER_KINDS}"),
+            ));
+        }
     };
     let depends = header("depends")
         .map(|d| {
@@ -301,8 +367,8 @@ fn parse(file: &str, sql: Cow<'static, str>) -> Result<Model> {
 }
 
 /// The models in the order to run them: the built-in ones and `generated`
-/// (those the declared tables generate), then `extra` (`table` and `audit`
-/// models of the caller) after every built-in table, audits last.
+/// (those the declared tables generate), then `extra` (`table`, `view` and
+/// `audit` models of the caller) after every built-in one, audits last.
 pub(crate) fn ordered(generated: Vec<Model>, extra: &[Model]) -> Result<Vec<Model>> {
     let mut builtin = FILES
         .iter()

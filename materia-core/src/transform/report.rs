@@ -4,10 +4,35 @@
 use std::path::PathBuf;
 
 use serde::Serialize;
+use serde_json::Value as Json;
 
 use super::models::Severity;
+use super::rows::Rows;
 
-/// An audit that found offending rows (a warning; errors fail the build).
+/// An audit that found offending rows (a warning; errors fail the build
+/// with [`AuditFinding::summary`] as their message).
+///
+/// ```
+/// use materia_core::transform::{AuditFinding, Rows, Severity};
+/// let first_rows = Rows {
+///     columns: vec!["country_code".into(), "market_year".into()],
+///     rows: vec![vec!["BR".into(), serde_json::Value::Null]],
+/// };
+/// let finding = AuditFinding {
+///     severity: Severity::Warn,
+///     audit: "a market year".into(),
+///     rows: 1,
+///     at: "models/checks.sql:5".into(),
+///     first_rows,
+/// };
+/// assert_eq!(
+///     finding.summary(),
+///     "a market year (1 offending row; models/checks.sql:5): (country_code=BR, market_year=NULL)"
+/// );
+/// let json = serde_json::to_value(&finding)?;
+/// assert_eq!(json["first_rows"][0]["country_code"], "BR");
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AuditFinding {
     /// Error or warning.
@@ -16,6 +41,77 @@ pub struct AuditFinding {
     pub audit: String,
     /// Offending rows.
     pub rows: u64,
+    /// `file:line` of the audit's statement.
+    pub at: String,
+    /// The first offending rows (up to 5), as objects in column order; none
+    /// when the audit counts them (`SELECT count(*) …`).
+    #[serde(serialize_with = "ordered_rows")]
+    pub first_rows: Rows,
+}
+
+impl AuditFinding {
+    /// One line: what the audit checks, how many rows offend and where the
+    /// audit is, then the first rows (`(column=value, …)`, NULL as `NULL`).
+    pub fn summary(&self) -> String {
+        let plural = if self.rows == 1 { "" } else { "s" };
+        let mut line = format!(
+            "{} ({} offending row{plural}; {})",
+            self.audit, self.rows, self.at
+        );
+        let shown: Vec<String> = self.first_rows.rows.iter().map(|r| self.row(r)).collect();
+        if !shown.is_empty() {
+            let first = if self.rows as usize > shown.len() {
+                format!(" first {}:", shown.len())
+            } else {
+                String::new()
+            };
+            line.push_str(&format!(":{first} {}", shown.join("; ")));
+        }
+        if self.rows == 1 && self.is_uncounted_count() {
+            line.push_str(
+                " (a count of 0? only an unaliased count(*) or count(x) column is read as the \
+                 number of offending rows; any other result is the offending rows themselves)",
+            );
+        }
+        line
+    }
+
+    /// One row as `(column=value, …)`, long texts cut.
+    fn row(&self, row: &[Json]) -> String {
+        let cells: Vec<String> = self
+            .first_rows
+            .columns
+            .iter()
+            .zip(row)
+            .map(|(c, v)| format!("{c}={}", cell(v)))
+            .collect();
+        format!("({})", cells.join(", "))
+    }
+
+    /// One row of one column holding 0: a count under another name, meant
+    /// to pass.
+    fn is_uncounted_count(&self) -> bool {
+        let rows = &self.first_rows.rows;
+        rows.len() == 1 && rows[0].len() == 1 && rows[0][0].as_i64() == Some(0)
+    }
+}
+
+/// A value as a summary shows it: NULL, text up to 40 characters.
+fn cell(v: &Json) -> String {
+    const MAX: usize = 40;
+    match v {
+        Json::Null => "NULL".into(),
+        Json::String(s) if s.chars().count() > MAX => {
+            format!("{}…", s.chars().take(MAX).collect::<String>())
+        }
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// [`Rows`] as JSON objects in column order.
+fn ordered_rows<S: serde::Serializer>(rows: &Rows, s: S) -> Result<S::Ok, S::Error> {
+    rows.ordered().serialize(s)
 }
 
 /// What a transform did.
@@ -86,4 +182,8 @@ pub enum StepMode {
     Rebuild,
     /// A `table` model, rebuilt every build.
     Table,
+    /// A `view` model, created every build.
+    View,
+    /// An `audit` model: its statements ran.
+    Audit,
 }

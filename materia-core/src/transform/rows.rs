@@ -26,7 +26,7 @@ use serde_json::Value as Json;
 /// assert_eq!(String::from_utf8(csv)?, "n,s,d\n1,\"a,b\",2026-11-27\n");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rows {
     /// The column names, in order (repeats kept).
     pub columns: Vec<String>,
@@ -193,7 +193,9 @@ fn csv_field(s: &str) -> String {
 /// One cell as JSON: numbers, booleans and text keep their type; any other type
 /// is DuckDB's value as text.
 fn cell(array: &dyn Array, i: usize, formatter: &ArrayFormatter<'_>) -> Json {
-    if array.is_null(i) {
+    // A column of type NULL (`SELECT NULL AS x`) has no validity buffer: its
+    // values are null without `is_null` saying so.
+    if array.is_null(i) || array.data_type() == &DataType::Null {
         return Json::Null;
     }
     let float = |f: f64| {

@@ -1,10 +1,12 @@
-//! The published file: its `table` models run on the slot being written
-//! (`publish.rs`; the history attached as `history`), then the audits.
+//! The published file: its `table` and `view` models run on the slot being
+//! written (`publish.rs`; the history attached as `history`), then the
+//! audits (`audit.rs`).
 
 use std::time::Instant;
 
 use duckdb::Connection;
 
+use super::audit;
 use super::engine::duck;
 use super::files::remove_build;
 use super::models::{self, Kind, Model, Severity};
@@ -13,9 +15,9 @@ use super::report::{AuditFinding, Step, StepMode};
 use crate::error::{Error, Result};
 
 /// Builds the slot attached as `lake` (see `publish::attach`) from the
-/// history: runs the `table` models and the audits, records `models_print`
-/// (the models' fingerprint), checkpoints and detaches it; returns the audits'
-/// warnings. A failing `error` audit fails the build; a fresh file is then
+/// history: runs the `table` and `view` models and the audits, records
+/// `models_print` (the models' fingerprint), checkpoints and detaches it;
+/// returns the audits' warnings. A failing `error` audit fails the build; a fresh file is then
 /// removed, a slot updated in place is left for the next build to redo.
 pub(crate) fn build(
     conn: &Connection,
@@ -52,47 +54,41 @@ fn run_models(
     models: &[Model],
     steps: &mut Vec<Step>,
 ) -> Result<Vec<AuditFinding>> {
-    for m in models.iter().filter(|m| m.kind == Kind::Table) {
+    for m in models.iter().filter(|m| m.kind.builds_relation()) {
         let started = Instant::now();
         m.run(conn)?;
         let millis = started.elapsed().as_millis() as u64;
         tracing::debug!(model = %m.name, millis, "model done");
         steps.push(Step {
             model: m.name.clone(),
-            mode: StepMode::Table,
+            mode: match m.kind {
+                Kind::View => StepMode::View,
+                _ => StepMode::Table,
+            },
             millis,
         });
     }
-    let started = Instant::now();
     let mut warnings = Vec::new();
     for m in models.iter().filter(|m| m.kind == Kind::Audit) {
+        let started = Instant::now();
         for audit in models::audits(m)? {
-            let rows: i64 =
-                conn.query_row(&audit.sql, [], |r| r.get(0))
-                    .map_err(|e| Error::Transform {
-                        reason: format!("audit {:?} ({}): {e}", audit.description, audit.at),
-                        source: Some(Box::new(e)),
-                    })?;
-            if rows == 0 {
+            let Some(finding) = audit::check(conn, &audit)? else {
                 continue;
-            }
-            if audit.severity == Severity::Error {
+            };
+            if finding.severity == Severity::Error {
                 return Err(Error::Transform {
-                    reason: format!(
-                        "audit failed: {} ({rows} offending rows; {})",
-                        audit.description, audit.at
-                    ),
+                    reason: format!("audit failed: {}", finding.summary()),
                     source: None,
                 });
             }
-            tracing::warn!(audit = %audit.description, rows, "audit warning");
-            warnings.push(AuditFinding {
-                severity: audit.severity,
-                audit: audit.description,
-                rows: rows as u64,
-            });
+            tracing::warn!(audit = %finding.audit, rows = finding.rows, at = %finding.at, "audit warning");
+            warnings.push(finding);
         }
+        steps.push(Step {
+            model: m.name.clone(),
+            mode: StepMode::Audit,
+            millis: started.elapsed().as_millis() as u64,
+        });
     }
-    tracing::debug!(millis = started.elapsed().as_millis() as u64, "audits");
     Ok(warnings)
 }

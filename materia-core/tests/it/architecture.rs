@@ -21,7 +21,7 @@ const LAYERS: [&[&str]; 4] = [
     &["error", "landing::key", "text", "blocking", "progress"],
     &["guard", "csv", "archive", "landing", "dataset"],
     &["extract", "transform", "bucket", "mirror"],
-    &["publish", "check", "drill", "serve", "supervise"],
+    &["publish", "check", "drill", "serve", "supervise", "init"],
 ];
 
 /// Modules of one layer that may use each other: the base vocabulary (an

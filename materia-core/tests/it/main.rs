@@ -12,6 +12,7 @@ mod keys_prop;
 mod landing;
 #[cfg(feature = "s3")]
 mod mirror;
+mod models;
 #[cfg(feature = "publish")]
 mod publish;
 #[cfg(feature = "serve")]

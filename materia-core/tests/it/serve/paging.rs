@@ -192,7 +192,7 @@ fn tables_lists_every_view_and_user_model_each_readable_as_a_table() {
         .expect("model"),
         Model::parse(
             "brazil_years.sql",
-            "-- model: serving.brazil_years\n-- kind: table\n-- depends: serving.brazil\n\
+            "-- model: serving.brazil_years\n-- kind: view\n-- depends: serving.brazil\n\
              CREATE OR REPLACE VIEW serving.brazil_years AS \
              SELECT DISTINCT market_year FROM serving.brazil;\n",
         )
