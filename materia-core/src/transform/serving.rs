@@ -10,7 +10,7 @@ use super::files::remove_build;
 use super::models::{self, Kind, Model, Severity};
 use super::publish::{self, Slot};
 use super::report::{AuditFinding, Step, StepMode};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, duckdb_message, duckdb_source};
 
 /// Builds the slot attached as `lake` (see `publish::attach`) from the
 /// history: runs the `table` models and the audits, records `models_print`
@@ -70,8 +70,13 @@ fn run_models(
             let rows: i64 =
                 conn.query_row(&audit.sql, [], |r| r.get(0))
                     .map_err(|e| Error::Transform {
-                        reason: format!("audit {:?} ({}): {e}", audit.description, audit.at),
-                        source: Some(Box::new(e)),
+                        reason: format!(
+                            "audit {:?} ({}): {}",
+                            audit.description,
+                            audit.at,
+                            duckdb_message(&e)
+                        ),
+                        source: duckdb_source(e),
                     })?;
             if rows == 0 {
                 continue;
