@@ -879,7 +879,9 @@ mod failures {
         let err = stderr(&out);
         assert!(err.contains("syntax error"), "{err}");
         assert!(!err.contains("Error code"), "{err}");
-        // A model with a syntax error: named, with DuckDB's message only.
+        // A model with a syntax error (in a first build): named, with
+        // DuckDB's message only.
+        let e = landed(1);
         let models = e.dir.path().join("models");
         fs::create_dir(&models).expect("dir");
         fs::write(
