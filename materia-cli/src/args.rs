@@ -183,6 +183,24 @@ impl Concurrency {
     }
 }
 
+/// The bucket URL of `flag` (`--to`, `--from`), given or from the variable
+/// `env`: missing or blank is an error naming both, before anything is done.
+#[cfg(feature = "s3")]
+pub(crate) fn bucket_url<'a>(
+    value: Option<&'a str>,
+    flag: &str,
+    env: &str,
+) -> Result<&'a str, BoxError> {
+    match value {
+        Some(url) if !url.trim().is_empty() => Ok(url),
+        _ => Err(format!(
+            "no bucket URL: pass {flag} s3://bucket/prefix or set {env} \
+             (in /etc/materia/materia.env for the service)"
+        )
+        .into()),
+    }
+}
+
 /// `--models` of a command that builds the lakehouse.
 #[derive(clap::Args)]
 pub(crate) struct Models {

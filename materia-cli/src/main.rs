@@ -19,7 +19,7 @@
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 mod args;
 mod commands;
@@ -30,7 +30,7 @@ mod output;
 use commands::Command;
 
 /// Materia: land, verify and inspect market-data releases on one server.
-#[derive(Parser)]
+#[derive(clap::Parser)]
 #[command(name = "materia", version, max_term_width = 100)]
 struct Cli {
     #[command(flatten)]
@@ -44,8 +44,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> ExitCode {
     restrict_umask();
-    let cli = Cli::parse();
-    init_tracing();
+    let no_color = no_color(std::env::var_os("NO_COLOR").as_deref());
+    let cli = parse(no_color);
+    init_tracing(!no_color && io::stderr().is_terminal());
     match run(cli) {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
@@ -115,14 +116,33 @@ fn restrict_umask() {
     umask(old | Mode::from_bits_truncate(0o027));
 }
 
-/// Logs to stderr, at `MATERIA_LOG`'s level (default `info`).
-fn init_tracing() {
+/// Whether the `NO_COLOR` value asks for no colour: set and not empty
+/// (<https://no-color.org>). Then nothing is coloured — logs, clap's help and
+/// errors — even on a terminal; otherwise colour is only for a terminal.
+fn no_color(value: Option<&std::ffi::OsStr>) -> bool {
+    value.is_some_and(|v| !v.is_empty())
+}
+
+/// The command line, clap's help and errors coloured only when allowed.
+fn parse(no_color: bool) -> Cli {
+    let color = if no_color {
+        clap::ColorChoice::Never
+    } else {
+        clap::ColorChoice::Auto
+    };
+    let matches = Cli::command().color(color).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// Logs to stderr, at `MATERIA_LOG`'s level (default `info`), in colour
+/// when `ansi` (a terminal, and no `NO_COLOR`).
+fn init_tracing(ansi: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MATERIA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal())
+        .with_ansi(ansi)
         .without_time()
         .with_target(false)
         .init();
@@ -192,6 +212,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn no_color_set_and_not_empty_turns_colour_off() {
+        use std::ffi::OsStr;
+        assert!(super::no_color(Some(OsStr::new("1"))));
+        assert!(
+            super::no_color(Some(OsStr::new("0"))),
+            "any value, as no-color.org says"
+        );
+        assert!(!super::no_color(Some(OsStr::new(""))));
+        assert!(!super::no_color(None));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, Result, duckdb_message, duckdb_source};
 use crate::landing::durable::{self, LockFile};
 use crate::landing::{LandingStore, MetaDir, Sha256Digest};
 use crate::mirror::Mirror;
@@ -457,8 +457,8 @@ fn fingerprints(lake: &Lakehouse) -> Result<BTreeMap<String, (u64, String)>> {
     let conn = lake.connection();
     let fail = |e: duckdb::Error| Error::Lakehouse {
         path: lake.path().to_path_buf(),
-        reason: e.to_string(),
-        source: Some(Box::new(e)),
+        reason: duckdb_message(&e),
+        source: duckdb_source(e),
     };
     let mut stmt = conn
         .prepare(

@@ -191,7 +191,8 @@ pub enum Error {
 }
 
 /// A boxed error kept as a [`std::error::Error::source`], so callers can reach
-/// the library error beneath (DuckDB's, `object_store`'s) by downcasting.
+/// the library error beneath (`object_store`'s; DuckDB's as a `DuckDbError`)
+/// by downcasting.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What kind of failure a remote (bucket) operation met: what a caller matches
@@ -239,5 +240,122 @@ impl<T> IoContext<T> for io::Result<T> {
             path: path.into(),
             source,
         })
+    }
+}
+
+/// DuckDB's error as the [`source`](std::error::Error::source) of an
+/// [`Error`]: DuckDB's message without duckdb-rs's "Error code 1: Unknown
+/// error code" (the text of the C API's state, the same for every failure,
+/// which a chain printed cause by cause would end with). The DuckDB error
+/// itself is [`DuckDbError::duckdb`].
+///
+/// ```
+/// use materia_core::DuckDbError;
+/// use materia_core::transform::duckdb::Connection;
+/// let conn = Connection::open_in_memory().expect("DuckDB");
+/// let e = DuckDbError::from(conn.execute_batch("SELEC 1").expect_err("a syntax error"));
+/// assert!(e.to_string().contains("syntax error"), "{e}");
+/// assert!(!e.to_string().contains("Error code"), "{e}");
+/// assert!(std::error::Error::source(&e).is_none());
+/// ```
+#[cfg(feature = "duckdb")]
+#[derive(Debug)]
+pub struct DuckDbError(duckdb::Error);
+
+#[cfg(feature = "duckdb")]
+impl DuckDbError {
+    /// The DuckDB error.
+    pub fn duckdb(&self) -> &duckdb::Error {
+        &self.0
+    }
+}
+
+#[cfg(feature = "duckdb")]
+impl From<duckdb::Error> for DuckDbError {
+    fn from(e: duckdb::Error) -> Self {
+        DuckDbError(e)
+    }
+}
+
+#[cfg(feature = "duckdb")]
+impl std::fmt::Display for DuckDbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&duckdb_message(&self.0))
+    }
+}
+
+#[cfg(feature = "duckdb")]
+impl std::error::Error for DuckDbError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0 {
+            // Its source is the C API's state: "Error code 1: Unknown error code".
+            duckdb::Error::DuckDBFailure(..) => None,
+            e => e.source(),
+        }
+    }
+}
+
+/// DuckDB's message for `e`, without "Error code N: Unknown error code": the
+/// one place a DuckDB error becomes text.
+#[cfg(feature = "duckdb")]
+pub(crate) fn duckdb_message(e: &duckdb::Error) -> String {
+    let text = without_error_code(&e.to_string());
+    if text.trim().is_empty() {
+        "DuckDB failed without a message".to_owned()
+    } else {
+        text
+    }
+}
+
+/// `e` as the source of an [`Error`] variant (see [`DuckDbError`]).
+#[cfg(feature = "duckdb")]
+pub(crate) fn duckdb_source(e: duckdb::Error) -> Option<BoxError> {
+    Some(Box::new(DuckDbError(e)))
+}
+
+/// `text` without any "Error code N: Unknown error code" (and the `: ` or
+/// newline before it).
+#[cfg_attr(not(feature = "duckdb"), allow(dead_code))]
+fn without_error_code(text: &str) -> String {
+    const HEAD: &str = "Error code ";
+    const TAIL: &str = ": Unknown error code";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(HEAD) {
+        let after = &rest[at + HEAD.len()..];
+        let digits = after
+            .find(|c: char| !(c.is_ascii_digit() || c == '-'))
+            .unwrap_or(after.len());
+        if digits > 0 && after[digits..].starts_with(TAIL) {
+            let kept = rest[..at].trim_end_matches([':', ' ', '\n']);
+            out.push_str(kept);
+            rest = &after[digits + TAIL.len()..];
+        } else {
+            out.push_str(&rest[..at + HEAD.len()]);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_error_code;
+
+    #[test]
+    fn the_unknown_error_code_is_dropped_wherever_it_is() {
+        for (text, want) in [
+            (
+                "Parser Error: syntax error at or near \"SELEC\": Error code 1: Unknown error code",
+                "Parser Error: syntax error at or near \"SELEC\"",
+            ),
+            ("Error code 1: Unknown error code", ""),
+            ("a\nError code 1: Unknown error code\nb", "a\nb"),
+            ("Error code 12 is not ours", "Error code 12 is not ours"),
+            ("Binder Error: column x", "Binder Error: column x"),
+        ] {
+            assert_eq!(without_error_code(text), want, "{text:?}");
+        }
     }
 }

@@ -89,7 +89,7 @@ pub mod init;
 pub mod landing;
 #[cfg(feature = "s3")]
 pub mod mirror;
-#[cfg(feature = "http")]
+#[cfg(any(feature = "http", feature = "duckdb"))]
 mod progress;
 #[cfg(feature = "publish")]
 pub mod publish;
@@ -100,4 +100,6 @@ mod text;
 #[cfg(feature = "duckdb")]
 pub mod transform;
 
+#[cfg(feature = "duckdb")]
+pub use error::DuckDbError;
 pub use error::{BoxError, Error, RemoteKind, Result};

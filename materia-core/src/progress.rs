@@ -1,4 +1,6 @@
-//! Byte progress bars on stderr for long transfers (extract, mirror, restore).
+//! Progress bars on stderr: bytes for long transfers (extract, mirror,
+//! restore), releases for a transform. No colour: a template with none (and
+//! indicatif's `console` honours `NO_COLOR` besides).
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -20,4 +22,19 @@ pub(crate) fn bytes_bar(length: Option<u64>, show: bool) -> ProgressBar {
         }
         _ => ProgressBar::hidden(),
     }
+}
+
+/// A bar counting a transform's `releases` when `show` is set and there is
+/// more than one; otherwise a hidden bar (every call on it is a no-op).
+pub(crate) fn releases_bar(releases: u64, show: bool) -> ProgressBar {
+    if !show || releases < 2 {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(releases);
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:40} {pos}/{len} releases, elapsed {elapsed} eta {eta}")
+    {
+        bar.set_style(style);
+    }
+    bar
 }

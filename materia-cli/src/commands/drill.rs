@@ -8,7 +8,7 @@ use materia_core::drill::{DrillOptions, DrillReport, drill};
 use materia_core::mirror::Mirror;
 
 use crate::BoxError;
-use crate::args::{Concurrency, DuckdbMemory, Globals, Models, Output, Places};
+use crate::args::{Concurrency, DuckdbMemory, Globals, Models, Output, Places, bucket_url};
 use crate::output::{exit_code, print_json};
 
 /// Restore the bucket, rebuild the lakehouse from it, compare with the published one.
@@ -20,9 +20,9 @@ use crate::output::{exit_code, print_json};
 /// Example: materia drill --from s3://materia-raw/landing
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// The bucket prefix, s3://bucket/prefix.
-    #[arg(long, env = "MATERIA_MIRROR_URL")]
-    from: String,
+    /// The bucket prefix, s3://bucket/prefix (required: the flag or $MATERIA_MIRROR_URL).
+    #[arg(long, env = "MATERIA_MIRROR_URL", value_name = "URL")]
+    from: Option<String>,
     /// Where the temporary copy goes (room for the landing zone and a
     /// lakehouse); default: the system's temp directory.
     #[arg(long, env = "MATERIA_DRILL_DIR")]
@@ -42,8 +42,9 @@ pub(crate) struct Args {
 impl Args {
     /// Drills; exit 1 naming each difference.
     pub(crate) fn exec(self, globals: &Globals) -> Result<ExitCode, BoxError> {
+        let url = bucket_url(self.from.as_deref(), "--from", "MATERIA_MIRROR_URL")?;
         let store = self.places.landing.open(globals)?;
-        let mirror = self.concurrency.bucket(&self.from)?;
+        let mirror = self.concurrency.bucket(url)?;
         let mut options = DrillOptions::new(self.places.lakehouse.path(globals));
         options.memory_limit = self.memory.memory_limit;
         options.tables = self.places.config.load(globals)?.tables();

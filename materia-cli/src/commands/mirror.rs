@@ -7,7 +7,7 @@ use materia_core::landing::LandingStore;
 use materia_core::mirror::{Mirror, MirrorOptions};
 
 use crate::BoxError;
-use crate::args::{Concurrency, Globals, Landing, Output};
+use crate::args::{Concurrency, Globals, Landing, Output, bucket_url};
 use crate::output::{exit_code, print_json};
 
 /// Push landed files the bucket lacks (never overwrites, never deletes).
@@ -20,9 +20,9 @@ use crate::output::{exit_code, print_json};
 /// Example: materia mirror --to s3://materia-raw/landing
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// The bucket prefix, s3://bucket/prefix.
-    #[arg(long, env = "MATERIA_MIRROR_URL")]
-    to: String,
+    /// The bucket prefix, s3://bucket/prefix (required: the flag or $MATERIA_MIRROR_URL).
+    #[arg(long, env = "MATERIA_MIRROR_URL", value_name = "URL")]
+    to: Option<String>,
     /// List the bucket instead of trusting the local record of uploads.
     #[arg(long)]
     full: bool,
@@ -58,9 +58,10 @@ pub(crate) struct Args {
 impl Args {
     /// Pushes (or with --verify compares); exit 1 on a conflict or a difference.
     pub(crate) fn exec(self, globals: &Globals) -> Result<ExitCode, BoxError> {
+        let url = bucket_url(self.to.as_deref(), "--to", "MATERIA_MIRROR_URL")?;
         // Never creates the landing zone: a push must not back up nothing.
         let store = self.landing.open_existing(globals)?;
-        let mirror = Mirror::new(self.options()?)?;
+        let mirror = Mirror::new(self.options(url)?)?;
         if self.create_bucket {
             create_bucket(&mirror)?;
         }
@@ -71,7 +72,7 @@ impl Args {
         }
     }
 
-    fn options(&self) -> Result<MirrorOptions, BoxError> {
+    fn options(&self, url: &str) -> Result<MirrorOptions, BoxError> {
         Ok(MirrorOptions {
             multipart_threshold: self.multipart_threshold_mib << 20,
             part_size: self.part_size_mib << 20,
@@ -82,7 +83,7 @@ impl Args {
                         .map_err(|e| format!("--full-every: {e}"))?,
                 ),
             },
-            ..self.concurrency.bucket(&self.to)?
+            ..self.concurrency.bucket(url)?
         })
     }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use materia_core::publish::{PublishOptions, PublishReport, publish};
 
 use crate::BoxError;
-use crate::args::{DuckdbMemory, Globals, Lakehouse, Output};
+use crate::args::{DuckdbMemory, Globals, Lakehouse, Output, bucket_url};
 use crate::credentials;
 use crate::output::print_json;
 
@@ -20,9 +20,9 @@ use crate::output::print_json;
 /// Example: materia publish --to s3://materia-lake/v1 --keep 7
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// The bucket prefix, s3://bucket/prefix.
-    #[arg(long, env = "MATERIA_PUBLISH_URL")]
-    to: String,
+    /// The bucket prefix, s3://bucket/prefix (required: the flag or $MATERIA_PUBLISH_URL).
+    #[arg(long, env = "MATERIA_PUBLISH_URL", value_name = "URL")]
+    to: Option<String>,
     /// Keep the files of the N newest builds; remove what only older
     /// builds use (default: remove nothing).
     #[arg(long, env = "MATERIA_PUBLISH_KEEP", value_name = "N")]
@@ -38,9 +38,10 @@ pub(crate) struct Args {
 impl Args {
     /// Publishes the current build (nothing when it is already the latest).
     pub(crate) fn exec(self, globals: &Globals) -> Result<ExitCode, BoxError> {
+        let url = bucket_url(self.to.as_deref(), "--to", "MATERIA_PUBLISH_URL")?;
         let mut options = PublishOptions::new(
             self.lakehouse.path(globals),
-            credentials::bucket_config(&self.to)?,
+            credentials::bucket_config(url)?,
         );
         options.keep = self.keep;
         options.memory_limit = self.memory.memory_limit;
@@ -48,7 +49,7 @@ impl Args {
         if self.output.json {
             print_json(&report)?;
         } else {
-            print(&report, &self.to)?;
+            print(&report, url)?;
         }
         if report.replaced > 0 {
             writeln!(

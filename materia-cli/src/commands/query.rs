@@ -53,7 +53,9 @@ impl Args {
             self.format
         };
         let lake = Lakehouse::open_read_only(self.lakehouse.path(globals))?;
-        let rows = Rows::fetch(lake.connection(), &self.sql, &[])?;
+        // DuckDB's message, without duckdb-rs's "Error code 1: …" after it.
+        let rows = Rows::fetch(lake.connection(), &self.sql, &[])
+            .map_err(materia_core::DuckDbError::from)?;
         match format {
             Format::Json => print_json(&rows.json())?,
             Format::Csv => rows.write_csv(&mut io::stdout().lock())?,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use materia_core::mirror::Mirror;
 
 use crate::BoxError;
-use crate::args::{Concurrency, Globals, Landing, Output};
+use crate::args::{Concurrency, Globals, Landing, Output, bucket_url};
 use crate::output::{exit_code, print_json};
 
 /// Download every object under the prefix that is missing locally.
@@ -18,9 +18,9 @@ use crate::output::{exit_code, print_json};
 /// Example: materia restore --from s3://materia-raw/landing
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// The bucket prefix, s3://bucket/prefix.
-    #[arg(long, env = "MATERIA_MIRROR_URL")]
-    from: String,
+    /// The bucket prefix, s3://bucket/prefix (required: the flag or $MATERIA_MIRROR_URL).
+    #[arg(long, env = "MATERIA_MIRROR_URL", value_name = "URL")]
+    from: Option<String>,
     #[command(flatten)]
     concurrency: Concurrency,
     #[command(flatten)]
@@ -32,8 +32,9 @@ pub(crate) struct Args {
 impl Args {
     /// Restores; exit 1 when an object was refused.
     pub(crate) fn exec(self, globals: &Globals) -> Result<ExitCode, BoxError> {
+        let url = bucket_url(self.from.as_deref(), "--from", "MATERIA_MIRROR_URL")?;
         let store = self.landing.open(globals)?;
-        let report = Mirror::new(self.concurrency.bucket(&self.from)?)?.restore(&store)?;
+        let report = Mirror::new(self.concurrency.bucket(url)?)?.restore(&store)?;
         if self.output.json {
             print_json(&report)?;
         } else {

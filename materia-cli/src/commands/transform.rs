@@ -1,6 +1,6 @@
 //! `materia transform`: new landing files into the lakehouse, published atomically.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
 use materia_core::transform::{STORAGE_VERSION, TransformOptions, TransformReport, transform};
@@ -39,6 +39,7 @@ impl Args {
         let mut options = TransformOptions::new(self.places.lakehouse.path(globals));
         options.memory_limit = self.memory.memory_limit;
         options.storage_version = self.storage_version;
+        options.progress = io::stderr().is_terminal();
         options.tables = self.places.config.load(globals)?.tables();
         if let Some(models) = self.models.load()? {
             options.models = models;

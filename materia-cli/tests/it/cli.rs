@@ -790,3 +790,253 @@ fn extract_json_prints_a_failed_object_for_a_dataset_that_failed() {
         "the supervisor recognises the binary's error line: {last}"
     );
 }
+
+/// Issue 27: failures are told by their real error.
+mod failures {
+    use std::fs;
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Output, Stdio};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use materia_core::landing::LandingStore;
+
+    /// A fresh landing zone and lakehouse with `releases` small PSD releases.
+    fn landed(releases: u64) -> crate::Env {
+        let e = crate::env();
+        let store = LandingStore::open(&e.landing).expect("open");
+        for k in 1..=releases {
+            let _ = materia_testkit::land_psd_release(&store, k, 20_000).expect("put");
+        }
+        e
+    }
+
+    fn stderr(out: &Output) -> String {
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Regression: `materia mirror` without a URL said only "the following
+    /// required arguments were not provided: --to", and a supervised publish
+    /// step's failure then read "For more information, try '--help'".
+    #[cfg(feature = "s3")]
+    #[test]
+    fn a_bucket_command_without_a_url_names_the_flag_and_the_variable() {
+        let e = landed(0);
+        for (args, flag, variable) in [
+            (&["mirror"][..], "--to", "MATERIA_MIRROR_URL"),
+            (&["mirror", "--verify"], "--to", "MATERIA_MIRROR_URL"),
+            (&["restore"], "--from", "MATERIA_MIRROR_URL"),
+            (&["drill"], "--from", "MATERIA_MIRROR_URL"),
+            (&["publish"], "--to", "MATERIA_PUBLISH_URL"),
+        ] {
+            let out = e.run(args);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+            let err = stderr(&out);
+            assert!(
+                err.starts_with("materia: error: no bucket URL")
+                    && err.contains(flag)
+                    && err.contains(variable),
+                "{args:?}: {err}"
+            );
+            // A blank variable (an env file's `MATERIA_MIRROR_URL=`) is no URL either.
+            let out = e
+                .materia()
+                .env(variable, " ")
+                .args(args)
+                .output()
+                .expect("runs");
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+            assert!(stderr(&out).contains(variable), "{args:?}: {out:?}");
+        }
+    }
+
+    /// Regression: a second transform waited for the first without a word.
+    #[test]
+    fn a_second_transform_says_whose_lock_it_waits_for() {
+        let e = landed(1);
+        fs::create_dir_all(e.duckdb.parent().expect("dir")).expect("dir");
+        // The lock as a running transform holds it: `flock`ed, its pid inside.
+        let lock_path = e.duckdb.with_file_name("lakehouse.duckdb.lock");
+        let lock = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&lock_path)
+            .expect("lock file");
+        lock.lock().expect("flock");
+        fs::write(&lock_path, format!("{}\n", std::process::id())).expect("pid");
+        let mut child = e
+            .materia()
+            .arg("transform")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("runs");
+        let lines = BufReader::new(child.stderr.take().expect("stderr"));
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in lines.lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // Not a timing: a bound on a hang, so a regression fails instead.
+        let waiting = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(300))
+                .expect("a line while it waits");
+            if line.contains("waiting") {
+                break line;
+            }
+        };
+        assert!(
+            waiting.contains("waiting for the lock held by another transform of this lakehouse")
+                && waiting.contains(&format!("(pid {})", std::process::id()))
+                && waiting.contains("lakehouse.duckdb.lock"),
+            "{waiting}"
+        );
+        drop(lock);
+        let status = child.wait().expect("ends");
+        reader.join().expect("reader");
+        let rest: Vec<String> = rx.try_iter().collect();
+        assert!(status.success(), "{status:?}: {rest:?}");
+        assert_eq!(
+            rest.iter().filter(|l| l.contains("waiting")).count(),
+            0,
+            "said once: {rest:?}"
+        );
+        // The transform recorded its own pid while it held the lock.
+        assert_eq!(
+            fs::read_to_string(&lock_path).expect("lock").trim(),
+            child.id().to_string()
+        );
+    }
+
+    /// Regression: a long transform printed nothing at the default level.
+    #[test]
+    fn a_transform_logs_a_line_per_release_at_the_default_level() {
+        let e = landed(3);
+        let out = e.run(&["transform"]);
+        assert!(out.status.success(), "{out:?}");
+        let err = stderr(&out);
+        let lines: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("loaded release"))
+            .collect();
+        assert_eq!(lines.len(), 3, "{err}");
+        for (n, key) in [
+            "psd/2000/02/r0001",
+            "psd/2000/03/r0002",
+            "psd/2000/04/r0003",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let line = lines[n];
+            assert!(
+                line.contains(&format!("loaded release {} of 3", n + 1))
+                    && line.contains("dataset=psd")
+                    && line.contains(key)
+                    && line.contains("rows="),
+                "{line}"
+            );
+        }
+        // One by one (a release after the first build) too.
+        let store = LandingStore::open(&e.landing).expect("open");
+        let _ = materia_testkit::land_psd_release(&store, 4, 20_000).expect("put");
+        let out = e.run(&["transform"]);
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            stderr(&out).contains("loaded release 1 of 1"),
+            "{}",
+            stderr(&out)
+        );
+    }
+
+    /// `materia args…` on a pseudo-terminal (`script`), as a user at a
+    /// terminal runs it: what it wrote there.
+    fn on_a_terminal(e: &crate::Env, args: &str, no_color: Option<&str>) -> Vec<u8> {
+        let mut cmd = Command::new("script");
+        cmd.args(["-q", "-e", "-c"])
+            .arg(format!("\"$MATERIA_BIN\" {args}"))
+            .arg("/dev/null")
+            .env("MATERIA_BIN", env!("CARGO_BIN_EXE_materia"))
+            .env("LANDING_DIR", &e.landing)
+            .env("DUCKDB_PATH", &e.duckdb)
+            .env("MATERIA_DUCKDB_MEMORY", "512MB")
+            .env("SHELL", "/bin/sh")
+            .env("TERM", "xterm-256color")
+            .env_remove("MATERIA_LOG")
+            .env_remove("CLICOLOR_FORCE")
+            .stdin(Stdio::null());
+        match no_color {
+            Some(v) => cmd.env("NO_COLOR", v),
+            None => cmd.env_remove("NO_COLOR"),
+        };
+        let out = cmd
+            .output()
+            .expect("`script` (util-linux) runs: the test needs a pseudo-terminal");
+        out.stdout
+    }
+
+    /// Regression: on a terminal, the logs were coloured whatever `NO_COLOR` said.
+    #[test]
+    fn no_color_leaves_out_every_escape_even_on_a_terminal() {
+        let e = landed(2);
+        let esc = |bytes: &[u8]| bytes.contains(&0x1b);
+        // The test sees colour where there is some: logs and clap's errors.
+        let coloured = on_a_terminal(&e, "transform", Some(""));
+        assert!(
+            esc(&coloured) && String::from_utf8_lossy(&coloured).contains("loaded release"),
+            "{}",
+            String::from_utf8_lossy(&coloured)
+        );
+        assert!(esc(&on_a_terminal(&e, "--no-such-flag", None)));
+        for args in ["transform", "--no-such-flag", "query 'SELEC 1'"] {
+            let plain = on_a_terminal(&e, args, Some("1"));
+            let text = String::from_utf8_lossy(&plain);
+            assert!(!esc(&plain), "{args}: {text:?}");
+            assert!(!text.trim().is_empty(), "{args}: said something");
+        }
+    }
+
+    /// Regression: DuckDB's errors ended "Error code 1: Unknown error code".
+    #[test]
+    fn duckdb_errors_carry_no_unknown_error_code() {
+        let e = landed(1);
+        let built = e.run(&["transform"]);
+        assert!(built.status.success(), "{built:?}");
+        let out = e.run(&["query", "SELEC 1"]);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let err = stderr(&out);
+        assert!(err.contains("syntax error"), "{err}");
+        assert!(!err.contains("Error code"), "{err}");
+        // A model with a syntax error (in a first build): named, with
+        // DuckDB's message only.
+        let e = landed(1);
+        let models = e.dir.path().join("models");
+        fs::create_dir(&models).expect("dir");
+        fs::write(
+            models.join("broken.sql"),
+            "-- model: serving.broken\n-- kind: table\n-- depends: serving.psd_latest\n\
+             CREATE OR REPLACE TABLE serving.broken AS SELEC 1;\n",
+        )
+        .expect("model");
+        let out = e
+            .materia()
+            .args(["transform", "--models"])
+            .arg(&models)
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("broken.sql") && err.contains("syntax error"),
+            "{err}"
+        );
+        assert!(!err.contains("Error code"), "{err}");
+    }
+}

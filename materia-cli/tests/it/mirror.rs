@@ -444,3 +444,65 @@ fn land_many_from(landing: &Path, from: u64, n: u64) {
         let _ = materia_testkit::land_psd_release(&store, i, 4_000).expect("put");
     }
 }
+
+/// `cmd` with S3 settings for `endpoint` and no credentials at all: every
+/// `AWS_*` this process has removed, no `r2` credential, no opt-in to the
+/// instance's role.
+pub(crate) fn without_keys<'a>(cmd: &'a mut Command, endpoint: &str) -> &'a mut Command {
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("AWS_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env_remove("CREDENTIALS_DIRECTORY")
+        .env_remove("MATERIA_S3_INSTANCE_METADATA")
+        .env("AWS_ENDPOINT", endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ALLOW_HTTP", "true")
+}
+
+/// Asserts `out` is the refusal of a bucket command without keys: exit 2,
+/// naming the variables and the r2 credential, never the instance-metadata
+/// endpoint `object_store` falls back to.
+pub(crate) fn assert_no_keys_named(out: &Output, what: &str) {
+    assert_eq!(out.status.code(), Some(2), "{what}: {out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for named in [
+        "no credentials",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "r2",
+    ] {
+        assert!(err.contains(named), "{what}: {named} in {err}");
+    }
+    assert!(!err.contains("169.254"), "{what}: {err}");
+}
+
+/// Regression: with a URL and no keys, the S3 client asked the EC2
+/// instance-metadata endpoint and failed with `Error performing PUT
+/// http://169.254.169.254/latest/api/token … 403`.
+#[test]
+fn without_keys_the_bucket_commands_name_them_before_any_request() {
+    // Whatever reaches the "server" is recorded; nothing may.
+    let proxy = proxy::FaultProxy::start("http://127.0.0.1:9");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let landing = dir.path().join("landing");
+    let _ = land_many(&landing, 1);
+    for args in [
+        &["mirror"][..],
+        &["mirror", "--verify"],
+        &["restore"],
+        &["drill"],
+    ] {
+        let mut cmd = crate::materia(&landing);
+        let out = without_keys(&mut cmd, &proxy.endpoint)
+            .env("MATERIA_MIRROR_URL", format!("s3://{BUCKET}/landing"))
+            .env("DUCKDB_PATH", dir.path().join("lakehouse.duckdb"))
+            .env("MATERIA_DRILL_DIR", dir.path())
+            .args(args)
+            .output()
+            .expect("runs");
+        assert_no_keys_named(&out, &format!("{args:?}"));
+    }
+    assert_eq!(proxy.requests(), Vec::<String>::new(), "no request made");
+}

@@ -228,3 +228,21 @@ fn publish_killed_12_times_never_leaves_latest_json_naming_a_missing_file() {
         "the latest build holds every release"
     );
 }
+
+/// Regression: `publish` with a URL and no keys failed at the EC2
+/// instance-metadata endpoint (`169.254.169.254 … 403`), after exporting.
+#[test]
+fn publish_without_keys_names_them_before_any_request() {
+    let proxy = materia_testkit::proxy::FaultProxy::start("http://127.0.0.1:9");
+    let e = env();
+    land(&e, 1, 20_000);
+    transform(&e);
+    let mut cmd = e.materia();
+    let out = crate::mirror::without_keys(&mut cmd, &proxy.endpoint)
+        .env("MATERIA_PUBLISH_URL", format!("s3://{BUCKET}/v1"))
+        .arg("publish")
+        .output()
+        .expect("runs");
+    crate::mirror::assert_no_keys_named(&out, "publish");
+    assert_eq!(proxy.requests(), Vec::<String>::new(), "no request made");
+}

@@ -12,6 +12,16 @@
 /// R2), `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`.
 /// `Debug` never shows the secret.
 ///
+/// Without keys, connecting fails naming the variables, before any request:
+/// Materia's buckets (R2, S3-compatible servers) are reached with keys, and
+/// `object_store` would otherwise ask the EC2 instance-metadata endpoint
+/// (`169.254.169.254`) for credentials. A web identity token or a container's
+/// credentials (`AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_CONTAINER_CREDENTIALS_*`)
+/// and unsigned requests (`AWS_SKIP_SIGNATURE=true`) are explicit too; the
+/// instance's role is used only when asked for
+/// ([`instance_metadata`](BucketConfig::instance_metadata), else
+/// [`INSTANCE_METADATA_VAR`]`=1`).
+///
 /// ```
 /// use materia_core::bucket::BucketConfig;
 /// let config = BucketConfig::new("s3://materia-raw/landing")
@@ -42,7 +52,19 @@ pub struct BucketConfig {
     pub allow_http: Option<bool>,
     /// Retries of a failed request (5xx, 429, timeouts), with backoff.
     pub retries: usize,
+    /// Without keys, take the credentials of the EC2 instance's role from
+    /// the instance-metadata endpoint (else [`INSTANCE_METADATA_VAR`]; off
+    /// unless it is `1` or `true`).
+    pub instance_metadata: Option<bool>,
 }
+
+/// The variable that lets a bucket without keys use the EC2 instance's role
+/// (`1` or `true`); see [`BucketConfig`].
+///
+/// ```
+/// assert_eq!(materia_core::bucket::INSTANCE_METADATA_VAR, "MATERIA_S3_INSTANCE_METADATA");
+/// ```
+pub const INSTANCE_METADATA_VAR: &str = "MATERIA_S3_INSTANCE_METADATA";
 
 impl Default for BucketConfig {
     /// No URL yet (connecting fails until one is set), everything else from
@@ -61,6 +83,7 @@ impl Default for BucketConfig {
             secret_access_key: None,
             allow_http: None,
             retries: 5,
+            instance_metadata: None,
         }
     }
 }
@@ -78,6 +101,7 @@ impl std::fmt::Debug for BucketConfig {
             )
             .field("allow_http", &self.allow_http)
             .field("retries", &self.retries)
+            .field("instance_metadata", &self.instance_metadata)
             .finish()
     }
 }
@@ -162,6 +186,18 @@ impl BucketConfig {
     /// Sets the retries of a failed request.
     pub fn with_retries(mut self, retries: usize) -> Self {
         self.retries = retries;
+        self
+    }
+
+    /// Allows (or refuses) the EC2 instance's role as credentials when no
+    /// keys are given (else [`INSTANCE_METADATA_VAR`]).
+    ///
+    /// ```
+    /// let config = materia_core::bucket::BucketConfig::new("s3://b/p").with_instance_metadata(true);
+    /// assert_eq!(config.instance_metadata, Some(true));
+    /// ```
+    pub fn with_instance_metadata(mut self, allow: bool) -> Self {
+        self.instance_metadata = Some(allow);
         self
     }
 }

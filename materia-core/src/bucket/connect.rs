@@ -7,7 +7,7 @@ use object_store::RetryConfig;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, Checksum};
 use object_store::path::Path;
 
-use super::config::BucketConfig;
+use super::config::{BucketConfig, INSTANCE_METADATA_VAR};
 use super::error::Operation;
 use crate::error::{Error, RemoteKind, Result};
 
@@ -75,6 +75,9 @@ impl Bucket {
                      set it to e.g. https://ACCOUNT_ID.r2.cloudflarestorage.com"
                 ),
             ));
+        }
+        if let Some(problem) = credentials_problem(&builder, instance_metadata(config)) {
+            return Err(refuse(RemoteKind::Config, problem));
         }
         let allow_http = builder
             .get_config_value(&AmazonS3ConfigKey::Client(
@@ -174,6 +177,50 @@ fn builder(config: &BucketConfig, name: &str, largest_request: u64) -> AmazonS3B
     builder
 }
 
+/// Whether `config` (else [`INSTANCE_METADATA_VAR`]) lets a bucket without
+/// keys use the EC2 instance's role.
+fn instance_metadata(config: &BucketConfig) -> bool {
+    config.instance_metadata.unwrap_or_else(|| {
+        std::env::var(INSTANCE_METADATA_VAR)
+            .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true"))
+    })
+}
+
+/// Why the client would have no credentials of its own — a key without its
+/// secret, or no keys at all — naming what to set; `None` when it has them
+/// (keys, a web identity, a container's credentials), signs nothing, or may
+/// ask the instance-metadata endpoint (`instance_metadata`). Without this,
+/// `object_store` falls back to `169.254.169.254` and fails there with an
+/// error that names neither the bucket's settings nor the keys.
+fn credentials_problem(builder: &AmazonS3Builder, instance_metadata: bool) -> Option<String> {
+    use AmazonS3ConfigKey as K;
+    let set = |key: K| builder.get_config_value(&key).is_some();
+    match (set(K::AccessKeyId), set(K::SecretAccessKey)) {
+        (true, true) => return None,
+        (true, false) => {
+            return Some("AWS_ACCESS_KEY_ID is set but not AWS_SECRET_ACCESS_KEY: set both".into());
+        }
+        (false, true) => {
+            return Some("AWS_SECRET_ACCESS_KEY is set but not AWS_ACCESS_KEY_ID: set both".into());
+        }
+        (false, false) => {}
+    }
+    let explicit = builder
+        .get_config_value(&K::SkipSignature)
+        .is_some_and(|v| v == "true")
+        || (set(K::WebIdentityTokenFile) && set(K::RoleArn))
+        || set(K::ContainerCredentialsRelativeUri)
+        || (set(K::ContainerCredentialsFullUri) && set(K::ContainerAuthorizationTokenFile));
+    if explicit || instance_metadata {
+        return None;
+    }
+    Some(format!(
+        "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (for the materia \
+         service, in the r2 credential /etc/materia/r2.env, which systemd passes as \
+         $CREDENTIALS_DIRECTORY/r2), or {INSTANCE_METADATA_VAR}=1 to use the EC2 instance's role"
+    ))
+}
+
 /// `AmazonS3Builder::from_env`, except that a variable set to the empty string
 /// (or only spaces) counts as unset: old `materia.env` files shipped
 /// `AWS_ACCESS_KEY_ID=`, and an empty key must not hide the `r2` credential
@@ -194,7 +241,38 @@ fn builder_from_env() -> AmazonS3Builder {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_url;
+    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+
+    use super::{credentials_problem, parse_url};
+
+    #[test]
+    fn a_bucket_without_keys_is_refused_unless_another_source_is_explicit() {
+        let none = AmazonS3Builder::new();
+        let problem = credentials_problem(&none, false).expect("refused");
+        for name in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "r2",
+            "MATERIA_S3_INSTANCE_METADATA",
+        ] {
+            assert!(problem.contains(name), "{name}: {problem}");
+        }
+        assert_eq!(credentials_problem(&none, true), None, "opted in");
+        let keys = AmazonS3Builder::new()
+            .with_access_key_id("k")
+            .with_secret_access_key("s");
+        assert_eq!(credentials_problem(&keys, false), None);
+        let half = AmazonS3Builder::new().with_access_key_id("k");
+        assert!(
+            credentials_problem(&half, false).is_some_and(|p| p.contains("AWS_SECRET_ACCESS_KEY")),
+        );
+        let unsigned = AmazonS3Builder::new().with_skip_signature(true);
+        assert_eq!(credentials_problem(&unsigned, false), None);
+        let web = AmazonS3Builder::new()
+            .with_config(AmazonS3ConfigKey::WebIdentityTokenFile, "/t")
+            .with_config(AmazonS3ConfigKey::RoleArn, "arn:aws:iam::1:role/r");
+        assert_eq!(credentials_problem(&web, false), None);
+    }
 
     #[test]
     fn only_s3_urls_with_a_bucket_are_accepted() {

@@ -35,7 +35,7 @@ mod create;
 mod error;
 mod raw;
 
-pub use config::BucketConfig;
+pub use config::{BucketConfig, INSTANCE_METADATA_VAR};
 pub(crate) use connect::Bucket;
 pub use create::BucketReport;
 pub(crate) use create::is_probe;

@@ -314,11 +314,19 @@ pub(crate) fn replace_file_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Re
 /// transform's lock beside the lakehouse. Created `0640` and durably; taking it
 /// never follows a symlink. A lock that is busy is [`Error::Busy`] naming what
 /// holds it, the file, and what to do.
+///
+/// Its holder writes its pid into the file once it has the lock (see
+/// [`LockFile::record_holder`]; the `flock` alone is the lock), so that a
+/// process that waits, or is refused, can say whose lock it is.
 pub(crate) struct LockFile {
     path: PathBuf,
     file: File,
     what: String,
 }
+
+/// The bytes of a lock file's pid field: the pid, left-aligned, padded with
+/// spaces, and a newline (pids are at most 7 digits on Linux).
+const PID_FIELD: usize = 11;
 
 /// A [`LockFile`] taken for as long as this value lives.
 pub(crate) struct HeldLock {
@@ -348,28 +356,94 @@ impl LockFile {
 
     fn busy(&self, hint: &str) -> Error {
         Error::Busy {
-            what: self.what.clone(),
+            what: self.holder(),
             lock: self.path.clone(),
             hint: hint.to_owned(),
         }
     }
 
+    /// What holds the lock, with its pid when the file records one:
+    /// `another transform of this lakehouse (pid 4242)`.
+    fn holder(&self) -> String {
+        match self.recorded_pid() {
+            Some(pid) => format!("{} (pid {pid})", self.what),
+            None => self.what.clone(),
+        }
+    }
+
+    /// The pid the file records (its holder's while the lock is held); `None`
+    /// when it records none (a lock file of an older Materia, or a holder
+    /// that has not written it yet).
+    fn recorded_pid(&self) -> Option<u32> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; PID_FIELD];
+        let n = self.file.read_at(&mut buf, 0).ok()?;
+        std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
+    }
+
+    /// Writes this process's pid into the lock file, which it holds, unless
+    /// the file records it already: one fixed-width write at offset 0, then
+    /// fsynced. The pid only names the holder in messages, so failing to
+    /// write it is logged, never an error: the lock is held either way.
+    fn record_holder(&self) {
+        use std::os::unix::fs::FileExt;
+        let pid = std::process::id();
+        if self.recorded_pid() == Some(pid) {
+            return;
+        }
+        let field = format!("{pid:<width$}\n", width = PID_FIELD - 1);
+        if let Err(e) = self
+            .file
+            .write_all_at(field.as_bytes(), 0)
+            .and_then(|()| self.file.sync_data())
+        {
+            tracing::debug!(lock = %self.path.display(), "cannot record the holder's pid: {e}");
+        }
+    }
+
+    /// Takes the lock, waiting for it: when another process holds it, says
+    /// so once, naming it (and its pid), then waits as long as it takes.
+    fn lock_waiting(&self) -> Result<()> {
+        match self.file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::Error(e)) => return Err(e).at(&self.path),
+            Err(TryLockError::WouldBlock) => {
+                self.say_waiting();
+                self.file.lock().at(&self.path)?;
+            }
+        }
+        self.record_holder();
+        Ok(())
+    }
+
+    /// The line a waiter logs once.
+    fn say_waiting(&self) {
+        tracing::info!(
+            lock = %self.path.display(),
+            "waiting for the lock held by {}",
+            self.holder()
+        );
+    }
+
     /// Takes the lock, waiting as long as it takes, until the guard drops.
     pub(crate) fn acquire(&self) -> Result<LockGuard<'_>> {
-        self.file.lock().at(&self.path)?;
+        self.lock_waiting()?;
         Ok(LockGuard(&self.file))
     }
 
     /// Takes the lock, waiting as long as it takes.
     pub(crate) fn hold(self) -> Result<HeldLock> {
-        self.file.lock().at(&self.path)?;
+        self.lock_waiting()?;
         Ok(HeldLock { _lock: self })
     }
 
     /// Takes the lock now or fails with [`Error::Busy`] carrying `hint`.
     pub(crate) fn try_hold(self, hint: &str) -> Result<HeldLock> {
         match self.file.try_lock() {
-            Ok(()) => Ok(HeldLock { _lock: self }),
+            Ok(()) => {
+                self.record_holder();
+                Ok(HeldLock { _lock: self })
+            }
             Err(TryLockError::WouldBlock) => Err(self.busy(hint)),
             Err(TryLockError::Error(e)) => Err(e).at(&self.path),
         }
@@ -384,11 +458,14 @@ impl LockFile {
         let mut told = false;
         loop {
             match self.file.try_lock() {
-                Ok(()) => return Ok(Some(HeldLock { _lock: self })),
+                Ok(()) => {
+                    self.record_holder();
+                    return Ok(Some(HeldLock { _lock: self }));
+                }
                 Err(TryLockError::Error(e)) => return Err(e).at(&self.path),
                 Err(TryLockError::WouldBlock) => {
                     if !told {
-                        tracing::info!(lock = %self.path.display(), "{} holds the lock; waiting for it", self.what);
+                        self.say_waiting();
                         told = true;
                     }
                     if stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -398,5 +475,43 @@ impl LockFile {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LockFile;
+
+    #[test]
+    fn a_refused_or_waiting_process_is_told_the_holders_pid() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.lock");
+        // A lock file of an older Materia records no pid: none is named.
+        std::fs::write(&path, "").expect("write");
+        let other = LockFile::open(&path, "another test").expect("open");
+        assert_eq!(other.holder(), "another test");
+        let held = LockFile::open(&path, "another test")
+            .expect("open")
+            .try_hold("")
+            .expect("free");
+        let pid = std::process::id();
+        let err = LockFile::open(&path, "another test")
+            .expect("open")
+            .try_hold("wait for it")
+            .err()
+            .expect("busy");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("another test (pid {pid}) is already running")),
+            "{err}"
+        );
+        drop(held);
+        // The lock is the flock alone: the recorded pid outlives it harmlessly.
+        let again = LockFile::open(&path, "another test").expect("open");
+        let _guard = again.acquire().expect("free");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read").trim(),
+            pid.to_string()
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use duckdb::Connection;
 
 use super::manifest::Column;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, duckdb_message, duckdb_source};
 use crate::landing::Sha256Digest;
 use crate::transform::{Lakehouse, Rows, rows::text};
 
@@ -60,8 +60,8 @@ fn duck(path: &Path, what: &str) -> impl FnOnce(duckdb::Error) -> Error {
     let what = what.to_owned();
     move |e| Error::Lakehouse {
         path,
-        reason: format!("{what}: {e}"),
-        source: Some(Box::new(e)),
+        reason: format!("{what}: {}", duckdb_message(&e)),
+        source: duckdb_source(e),
     }
 }
 

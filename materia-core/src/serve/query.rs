@@ -69,7 +69,7 @@ pub(crate) fn collect(
 /// else is the query's fault when the client wrote it (`client_sql`: 400
 /// naming the parameter), else the server's (500).
 pub(crate) fn refusal(e: &duckdb::Error, caps: Caps, blame: &Blame, client_sql: bool) -> ApiError {
-    let text = e.to_string();
+    let text = crate::error::duckdb_message(e);
     if text.contains("Out of Memory") {
         return ApiError::busy(format!(
             "the query needs more memory than this server's readers have ({} MiB for all queries running, --memory-limit): ask for less, or try again ({text})",

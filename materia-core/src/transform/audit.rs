@@ -20,7 +20,7 @@ use duckdb::arrow::datatypes::Schema;
 use super::models::Audit;
 use super::report::AuditFinding;
 use super::rows::Rows;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, duckdb_message, duckdb_source};
 
 /// How many offending rows a finding keeps (and a failure shows).
 pub(crate) const FIRST_ROWS: usize = 5;
@@ -28,8 +28,13 @@ pub(crate) const FIRST_ROWS: usize = 5;
 /// Runs `audit` on `conn`: `None` when it passes, else what it found.
 pub(crate) fn check(conn: &Connection, audit: &Audit) -> Result<Option<AuditFinding>> {
     let found = offending(conn, &audit.sql).map_err(|e| Error::Transform {
-        reason: format!("audit {:?} ({}): {e}", audit.description, audit.at),
-        source: Some(Box::new(e)),
+        reason: format!(
+            "audit {:?} ({}): {}",
+            audit.description,
+            audit.at,
+            duckdb_message(&e)
+        ),
+        source: duckdb_source(e),
     })?;
     Ok((found.rows > 0).then(|| AuditFinding {
         severity: audit.severity,

@@ -6,7 +6,7 @@ use std::path::Path;
 use duckdb::{Config, Connection};
 
 use super::TransformOptions;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, duckdb_message, duckdb_source};
 
 /// DuckDB for a build: in memory (the files are attached), with the memory
 /// limit and threads asked for, spilling to `spill` (a build file: a killed
@@ -25,11 +25,12 @@ pub(crate) fn engine(options: &TransformOptions, spill: &Path) -> Result<Connect
     Ok(conn)
 }
 
-/// Maps a DuckDB error to [`Error::Transform`], prefixed with `context`.
+/// Maps a DuckDB error to [`Error::Transform`], prefixed with `context`
+/// (DuckDB's message as `crate::error::duckdb_message` gives it).
 pub(crate) fn duck(context: &str) -> impl Fn(duckdb::Error) -> Error + '_ {
     move |e| Error::Transform {
-        reason: format!("{context}: {e}"),
-        source: Some(Box::new(e)),
+        reason: format!("{context}: {}", duckdb_message(&e)),
+        source: duckdb_source(e),
     }
 }
 

@@ -27,7 +27,7 @@ use super::engine::{duck, sql_string};
 use super::files::{remove_with_wal, restrict_mode, with_suffix};
 use super::models::{Kind, Model};
 use super::report::Rejected;
-use crate::error::Result;
+use crate::error::{Result, duckdb_message};
 use crate::landing::Entry;
 
 /// The layout of the history and of the published file. A history or a
@@ -78,7 +78,7 @@ impl<'a> History<'a> {
             if !path.exists() {
                 return Err(duck("attaching the history")(e));
             }
-            tracing::warn!(history = %path.display(), "rebuilding the history: DuckDB cannot open it: {e}");
+            tracing::warn!(history = %path.display(), "rebuilding the history: DuckDB cannot open it: {}", duckdb_message(&e));
             remove_history(path)?;
             return Ok(None);
         }
@@ -277,7 +277,7 @@ impl<'a> History<'a> {
     /// starts from the last commit anyway).
     pub(crate) fn rollback(&self) {
         if let Err(e) = self.conn.execute_batch("ROLLBACK") {
-            tracing::warn!("rollback: {e}");
+            tracing::warn!("rollback: {}", duckdb_message(&e));
         }
     }
 }

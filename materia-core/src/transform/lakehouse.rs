@@ -8,7 +8,7 @@ use duckdb::{AccessMode, Config, Connection, OptionalExt};
 use serde::Serialize;
 
 use super::report::Rejected;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, duckdb_message, duckdb_source};
 
 /// The published lakehouse, open read-only. Any number of processes can hold it
 /// open while `transform` publishes new builds; each keeps the snapshot it
@@ -193,8 +193,8 @@ impl Lakehouse {
         let path = path.to_path_buf();
         let fail = |e: duckdb::Error| Error::Lakehouse {
             path: path.clone(),
-            reason: e.to_string(),
-            source: Some(Box::new(e)),
+            reason: duckdb_message(&e),
+            source: duckdb_source(e),
         };
         if !path.exists() {
             return Err(Error::Lakehouse {
@@ -255,8 +255,8 @@ impl Lakehouse {
     fn fail(&self, e: duckdb::Error) -> Error {
         Error::Lakehouse {
             path: self.path.clone(),
-            reason: e.to_string(),
-            source: Some(Box::new(e)),
+            reason: duckdb_message(&e),
+            source: duckdb_source(e),
         }
     }
 

@@ -18,8 +18,53 @@ use super::history::{History, Loaded, count};
 use super::intake::landing_file_problem;
 use super::report::{Rejected, Step, StepMode, TransformReport};
 use crate::dataset::TableSpec;
-use crate::error::Result;
+use crate::error::{Result, duckdb_message};
 use crate::landing::{Entry, LandingStore};
+
+/// A build's progress over its new releases, every dataset's: a line per
+/// release loaded, at info level (the default), and a bar on stderr when
+/// asked for (`TransformOptions::progress`: the CLI on a terminal).
+pub(crate) struct Progress {
+    done: usize,
+    total: usize,
+    bar: indicatif::ProgressBar,
+}
+
+impl Progress {
+    /// Progress over `total` releases, with a bar when `show`.
+    pub(crate) fn new(total: usize, show: bool) -> Progress {
+        Progress {
+            done: 0,
+            total,
+            bar: crate::progress::releases_bar(total as u64, show),
+        }
+    }
+
+    /// One release done: loaded (a line naming it) or quarantined (counted;
+    /// the build names it with its reason when it ends).
+    fn release(&mut self, entry: &Entry, outcome: Option<&Loaded>) {
+        self.done += 1;
+        self.bar.inc(1);
+        if let Some(Loaded::Rows { rows, .. }) = outcome {
+            let (done, total) = (self.done, self.total);
+            // Above the bar, not through it.
+            self.bar.suspend(|| {
+                tracing::info!(
+                    dataset = %entry.key.dataset,
+                    release = %entry.key,
+                    rows,
+                    "loaded release {done} of {total}"
+                );
+            });
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
 
 /// How much CSV a first build loads at once (see [`load_dataset`]).
 const BATCH_CONTENT_BYTES: u64 = 512 << 20;
@@ -223,6 +268,7 @@ pub(crate) fn load_dataset(
     (table, sql): (&TableSpec, &LoadSql),
     entries: Vec<Entry>,
     report: &mut TransformReport,
+    progress: &mut Progress,
 ) -> Result<()> {
     let mut good = Vec::new();
     for entry in entries {
@@ -234,6 +280,7 @@ pub(crate) fn load_dataset(
                 };
                 history.reject(&rejected)?;
                 report.rejected.push(rejected);
+                progress.release(&entry, None);
             }
             None => good.push(entry),
         }
@@ -253,11 +300,16 @@ pub(crate) fn load_dataset(
     let mut loaded = Vec::new();
     let mut rest = &good[..];
     if let Some(at_once) = load_batch(history, store, &good[..batch_len], sql, &mut report.steps)? {
+        for (entry, outcome) in good.iter().zip(&at_once) {
+            progress.release(entry, Some(outcome));
+        }
         loaded = at_once;
         rest = &good[batch_len..];
     }
     for entry in rest {
-        loaded.push(load_release(history, store, entry, sql, &mut report.steps)?);
+        let outcome = load_release(history, store, entry, sql, &mut report.steps)?;
+        progress.release(entry, Some(&outcome));
+        loaded.push(outcome);
     }
     for outcome in loaded {
         match outcome {
@@ -290,7 +342,7 @@ fn load_release(
     history.begin()?;
     if let Err(e) = sql.stage.execute(conn, &values) {
         history.rollback();
-        let text = e.to_string();
+        let text = duckdb_message(&e);
         if is_data_error(&text) {
             return history.quarantine(&key, format!("DuckDB cannot load it: {text}"));
         }
@@ -404,7 +456,7 @@ fn apply_batch(
     for statement in &batch.stage {
         if let Err(e) = statement.execute(conn, values) {
             history.rollback();
-            if is_data_error(&e.to_string()) {
+            if is_data_error(&duckdb_message(&e)) {
                 return Ok(None);
             }
             return Err(duck(&sql.name)(e));

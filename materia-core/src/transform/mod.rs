@@ -117,6 +117,9 @@ pub struct TransformOptions {
     /// The DuckDB storage version the published file is written with: the
     /// oldest DuckDB that must open it (default [`STORAGE_VERSION`]).
     pub storage_version: String,
+    /// Show a bar over the new releases on stderr (the CLI sets it when
+    /// stderr is a terminal); a line per release is logged at info either way.
+    pub progress: bool,
 }
 
 /// The storage version of the published file by default: DuckDB 1.4 and
@@ -134,6 +137,7 @@ impl TransformOptions {
             models: Vec::new(),
             tables: crate::dataset::Config::default().tables(),
             storage_version: STORAGE_VERSION.into(),
+            progress: false,
         }
     }
 }
@@ -187,6 +191,7 @@ pub fn transform(store: &LandingStore, options: &TransformOptions) -> Result<Tra
         models: &models,
         models_print: &models_print,
         storage_version: &options.storage_version,
+        progress: options.progress,
     };
     let outcome = build(store, &conn, &plan, &target, &mut report);
     drop(conn);
@@ -227,6 +232,8 @@ struct Plan<'a> {
     models_print: &'a str,
     /// The published file's DuckDB storage version.
     storage_version: &'a str,
+    /// A bar over the new releases (`TransformOptions::progress`).
+    progress: bool,
 }
 
 /// Loads the new landing files into the history and, when the history moved on
@@ -263,9 +270,10 @@ fn build(
             resets += 1;
             continue;
         }
+        let mut progress = load::Progress::new(new.values().map(Vec::len).sum(), plan.progress);
         for (dataset, entries) in new {
             let load = (&plan.tables[dataset], &plan.declared.loads[dataset]);
-            load::load_dataset(store, &history, load, entries, report)?;
+            load::load_dataset(store, &history, load, entries, report, &mut progress)?;
         }
         break history;
     };

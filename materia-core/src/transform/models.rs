@@ -23,7 +23,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, Result, duckdb_message, duckdb_source};
 
 /// How a model is run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,7 +128,7 @@ impl Model {
     pub(crate) fn run(&self, conn: &duckdb::Connection) -> Result<()> {
         for (line, statement) in statements(&self.sql) {
             if let Err(e) = conn.execute_batch(statement) {
-                let text = e.to_string();
+                let text = duckdb_message(&e);
                 let within = error_line(&text)
                     .or_else(|| quoted_name_line(&text, statement))
                     .map_or(0, |l| l.saturating_sub(1));
@@ -144,7 +144,7 @@ impl Model {
                 };
                 return Err(Error::Transform {
                     reason: format!("model {} ({}:{at}): {text}", self.name, self.file),
-                    source: Some(Box::new(e)),
+                    source: duckdb_source(e),
                 });
             }
         }
@@ -167,10 +167,12 @@ impl Model {
             )
             .map_err(|e| Error::Transform {
                 reason: format!(
-                    "model {} ({}): looking for its view: {e}",
-                    self.name, self.file
+                    "model {} ({}): looking for its view: {}",
+                    self.name,
+                    self.file,
+                    duckdb_message(&e)
                 ),
-                source: Some(Box::new(e)),
+                source: duckdb_source(e),
             })?;
         if found == 0 {
             return Err(bad(

@@ -96,7 +96,7 @@ pub(crate) fn attach(
                     .map_err(duck("detaching the slot"))?;
             }
             Err(e) => {
-                tracing::info!(slot = %slot.display(), "building afresh: cannot update the slot in place: {e}");
+                tracing::info!(slot = %slot.display(), "building afresh: cannot update the slot in place: {}", crate::error::duckdb_message(&e));
             }
         }
     }

@@ -10,7 +10,7 @@ use std::time::Instant;
 use duckdb::Connection;
 
 use super::{Lakehouse, ReadLimits, Rows, rows::text};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, duckdb_message, duckdb_source};
 
 /// A table's kind (`BASE TABLE`, `VIEW`) and columns (name, DuckDB type).
 pub(crate) type Relation = (String, Vec<(String, String)>);
@@ -158,8 +158,8 @@ impl Snapshot {
         let lake = Lakehouse::open_read_only_limited(path, limits)?;
         let fail = |e: duckdb::Error| Error::Lakehouse {
             path: path.to_path_buf(),
-            reason: e.to_string(),
-            source: Some(Box::new(e)),
+            reason: duckdb_message(&e),
+            source: duckdb_source(e),
         };
         let build = build_id(lake.connection());
         let pool = (0..connections.max(1))

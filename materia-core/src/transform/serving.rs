@@ -12,7 +12,7 @@ use super::files::remove_build;
 use super::models::{self, Kind, Model, Severity};
 use super::publish::{self, Slot};
 use super::report::{AuditFinding, Step, StepMode};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, duckdb_message, duckdb_source};
 
 /// Builds the slot attached as `lake` (see `publish::attach`) from the
 /// history: runs the `table` and `view` models and the audits, records

@@ -573,12 +573,20 @@ fn a_lakehouse_error_keeps_duckdbs_error_as_its_source() {
         .expect("not DuckDB");
     assert!(matches!(err, Error::Lakehouse { .. }), "{err:?}");
     let cause = err.source().expect("a source");
+    // DuckDB's error, in the wrapper that drops duckdb-rs's "Error code 1:
+    // Unknown error code" from the chain (issue 27).
+    let duck = cause
+        .downcast_ref::<materia_core::DuckDbError>()
+        .unwrap_or_else(|| panic!("{cause:?}"));
     assert!(
-        cause
-            .downcast_ref::<materia_core::transform::duckdb::Error>()
-            .is_some(),
-        "{cause:?}"
+        matches!(
+            duck.duckdb(),
+            materia_core::transform::duckdb::Error::DuckDBFailure(..)
+        ),
+        "{duck:?}"
     );
+    assert!(cause.source().is_none(), "{cause:?}");
+    assert!(!err.to_string().contains("Error code"), "{err}");
 }
 
 /// `release_csv(k)` with Vietnam's attribute 088 described differently: a
