@@ -111,7 +111,10 @@ fn run_extracts_then_transforms_the_shipped_sample() {
         .collect();
     assert_eq!(lines[0]["status"], "landed");
     assert_eq!(lines[1]["releases_loaded"], 1);
-    assert_eq!(lines[1]["rows_loaded"], 3800, "10 countries × 20 years × 19 attributes");
+    assert_eq!(
+        lines[1]["rows_loaded"], 3800,
+        "10 countries × 20 years × 19 attributes"
+    );
     assert_eq!(
         lines[1]["warnings"],
         Value::Array(vec![]),

@@ -72,7 +72,9 @@ fn with_value(csv: &str, country: &str, year: i32, attr: &str, value: f64) -> St
 #[test]
 fn the_shipped_psd_sample_has_usdas_layout_and_all_19_attributes() {
     let csv = sample_csv();
-    let body = csv.strip_prefix('\u{feff}').expect("a UTF-8 BOM, as USDA's");
+    let body = csv
+        .strip_prefix('\u{feff}')
+        .expect("a UTF-8 BOM, as USDA's");
     assert!(body.ends_with("\r\n") && !body.replace("\r\n", "").contains('\n'));
     let mut lines = body.lines();
     assert_eq!(
@@ -95,8 +97,14 @@ fn the_shipped_psd_sample_has_usdas_layout_and_all_19_attributes() {
                 .all(|(i, q)| *q == text.contains(&i)),
             "{line}"
         );
-        assert_eq!((f[0].0.as_str(), f[1].0.as_str()), ("0711100", "Coffee, Green"));
-        assert_eq!((f[9].0.as_str(), f[10].0.as_str()), ("02", "(1000 60 KG BAGS)"));
+        assert_eq!(
+            (f[0].0.as_str(), f[1].0.as_str()),
+            ("0711100", "Coffee, Green")
+        );
+        assert_eq!(
+            (f[9].0.as_str(), f[10].0.as_str()),
+            ("02", "(1000 60 KG BAGS)")
+        );
         let value = &f[11].0;
         assert!(value.ends_with(".0000"), "{line}");
         zeros += usize::from(value == "0.0000");
@@ -265,7 +273,10 @@ fn a_release_breaking_a_balance_identity_fails_the_build_naming_the_audit() {
         f.put_release("psd", (2026, 2), &format!("bad{k}"), csv.as_bytes());
         let err = transform(&f.store, &f.options).expect_err(audit);
         let text = err.to_string();
-        assert!(text.contains("audit") && text.contains(audit), "{audit}: {text}");
+        assert!(
+            text.contains("audit") && text.contains(audit),
+            "{audit}: {text}"
+        );
         assert!(
             (std::fs::read(path).expect("published"), inode(path)) == before,
             "{audit}: the published lakehouse is unchanged"
