@@ -1,13 +1,16 @@
-//! Generated test and benchmark data: realistic USDA PSD coffee CSV files and
-//! ready-made landing zones. The integration tests and the benchmarks (and the
-//! `psd-gen` and `landing-gen` binaries of `benches/`) all draw on it, so a
-//! figure and a fixture stand on the same bytes.
+//! Generated test and benchmark data: USDA PSD coffee CSV files in the real
+//! layout and ready-made landing zones. The integration tests and the
+//! benchmarks (and the `psd-gen` and `landing-gen` binaries of `benches/`) all
+//! draw on it, so a figure and a fixture stand on the same bytes.
 //!
-//! The CSV has the columns, codes and quirks of the real `psd_coffee_csv.zip`
-//! member: zero-padded codes kept as text (`0711100`, attribute `028`, unit
-//! `02`), values like `63000.0000`, a quoted commodity name with a comma, the
-//! `"Rst,Ground Dom. Consum"` attribute, CRLF line ends and `NA` (Netherlands
-//! Antilles) as a country code.
+//! The CSV has the columns, codes and quoting of the real `psd_coffee_csv.zip`
+//! member: zero-padded codes kept as text and bare (`0711100`, attribute `028`,
+//! unit `02`), the text fields quoted (`"Coffee, Green"`, `"Brazil"`,
+//! `"Rst,Ground Dom. Consum"`, `"(1000 60 KG BAGS)"`), values like
+//! `63000.0000`, CRLF line ends, and USDA's 19 green-coffee attributes
+//! ([`COFFEE_ATTRIBUTES`]) for every country and market year, balanced as
+//! USDA's are. `NA` is among the country codes: a reader that takes it for a
+//! null loses a country.
 //!
 //! ```
 //! let csv = materia_testkit::psd_csv(&materia_testkit::PsdSpec { min_bytes: 10_000, seed: 7 });
@@ -44,16 +47,34 @@ const COUNTRIES: &[(&str, &str)] = &[
     ("JA", "Japan"),
 ];
 
-const ATTRIBUTES: &[(&str, &str)] = &[
+/// USDA's green-coffee attributes (`Attribute_ID`, `Attribute_Description`),
+/// in ID order, as the real `psd_coffee.csv` has them, every one in unit `02`
+/// `(1000 60 KG BAGS)`. The IDs: 029 from a real row of the file, the others
+/// as two independent public PSD codebases map them; the names are the 19
+/// columns of a real download pivoted wide.
+///
+/// ```
+/// let (id, name) = materia_testkit::COFFEE_ATTRIBUTES[4];
+/// assert_eq!((id, name), ("056", "Other Production"));
+/// ```
+pub const COFFEE_ATTRIBUTES: [(&str, &str); 19] = [
     ("020", "Beginning Stocks"),
     ("028", "Production"),
     ("029", "Arabica Production"),
-    ("030", "Robusta Production"),
+    ("053", "Robusta Production"),
+    ("056", "Other Production"),
     ("057", "Imports"),
+    ("058", "Bean Imports"),
+    ("075", "Roast & Ground Imports"),
+    ("082", "Soluble Imports"),
     ("086", "Total Supply"),
     ("088", "Exports"),
+    ("090", "Bean Exports"),
+    ("107", "Roast & Ground Exports"),
+    ("114", "Soluble Exports"),
     ("125", "Domestic Consumption"),
-    ("126", "Rst,Ground Dom. Consum"),
+    ("141", "Rst,Ground Dom. Consum"),
+    ("154", "Soluble Dom. Cons."),
     ("176", "Ending Stocks"),
     ("178", "Total Distribution"),
 ];
@@ -91,55 +112,97 @@ fn commodity(i: u64) -> (String, String) {
 }
 
 const COMMODITIES: &[(&str, &str)] = &[
-    ("0711100", "\"Coffee, Green\""),
+    ("0711100", "Coffee, Green"),
     ("0440000", "Corn"),
     ("0410000", "Wheat"),
-    ("2222000", "\"Oilseed, Soybean\""),
-    ("0422110", "\"Rice, Milled\""),
-    ("0612000", "\"Sugar, Centrifugal\""),
+    ("2222000", "Oilseed, Soybean"),
+    ("0422110", "Rice, Milled"),
+    ("0612000", "Sugar, Centrifugal"),
 ];
 
-/// A PSD-shaped CSV of at least `spec.min_bytes` bytes. Rows walk commodities ×
-/// market years × countries × attributes like the real file (the named
-/// commodities first, then synthetic ones), so (commodity, country, market year,
-/// attribute) is unique at any size. Values depend
-/// on the row; market years from 2024 on (and the first row) also depend on the
-/// seed, so releases with different seeds look like USDA revising its recent
-/// estimates, and always differ.
+/// A PSD-shaped CSV of at least `spec.min_bytes` bytes, in whole country-years.
+/// Rows walk commodities × market years × countries × the 19
+/// [`COFFEE_ATTRIBUTES`] like the real file (the named commodities first, then
+/// synthetic ones), so (commodity, country, market year, attribute) is unique
+/// at any size. Each country-year balances as USDA's do (see `balance`). Values
+/// depend on the country-year; market years from 2024 on (and the first
+/// country-year) also depend on the seed, so releases with different seeds
+/// look like USDA revising its recent estimates, and always differ.
 pub fn psd_csv(spec: &PsdSpec) -> Vec<u8> {
-    let mut out = Vec::with_capacity(spec.min_bytes + 256);
+    let mut out = Vec::with_capacity(spec.min_bytes + 4096);
     out.extend_from_slice(PSD_HEADER.as_bytes());
     out.extend_from_slice(b"\r\n");
-    let (na, nc, ny) = (ATTRIBUTES.len() as u64, COUNTRIES.len() as u64, 67u64);
-    let mut row = 0u64;
+    let (nc, ny) = (COUNTRIES.len() as u64, 67u64);
+    let mut group = 0u64;
     while out.len() < spec.min_bytes {
-        let (attr, attr_name) = ATTRIBUTES[(row % na) as usize];
-        let (code, country) = COUNTRIES[(row / na % nc) as usize];
-        let year = 1960 + row / (na * nc) % ny;
-        let (commodity, commodity_name) = commodity(row / (na * nc * ny));
-        let mut value = SplitMix(row).next() % 80_000;
-        if year >= 2024 {
-            value += SplitMix(row ^ spec.seed.rotate_left(17)).next() % 500;
+        let (code, country) = COUNTRIES[(group % nc) as usize];
+        let year = 1960 + group / nc % ny;
+        let (commodity, commodity_name) = commodity(group / (nc * ny));
+        let month = if year < 2000 { 0 } else { 1 + group % 12 };
+        let values = balance(group, year, spec.seed);
+        for ((attr, attr_name), value) in COFFEE_ATTRIBUTES.iter().zip(values) {
+            let _ = write!(
+                out,
+                "{commodity},\"{commodity_name}\",{code},\"{country}\",{year},{year},{month:02},\
+                 {attr},\"{attr_name}\",02,\"(1000 60 KG BAGS)\",{value}.0000\r\n"
+            );
         }
-        if row == 0 {
-            // The first row carries the seed: releases of any size differ (and
-            // never dedup by content).
-            value += spec.seed;
-        }
-        let month = if year < 2000 { 0 } else { 1 + row % 12 };
-        let attr_name = if attr_name.contains(',') {
-            format!("\"{attr_name}\"")
-        } else {
-            attr_name.to_owned()
-        };
-        let _ = write!(
-            out,
-            "{commodity},{commodity_name},{code},{country},{year},{year},{month:02},{attr},\
-             {attr_name},02,(1000 60 KG BAGS),{value}.0000\r\n"
-        );
-        row += 1;
+        group += 1;
     }
     out
+}
+
+/// The 19 values of country-year `group` in [`COFFEE_ATTRIBUTES`] order,
+/// balanced: production = arabica + robusta + other (other in about one
+/// country-year in eight), total supply = beginning stocks + production +
+/// imports = total distribution = exports + domestic consumption + ending
+/// stocks, and imports, exports and domestic consumption the sums of their
+/// splits. Market years from 2024 on draw on `seed`; group 0's beginning
+/// stocks (and what follows from them) carry it.
+fn balance(group: u64, year: u64, seed: u64) -> [u64; 19] {
+    let key = if year >= 2024 {
+        group ^ seed.rotate_left(17)
+    } else {
+        group
+    };
+    let mut rng = SplitMix(key);
+    let mut draw = |below: u64| rng.next() % below;
+    let (arabica, robusta) = (draw(40_000), draw(30_000));
+    let other = if draw(8) == 0 { draw(500) } else { 0 };
+    let production = arabica + robusta + other;
+    let beginning = draw(20_000) + if group == 0 { seed } else { 0 };
+    let (bean_imports, rg_imports, soluble_imports) = (draw(5_000), draw(300), draw(600));
+    let imports = bean_imports + rg_imports + soluble_imports;
+    let supply = beginning + production + imports;
+    // Consumption takes at most half the supply, exports at most 60 % of the rest.
+    let (rg_consumption, soluble_consumption) = (draw(supply / 3 + 1), draw(supply / 6 + 1));
+    let consumption = rg_consumption + soluble_consumption;
+    let rest = supply - consumption;
+    let (bean_exports, rg_exports, soluble_exports) =
+        (draw(rest / 2 + 1), draw(rest / 20 + 1), draw(rest / 20 + 1));
+    let exports = bean_exports + rg_exports + soluble_exports;
+    let ending = rest - exports;
+    [
+        beginning,
+        production,
+        arabica,
+        robusta,
+        other,
+        imports,
+        bean_imports,
+        rg_imports,
+        soluble_imports,
+        supply,
+        exports,
+        bean_exports,
+        rg_exports,
+        soluble_exports,
+        consumption,
+        rg_consumption,
+        soluble_consumption,
+        ending,
+        exports + consumption + ending,
+    ]
 }
 
 /// Fills `root` with `files` landed-looking files (`psd/{year}/{month}/{n}.csv.gzip`,

@@ -23,5 +23,6 @@ pub mod proxy;
 pub mod s3;
 
 pub use data::{
-    PSD_HEADER, PsdSpec, land_psd_release, psd_csv, psd_landing_zone, synthetic_landing_zone,
+    COFFEE_ATTRIBUTES, PSD_HEADER, PsdSpec, land_psd_release, psd_csv, psd_landing_zone,
+    synthetic_landing_zone,
 };

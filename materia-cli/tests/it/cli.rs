@@ -451,7 +451,7 @@ fn the_shipped_sample_extracts_offline() {
         csv.starts_with("\u{feff}Commodity_Code,"),
         "BOM and header kept as published"
     );
-    assert_eq!(csv.matches("\r\n").count(), 3191, "header + 3190 rows");
+    assert_eq!(csv.matches("\r\n").count(), 3801, "header + 3800 rows");
 }
 
 #[test]

@@ -100,7 +100,22 @@ pub struct ReadLimits {
 }
 
 /// One row of `serving.coffee_balance`: a country's (or the World's) green coffee
-/// balance for a market year, in 1000 60-kg bags.
+/// balance for a market year, USDA's 19 attributes. Every quantity is in 1000
+/// 60-kg bags (USDA's unit `02`); `None` where the release lacks the attribute.
+/// USDA's identities hold: production = arabica + robusta + other; total
+/// supply = beginning stocks + production + imports; total distribution =
+/// exports + domestic consumption + ending stocks (`error` audits).
+///
+/// ```no_run
+/// # fn main() -> materia_core::Result<()> {
+/// let lake = materia_core::transform::Lakehouse::open_read_only("/data/materia/lakehouse.duckdb")?;
+/// if let Some(b) = lake.balance("RP", 2005)? {
+///     // The Philippines grew coffee that is neither arabica nor robusta.
+///     println!("other production {:?} of {:?}", b.other_production, b.production);
+///     println!("soluble exports {:?} of {:?}", b.soluble_exports, b.exports);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Balance {
     /// Country code (`WORLD` for the sum over countries).
@@ -109,27 +124,51 @@ pub struct Balance {
     pub country_name: Option<String>,
     /// Market year.
     pub market_year: i32,
-    /// Beginning stocks.
+    /// Beginning stocks, 1000 60-kg bags.
     pub beginning_stocks: Option<f64>,
-    /// Production.
+    /// Production (arabica + robusta + other), 1000 60-kg bags.
     pub production: Option<f64>,
-    /// Arabica production.
+    /// Arabica production, 1000 60-kg bags.
     pub arabica_production: Option<f64>,
-    /// Robusta production.
+    /// Robusta production, 1000 60-kg bags.
     pub robusta_production: Option<f64>,
-    /// Imports.
+    /// Other production (neither arabica nor robusta, e.g. liberica; USDA's
+    /// attribute 056), 1000 60-kg bags.
+    pub other_production: Option<f64>,
+    /// Imports (bean + roast & ground + soluble), 1000 60-kg bags green bean
+    /// equivalent.
     pub imports: Option<f64>,
-    /// Exports.
+    /// Green bean imports, 1000 60-kg bags.
+    pub bean_imports: Option<f64>,
+    /// Roast & ground coffee imports, 1000 60-kg bags green bean equivalent.
+    pub roast_ground_imports: Option<f64>,
+    /// Soluble coffee imports, 1000 60-kg bags green bean equivalent.
+    pub soluble_imports: Option<f64>,
+    /// Exports (bean + roast & ground + soluble), 1000 60-kg bags green bean
+    /// equivalent.
     pub exports: Option<f64>,
-    /// Domestic consumption.
+    /// Green bean exports, 1000 60-kg bags.
+    pub bean_exports: Option<f64>,
+    /// Roast & ground coffee exports, 1000 60-kg bags green bean equivalent.
+    pub roast_ground_exports: Option<f64>,
+    /// Soluble coffee exports, 1000 60-kg bags green bean equivalent.
+    pub soluble_exports: Option<f64>,
+    /// Domestic consumption (roast & ground + soluble), 1000 60-kg bags.
     pub domestic_consumption: Option<f64>,
-    /// Ending stocks.
+    /// Roast & ground domestic consumption (USDA's "Rst,Ground Dom. Consum"),
+    /// 1000 60-kg bags.
+    pub roast_ground_domestic_consumption: Option<f64>,
+    /// Soluble domestic consumption (USDA's "Soluble Dom. Cons."), 1000 60-kg
+    /// bags.
+    pub soluble_domestic_consumption: Option<f64>,
+    /// Ending stocks, 1000 60-kg bags.
     pub ending_stocks: Option<f64>,
-    /// Total supply.
+    /// Total supply (beginning stocks + production + imports), 1000 60-kg bags.
     pub total_supply: Option<f64>,
-    /// Total distribution.
+    /// Total distribution (exports + domestic consumption + ending stocks),
+    /// 1000 60-kg bags.
     pub total_distribution: Option<f64>,
-    /// Ending stocks ÷ domestic consumption.
+    /// Ending stocks ÷ domestic consumption (a ratio, no unit).
     pub stocks_to_use: Option<f64>,
 }
 
@@ -151,6 +190,42 @@ pub struct Revision {
     pub change: Option<f64>,
     /// The release no longer has the series (it may come back later).
     pub deleted: bool,
+}
+
+/// The columns of `serving.coffee_balance` that [`balance_row`] reads, in order.
+const BALANCE_COLUMNS: &str = "country_code, country_name, market_year, beginning_stocks, \
+     production, arabica_production, robusta_production, other_production, imports, bean_imports, \
+     roast_ground_imports, soluble_imports, exports, bean_exports, roast_ground_exports, \
+     soluble_exports, domestic_consumption, roast_ground_domestic_consumption, \
+     soluble_domestic_consumption, ending_stocks, total_supply, total_distribution, stocks_to_use";
+
+/// A [`Balance`] from a row of [`BALANCE_COLUMNS`].
+fn balance_row(r: &duckdb::Row<'_>) -> duckdb::Result<Balance> {
+    Ok(Balance {
+        country_code: r.get(0)?,
+        country_name: r.get(1)?,
+        market_year: r.get(2)?,
+        beginning_stocks: r.get(3)?,
+        production: r.get(4)?,
+        arabica_production: r.get(5)?,
+        robusta_production: r.get(6)?,
+        other_production: r.get(7)?,
+        imports: r.get(8)?,
+        bean_imports: r.get(9)?,
+        roast_ground_imports: r.get(10)?,
+        soluble_imports: r.get(11)?,
+        exports: r.get(12)?,
+        bean_exports: r.get(13)?,
+        roast_ground_exports: r.get(14)?,
+        soluble_exports: r.get(15)?,
+        domestic_consumption: r.get(16)?,
+        roast_ground_domestic_consumption: r.get(17)?,
+        soluble_domestic_consumption: r.get(18)?,
+        ending_stocks: r.get(19)?,
+        total_supply: r.get(20)?,
+        total_distribution: r.get(21)?,
+        stocks_to_use: r.get(22)?,
+    })
 }
 
 impl Lakehouse {
@@ -341,29 +416,12 @@ impl Lakehouse {
     pub fn balance(&self, country_code: &str, market_year: i32) -> Result<Option<Balance>> {
         self.conn
             .query_row(
-                "SELECT country_code, country_name, market_year, beginning_stocks, production, \
-                 arabica_production, robusta_production, imports, exports, domestic_consumption, \
-                 ending_stocks, total_supply, total_distribution, stocks_to_use \
-                 FROM serving.coffee_balance WHERE country_code = ? AND market_year = ?",
+                &format!(
+                    "SELECT {BALANCE_COLUMNS} FROM serving.coffee_balance \
+                     WHERE country_code = ? AND market_year = ?"
+                ),
                 duckdb::params![country_code, market_year],
-                |r| {
-                    Ok(Balance {
-                        country_code: r.get(0)?,
-                        country_name: r.get(1)?,
-                        market_year: r.get(2)?,
-                        beginning_stocks: r.get(3)?,
-                        production: r.get(4)?,
-                        arabica_production: r.get(5)?,
-                        robusta_production: r.get(6)?,
-                        imports: r.get(7)?,
-                        exports: r.get(8)?,
-                        domestic_consumption: r.get(9)?,
-                        ending_stocks: r.get(10)?,
-                        total_supply: r.get(11)?,
-                        total_distribution: r.get(12)?,
-                        stocks_to_use: r.get(13)?,
-                    })
-                },
+                balance_row,
             )
             .optional()
             .map_err(|e| self.fail(e))

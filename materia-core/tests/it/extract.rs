@@ -16,7 +16,7 @@ fn csv(rows: usize, seed: u64) -> Vec<u8> {
     let mut out = format!("\u{feff}{}\r\n", PSD_COLUMNS.join(",")).into_bytes();
     for i in 0..rows {
         let line = format!(
-            "0711100,\"Coffee, Green\",NA,Netherlands Antilles,{},{},00,126,\"Rst,Ground Dom. Consum\",02,(1000 60 KG BAGS),{}.0000\r\n",
+            "0711100,\"Coffee, Green\",NA,Netherlands Antilles,{},{},00,141,\"Rst,Ground Dom. Consum\",02,(1000 60 KG BAGS),{}.0000\r\n",
             1960 + i % 60,
             1960 + i % 60,
             seed * 1000 + i as u64,

@@ -3,6 +3,8 @@
 //! the fault proxy and PSD data come from `materia-testkit`.
 
 mod architecture;
+#[cfg(feature = "duckdb")]
+mod balance;
 #[cfg(all(feature = "duckdb", feature = "http"))]
 mod datasets;
 #[cfg(feature = "http")]

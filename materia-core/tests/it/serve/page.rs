@@ -249,8 +249,8 @@ const HOSTILE: &str = "<img src=x onerror=document.title='PWNED'>";
 fn a_hostile_country_name_renders_as_text_and_a_missing_one_renders_under_a_csp() {
     let f = fixture();
     let csv = psd_sample_csv()
-        .replace(",Brazil,", &format!(",{HOSTILE},"))
-        .replace(",Colombia,", ",,");
+        .replace(",\"Brazil\",", &format!(",\"{HOSTILE}\","))
+        .replace(",\"Colombia\",", ",,");
     assert!(csv.contains(HOSTILE) && !csv.contains("Colombia"));
     f.put_release("psd", (2026, 11), "hostile", csv.as_bytes());
     transform(&f.store, &f.options).expect("build");
