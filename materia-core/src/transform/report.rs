@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::models::Severity;
+use super::runs::RunReason;
 
 /// An audit that found offending rows (a warning; errors fail the build).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -19,7 +20,7 @@ pub struct AuditFinding {
 }
 
 /// What a transform did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct TransformReport {
     /// New landing files loaded by this build.
     pub releases_loaded: u64,
@@ -60,9 +61,11 @@ pub struct Rejected {
 /// One model's part of a build.
 ///
 /// ```
-/// use materia_core::transform::{Step, StepMode};
-/// let step = Step { model: "serving.psd_revisions".into(), mode: StepMode::Append, millis: 12 };
-/// assert_eq!(serde_json::to_value(&step).unwrap()["mode"], "append");
+/// use materia_core::transform::{RunReason, Step, StepMode};
+/// let step = Step { model: "serving.brazil".into(), mode: StepMode::Table, millis: 12, reasons: vec![RunReason::SqlChanged] };
+/// let json = serde_json::to_value(&step).unwrap();
+/// assert_eq!(json["mode"], "table");
+/// assert_eq!(json["reasons"][0]["reason"], "sql_changed");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Step {
@@ -72,6 +75,8 @@ pub struct Step {
     pub mode: StepMode,
     /// Wall time, in milliseconds.
     pub millis: u64,
+    /// Why it ran (empty for the lakehouse's own step and a copied table).
+    pub reasons: Vec<RunReason>,
 }
 
 /// How a model was brought up to date.
@@ -84,6 +89,9 @@ pub enum StepMode {
     /// An incremental model was rebuilt over the whole history (first build, or a
     /// release that landed out of order).
     Rebuild,
-    /// A `table` model, rebuilt every build.
+    /// A `table` model, run.
     Table,
+    /// A `table` model that did not run: the slot being written got the
+    /// published build's table.
+    Copied,
 }

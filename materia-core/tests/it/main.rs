@@ -3,6 +3,7 @@
 //! the fault proxy and PSD data come from `materia-testkit`.
 
 mod architecture;
+mod build_plan;
 #[cfg(all(feature = "duckdb", feature = "http"))]
 mod datasets;
 #[cfg(feature = "http")]
