@@ -5,8 +5,8 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use materia_core::transform::{
-    BuildPlan, Removal, STORAGE_VERSION, Sources, TransformOptions, TransformReport, plan,
-    transform,
+    BuildPlan, Removal, RunReason, STORAGE_VERSION, Sources, TransformOptions, TransformReport,
+    plan, transform,
 };
 
 use crate::BoxError;
@@ -109,14 +109,26 @@ fn print(report: &TransformReport, json: bool) -> Result<(), BoxError> {
         )?,
         None => writeln!(
             out,
-            "nothing new to load ({} releases already loaded); models, declarations and storage \
-             version unchanged",
+            "nothing new to load ({} releases already loaded)",
             report.releases_total
         )?,
     }
-    for step in report.steps.iter().filter(|s| !s.reasons.is_empty()) {
-        let why: Vec<String> = step.reasons.iter().map(ToString::to_string).collect();
-        writeln!(out, "  ran {}: {}", step.model, why.join("; "))?;
+    // The models that ran for a reason of their own, not only the new data.
+    let data = [
+        RunReason::NewData,
+        RunReason::HistoryRebuilt,
+        RunReason::FullRefresh,
+    ];
+    for step in &report.steps {
+        let why: Vec<String> = step
+            .reasons
+            .iter()
+            .filter(|r| !data.contains(r))
+            .map(ToString::to_string)
+            .collect();
+        if !why.is_empty() {
+            writeln!(out, "  ran {}: {}", step.model, why.join("; "))?;
+        }
     }
     for r in &report.rejected {
         writeln!(out, "QUARANTINED {}: {}", r.landing_key, r.reason)?;
