@@ -113,11 +113,13 @@ fn print(report: &TransformReport, json: bool) -> Result<(), BoxError> {
             report.releases_total
         )?,
     }
-    // The models that ran for a reason of their own, not only the new data.
+    // The models that ran for a reason of their own: not only the new data,
+    // nor to bring the slot level with the published build.
     let data = [
         RunReason::NewData,
         RunReason::HistoryRebuilt,
         RunReason::FullRefresh,
+        RunReason::CatchUp,
     ];
     for step in &report.steps {
         let why: Vec<String> = step
@@ -152,7 +154,7 @@ fn print_plan(plan: &BuildPlan, json: bool) -> Result<(), BoxError> {
     )?;
     writeln!(
         out,
-        "sources: declarations {}; models {}",
+        "declarations: {}; models: {}",
         plan.sources.config_text(),
         plan.sources.models_text()
     )?;
