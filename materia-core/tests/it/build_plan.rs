@@ -474,3 +474,24 @@ fn select_rebuilds_those_models_and_their_dependents_only() {
         "{err}"
     );
 }
+
+#[test]
+fn the_plan_names_a_release_landed_out_of_order() {
+    let f = fixture();
+    f.put_release("psd", (2026, 3), "r3", &psd(3));
+    f.build();
+    let key = f.put_release("psd", (2026, 2), "r2", &psd(2));
+    let plan = f.plan();
+    assert!(plan.history.rebuilt && plan.publishes, "{plan:?}");
+    assert_eq!(
+        plan.history.reasons,
+        [RebuildReason::OutOfOrder {
+            release: key.to_string()
+        }]
+    );
+    assert_eq!(plan.new_releases[0].count, 2, "every release, reloaded");
+    assert_eq!(
+        reasons_in(&plan, "serving.psd_latest"),
+        Some(vec![RunReason::HistoryRebuilt])
+    );
+}
