@@ -216,6 +216,11 @@ pub(crate) struct Models {
 }
 
 impl Models {
+    /// The directory, when one is given.
+    pub(crate) fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
     /// The models in the directory, when one is given.
     pub(crate) fn load(&self) -> Result<Option<Vec<Model>>, BoxError> {
         Ok(self.dir.as_deref().map(Model::from_dir).transpose()?)

@@ -171,6 +171,10 @@ fn print_lakehouse(
             duckdb_path.display()
         )?,
     }
+    if let Some(s) = status.lakehouse.as_ref().and_then(|p| p.sources.as_ref()) {
+        writeln!(out, "  declarations: {}", s.config_text())?;
+        writeln!(out, "  models: {}", s.models_text())?;
+    }
     for r in status.lakehouse.iter().flat_map(|p| &p.rejected) {
         writeln!(out, "  QUARANTINED {}: {}", r.landing_key, r.reason)?;
     }

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod build_plan;
 mod cli;
 mod crash;
 mod faults;

@@ -356,7 +356,7 @@ fn a_failed_step_is_told_by_its_error_line_not_the_help_hint() {
         "{line}"
     );
     assert!(
-        line.contains("MATERIA_PUBLISH_URL") || line.contains("--to"),
+        line.starts_with("materia: error: no bucket URL") && line.contains("MATERIA_PUBLISH_URL"),
         "the line names what is missing: {line}"
     );
     assert_eq!(status["last_cycle"]["steps"][0]["error"], line);

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::state::State;
 use crate::error::Result;
 use crate::landing::{LandingKey, LandingStore, Stats};
-use crate::transform::{Lakehouse, Rejected};
+use crate::transform::{Lakehouse, Rejected, Sources};
 
 /// The newest landed file of a dataset.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -33,6 +33,9 @@ pub struct Published {
     pub age_seconds: Option<u64>,
     /// Landing files quarantined by transform (`raw.rejected`).
     pub rejected: Vec<Rejected>,
+    /// Where its declarations and models came from (`None`: not recorded,
+    /// a build of an older Materia).
+    pub sources: Option<Sources>,
 }
 
 /// Where the pipeline stands: what `materia status` prints (its `--json` is
@@ -117,16 +120,26 @@ fn newest(store: &LandingStore, landing: &Stats) -> BTreeMap<String, Newest> {
 /// The lakehouse at `path`, when one is published there.
 fn published(path: &Path) -> Option<Published> {
     let modified = std::fs::metadata(path).ok()?.modified().ok();
+    let lake = Lakehouse::open_read_only(path);
+    let (rejected, sources) = match &lake {
+        Ok(lake) => (lake.rejected(), lake.sources()),
+        Err(e) => {
+            tracing::warn!("cannot read the lakehouse: {e}");
+            (Ok(Vec::new()), Ok(None))
+        }
+    };
     Some(Published {
         path: path.to_path_buf(),
         modified_at: modified.and_then(|t| Timestamp::try_from(t).ok()),
         age_seconds: modified.and_then(|t| t.elapsed().ok()).map(|d| d.as_secs()),
-        rejected: Lakehouse::open_read_only(path)
-            .and_then(|lake| lake.rejected())
-            .unwrap_or_else(|e| {
-                tracing::warn!("cannot read the quarantine list: {e}");
-                Vec::new()
-            }),
+        rejected: rejected.unwrap_or_else(|e| {
+            tracing::warn!("cannot read the quarantine list: {e}");
+            Vec::new()
+        }),
+        sources: sources.unwrap_or_else(|e| {
+            tracing::warn!("cannot read where the build's models came from: {e}");
+            None
+        }),
     })
 }
 

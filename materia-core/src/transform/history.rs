@@ -56,6 +56,8 @@ pub(crate) enum Loaded {
 /// The history, attached as `history` to `conn`.
 pub(crate) struct History<'a> {
     conn: &'a Connection,
+    /// Whether this build created it (first build, rebuilt, full refresh).
+    pub created: bool,
 }
 
 impl<'a> History<'a> {
@@ -83,7 +85,10 @@ impl<'a> History<'a> {
             return Ok(None);
         }
         restrict_mode(path)?;
-        let history = History { conn };
+        let mut history = History {
+            conn,
+            created: false,
+        };
         for m in models.iter().filter(|m| m.kind == Kind::Setup) {
             m.run(conn)?;
         }
@@ -105,6 +110,7 @@ impl<'a> History<'a> {
                     duckdb::params![SCHEMA_VERSION, tables],
                 )
                 .map_err(duck("materia.build"))?;
+                history.created = true;
                 return Ok(Some(history));
             }
             Some((SCHEMA_VERSION, found)) if found == tables => return Ok(Some(history)),
@@ -116,6 +122,35 @@ impl<'a> History<'a> {
         tracing::info!(history = %path.display(), "rebuilding the history: {why}");
         discard(conn, path)?;
         Ok(None)
+    }
+
+    /// The history at `path` attached read-only to `conn` as `history`, to
+    /// read what a build would load ([`plan`](super::plan)); `Err` with
+    /// DuckDB's error when it cannot be opened.
+    pub(crate) fn attach_read_only(
+        conn: &'a Connection,
+        path: &Path,
+    ) -> std::result::Result<History<'a>, duckdb::Error> {
+        conn.execute_batch(&format!(
+            "ATTACH {} AS history (READ_ONLY); USE history",
+            sql_string(&path.to_string_lossy())
+        ))?;
+        Ok(History {
+            conn,
+            created: false,
+        })
+    }
+
+    /// The schema version and the declarations' fingerprint the history was
+    /// loaded under (`None`: it has no `materia.build`, or one without them).
+    pub(crate) fn loaded_under(&self) -> Option<(i64, String)> {
+        self.conn
+            .query_row(
+                "SELECT schema_version, tables FROM materia.build",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .ok()
     }
 
     /// The schema version, this history's id and its generation (bumped by

@@ -362,6 +362,30 @@ impl Lakehouse {
             .map_err(|e| self.fail(e))
     }
 
+    /// What this file was built from (`materia.published`, `materia.datasets`,
+    /// `materia.models`); `None` for a file without it.
+    pub(crate) fn record(&self) -> Result<Option<super::record::Record>> {
+        super::record::Record::read(&self.conn, None).map_err(|e| self.fail(e))
+    }
+
+    /// Where this build's declarations and models came from (`None`: a file
+    /// that does not record them, built by an older Materia).
+    ///
+    /// ```no_run
+    /// # fn main() -> materia_core::Result<()> {
+    /// let lake = materia_core::transform::Lakehouse::open_read_only("/data/materia/lakehouse.duckdb")?;
+    /// if let Some(s) = lake.sources()? {
+    ///     println!("declarations: {}; models: {}", s.config_text(), s.models_text());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn sources(&self) -> Result<Option<super::Sources>> {
+        Ok(self
+            .record()?
+            .filter(super::record::Record::is_complete)
+            .map(|r| r.sources))
+    }
+
     /// The landing files quarantined by builds (`raw.rejected`), oldest first:
     /// they could not be loaded and every later build skips them.
     ///

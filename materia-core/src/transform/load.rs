@@ -388,6 +388,7 @@ fn load_release(
             StepMode::Append
         },
         millis: started.elapsed().as_millis() as u64,
+        reasons: Vec::new(),
     });
     tracing::debug!(release = %key, rows, changes, millis = started.elapsed().as_millis() as u64, "release loaded");
     Ok(Loaded::Rows { rows, changes })
@@ -434,6 +435,7 @@ fn load_batch(
         model: sql.name.clone(),
         mode: StepMode::Rebuild,
         millis: started.elapsed().as_millis() as u64,
+        reasons: Vec::new(),
     });
     tracing::debug!(
         releases = entries.len(),

@@ -13,8 +13,11 @@
 //! slot) when the slot cannot be updated: it does not exist (first build, or
 //! a lakehouse of an older Materia that was a plain file), DuckDB cannot open
 //! it for writing (a reader still holds it from two builds ago: DuckDB's
-//! lock), or it was built from another history, schema version or set of
-//! models (`materia.published`).
+//! lock), or it was built from another history, schema version or storage
+//! version (`materia.build`, `materia.published`). A slot built with other
+//! models is updated in place: the models that changed run, those it lacks
+//! are copied from the published file, those left out are dropped
+//! (`serving.rs`).
 //!
 //! Crash reasoning: the slot being written is never the published file, so a
 //! kill or power cut mid-build leaves `DUCKDB_PATH` as it was; DuckDB's WAL and
@@ -32,6 +35,7 @@ use duckdb::Connection;
 
 use super::engine::{duck, sql_string};
 use super::files::{build_path, remove_path, restrict_mode, with_suffix};
+use super::record::Record;
 use crate::error::{Error, IoContext, Result};
 
 /// Where the next build goes.
@@ -75,23 +79,26 @@ fn next_slot(target: &Path) -> PathBuf {
 }
 
 /// Attaches the slot to write as `lake`: the next slot in place when it was
-/// built from this history (`history_id`) and these models (`models`, their
-/// fingerprint), else a fresh file.
+/// built from this history (`history_id`) in the storage version of
+/// `record`, else a fresh file.
 pub(crate) fn attach(
     conn: &Connection,
     target: &Path,
     history_id: &str,
-    models: &str,
-    storage_version: &str,
+    record: &Record,
 ) -> Result<Slot> {
+    let storage_version = record
+        .storage_version
+        .as_deref()
+        .unwrap_or(super::STORAGE_VERSION);
     let slot = next_slot(target);
     if slot.exists() && !held(&slot) {
         match attach_file(conn, &slot, "") {
             Ok(()) => {
-                if built_from(conn, history_id, models) {
+                if built_from(conn, history_id, storage_version) {
                     return Ok(Slot::Update(slot));
                 }
-                tracing::info!(slot = %slot.display(), "the slot was built from another history or other models: building afresh");
+                tracing::info!(slot = %slot.display(), "the slot was built from another history or storage version: building afresh");
                 conn.execute_batch("USE history; DETACH lake")
                     .map_err(duck("detaching the slot"))?;
             }
@@ -160,25 +167,18 @@ fn attach_file(
     ))
 }
 
-/// Whether the attached `lake` was built from `history_id` with `models`.
-fn built_from(conn: &Connection, history_id: &str, models: &str) -> bool {
+/// Whether the attached `lake` was built from `history_id` in
+/// `storage_version` (the end of its models' print, `{fingerprint}/{version}`).
+fn built_from(conn: &Connection, history_id: &str, storage_version: &str) -> bool {
     let found: std::result::Result<(i64, String, String), _> = conn.query_row(
         "SELECT b.schema_version, b.history_id, p.models \
          FROM lake.materia.build AS b, lake.materia.published AS p",
         [],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     );
-    matches!(found, Ok((v, h, m)) if v == super::history::SCHEMA_VERSION && h == history_id && m == models)
-}
-
-/// Records the models the attached `lake` was built with (see [`attach`]).
-pub(crate) fn record_models(conn: &Connection, models: &str) -> Result<()> {
-    conn.execute_batch(&format!(
-        "CREATE SCHEMA IF NOT EXISTS lake.materia; \
-         CREATE OR REPLACE TABLE lake.materia.published AS SELECT {} AS models",
-        sql_string(models)
-    ))
-    .map_err(duck("materia.published"))
+    matches!(found, Ok((v, h, m)) if v == super::history::SCHEMA_VERSION
+        && h == history_id
+        && m.rsplit_once('/').is_some_and(|(_, version)| version == storage_version))
 }
 
 /// Makes the written slot `DUCKDB_PATH`, durably (see the module doc).

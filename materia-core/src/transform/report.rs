@@ -8,6 +8,7 @@ use serde_json::Value as Json;
 
 use super::models::Severity;
 use super::rows::Rows;
+use super::runs::RunReason;
 
 /// An audit that found offending rows (a warning; errors fail the build
 /// with [`AuditFinding::summary`] as their message).
@@ -115,7 +116,7 @@ fn ordered_rows<S: serde::Serializer>(rows: &Rows, s: S) -> Result<S::Ok, S::Err
 }
 
 /// What a transform did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct TransformReport {
     /// New landing files loaded by this build.
     pub releases_loaded: u64,
@@ -156,9 +157,11 @@ pub struct Rejected {
 /// One model's part of a build.
 ///
 /// ```
-/// use materia_core::transform::{Step, StepMode};
-/// let step = Step { model: "serving.psd_revisions".into(), mode: StepMode::Append, millis: 12 };
-/// assert_eq!(serde_json::to_value(&step).unwrap()["mode"], "append");
+/// use materia_core::transform::{RunReason, Step, StepMode};
+/// let step = Step { model: "serving.brazil".into(), mode: StepMode::Table, millis: 12, reasons: vec![RunReason::SqlChanged] };
+/// let json = serde_json::to_value(&step).unwrap();
+/// assert_eq!(json["mode"], "table");
+/// assert_eq!(json["reasons"][0]["reason"], "sql_changed");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Step {
@@ -168,6 +171,8 @@ pub struct Step {
     pub mode: StepMode,
     /// Wall time, in milliseconds.
     pub millis: u64,
+    /// Why it ran (empty for the lakehouse's own step and a copied table).
+    pub reasons: Vec<RunReason>,
 }
 
 /// How a model was brought up to date.
@@ -180,10 +185,13 @@ pub enum StepMode {
     /// An incremental model was rebuilt over the whole history (first build, or a
     /// release that landed out of order).
     Rebuild,
-    /// A `table` model, rebuilt every build.
+    /// A `table` model, run.
     Table,
-    /// A `view` model, created every build.
+    /// A `view` model, created.
     View,
     /// An `audit` model: its statements ran.
     Audit,
+    /// A `table` model that did not run: the slot being written got the
+    /// published build's table.
+    Copied,
 }

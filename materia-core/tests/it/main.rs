@@ -5,6 +5,7 @@
 mod architecture;
 #[cfg(feature = "duckdb")]
 mod balance;
+mod build_plan;
 #[cfg(all(feature = "duckdb", feature = "http"))]
 mod datasets;
 #[cfg(feature = "http")]

@@ -42,6 +42,11 @@ pub(crate) struct Declared {
     /// The declarations' fingerprint: a history loaded under others is
     /// rebuilt (see [`Spelling::Placeholders`]).
     pub fingerprint: String,
+    /// Each dataset's declaration fingerprint (what it generates), by name:
+    /// recorded in the published file, so a build tells which changed.
+    pub datasets: BTreeMap<String, String>,
+    /// The dataset of each generated model, by the model's name.
+    pub model_datasets: BTreeMap<String, String>,
     /// Each load's text as the fingerprints hash it, by the load's name.
     hashed_loads: BTreeMap<String, String>,
 }
@@ -53,6 +58,8 @@ impl Declared {
             models: Vec::new(),
             loads: BTreeMap::new(),
             fingerprint: String::new(),
+            datasets: BTreeMap::new(),
+            model_datasets: BTreeMap::new(),
             hashed_loads: BTreeMap::new(),
         };
         // Per dataset: setup, load, serving models (the order hashed since
@@ -68,10 +75,20 @@ impl Declared {
             for m in [&history, &latest] {
                 hashed.push((m.name.clone(), m.sql.to_string()));
             }
+            let own = &hashed[hashed.len() - 4..];
+            declared.datasets.insert(
+                dataset.clone(),
+                models::fingerprint(own.iter().map(|(n, s)| (n.as_str(), s.as_str()))),
+            );
             declared.hashed_loads.insert(load.name, load_text);
             declared
                 .loads
                 .insert(dataset.clone(), g.load(Spelling::Bound));
+            for m in [&setup, &history, &latest] {
+                declared
+                    .model_datasets
+                    .insert(m.name.clone(), dataset.clone());
+            }
             declared.models.extend([setup, history, latest]);
         }
         declared.fingerprint =
@@ -144,6 +161,28 @@ pub fn generated_sql(dataset: &str, table: &TableSpec) -> String {
         model(&history),
         model(&latest)
     )
+}
+
+/// The tables (and the macro) a declared dataset has in the published
+/// lakehouse, as a build that drops it names them.
+///
+/// ```
+/// let names = materia_core::transform::dataset_tables("weather-eu");
+/// assert_eq!(names[0], "raw.weather_eu_changes");
+/// assert!(names.contains(&"serving.weather_eu_latest".to_owned()));
+/// ```
+pub fn dataset_tables(dataset: &str) -> Vec<String> {
+    let p = prefix(dataset);
+    [
+        "raw.{}_changes",
+        "raw.{}_closed",
+        "serving.{}_history",
+        "serving.{}_latest",
+        "serving.{}_as_of",
+    ]
+    .iter()
+    .map(|t| t.replace("{}", &p))
+    .collect()
 }
 
 /// The history tables' prefix for a dataset (`raw.{prefix}_changes`, …).
