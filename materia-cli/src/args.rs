@@ -204,7 +204,7 @@ pub(crate) fn bucket_url<'a>(
 /// `--models` of a command that builds the lakehouse.
 #[derive(clap::Args)]
 pub(crate) struct Models {
-    /// A directory of your own SQL models (`table` and `audit`, `*.sql`), run
+    /// A directory of your own SQL models (`table`, `view` and `audit`, `*.sql`), run
     /// after the built-in ones in dependency order.
     #[arg(
         id = "models",

@@ -76,7 +76,7 @@ impl Args {
             options.models = models;
         }
         options.drops = self.drops;
-        options.select = self.select;
+        options.select = self.select.iter().map(|s| s.trim().to_owned()).collect();
         options.full_refresh = self.full_refresh;
         if self.plan {
             // Never creates the landing zone either.

@@ -51,21 +51,29 @@ impl Env {
         fs::metadata(&self.duckdb).expect("published").ino()
     }
 
-    /// Every file under the lakehouse's directory, with its bytes.
+    /// Every file under the lakehouse's directory and the landing zone
+    /// (its `.materia/` lock and ledger included), with its bytes.
     fn lake_files(&self) -> BTreeMap<PathBuf, Vec<u8>> {
-        let dir = self.duckdb.parent().expect("dir");
-        fs::read_dir(dir)
-            .expect("readable")
-            .map(|e| {
+        fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+            for e in fs::read_dir(dir).expect("readable") {
                 let path = e.expect("entry").path();
-                let bytes = fs::read(&path).expect("a file");
-                (path, bytes)
-            })
-            .collect()
+                if path.is_dir() {
+                    walk(&path, out);
+                } else {
+                    out.insert(path.clone(), fs::read(&path).expect("a file"));
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(self.duckdb.parent().expect("dir"), &mut out);
+        if !self.landing.starts_with(self.duckdb.parent().expect("dir")) {
+            walk(&self.landing, &mut out);
+        }
+        out
     }
 
     /// `materia transform --plan ARGS`, checked to leave every file under the
-    /// lakehouse's directory as it was.
+    /// lakehouse's directory and the landing zone as it was.
     fn plan(&self, args: &[&str], models: Option<&Path>) -> Output {
         let before = self.lake_files();
         let mut cmd = self.materia();

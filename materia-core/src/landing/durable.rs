@@ -405,15 +405,13 @@ impl LockFile {
     /// so once, naming it (and its pid), then waits as long as it takes.
     fn lock_waiting(&self) -> Result<()> {
         match self.file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::Error(e)) => return Err(e).at(&self.path),
+            Ok(()) => Ok(()),
+            Err(TryLockError::Error(e)) => Err(e).at(&self.path),
             Err(TryLockError::WouldBlock) => {
                 self.say_waiting();
-                self.file.lock().at(&self.path)?;
+                self.file.lock().at(&self.path)
             }
         }
-        self.record_holder();
-        Ok(())
     }
 
     /// The line a waiter logs once.
@@ -431,9 +429,12 @@ impl LockFile {
         Ok(LockGuard(&self.file))
     }
 
-    /// Takes the lock, waiting as long as it takes.
+    /// Takes the lock, waiting as long as it takes, and records this
+    /// process's pid in the file (an [`acquire`](Self::acquire) — a moment's
+    /// guard, a reader's too — records none: the file is left as it is).
     pub(crate) fn hold(self) -> Result<HeldLock> {
         self.lock_waiting()?;
+        self.record_holder();
         Ok(HeldLock { _lock: self })
     }
 

@@ -106,6 +106,16 @@ pub(crate) fn check(published: &Record, this: &Record, confirmed: &[Removal]) ->
     for v in gone.iter().filter(|v| v.confirmed) {
         tracing::warn!(drop = %v.removal, tables = %v.tables.join(", "), "dropping, as confirmed");
     }
+    for c in confirmed
+        .iter()
+        .filter(|c| !gone.iter().any(|v| &v.removal == *c))
+    {
+        tracing::warn!(
+            drop = %c,
+            "--drop {c} confirms nothing: the published build has no such dataset or model of \
+             yours, or this build keeps it"
+        );
+    }
     let refused: Vec<&Vanishing> = gone.iter().filter(|v| !v.confirmed).collect();
     if refused.is_empty() {
         return Ok(());

@@ -36,9 +36,9 @@
 //!
 //! Crash reasoning: a kill or power cut during a load rolls that release back
 //! (DuckDB's WAL; the commit is durable); during the publish it leaves the slot
-//! being written (never the published one: DuckDB's WAL keeps it consistent
-//! and the next build redoes it) or a fresh build file that the next build
-//! removes, and `DUCKDB_PATH` as it was. A history committed but not yet
+//! being written (never the published one: its record was voided before any
+//! model ran, so the next build writes that slot afresh) or a fresh build
+//! file that the next build removes, and `DUCKDB_PATH` as it was. A history committed but not yet
 //! published is published by the next build, even with nothing new. The
 //! published file is always a complete build, old or new. The history is a
 //! cache of the landing zone: missing, unreadable, of another schema version

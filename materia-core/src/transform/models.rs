@@ -85,6 +85,8 @@ pub struct Model {
     pub(crate) sql: Cow<'static, str>,
     /// Where it came from, for errors (`models/40_coffee_balance.sql`, a user's path, a generated table).
     pub(crate) file: String,
+    /// The caller's ([`Model::parse`]), not built in or generated.
+    pub(crate) by_caller: bool,
 }
 
 impl Model {
@@ -96,7 +98,11 @@ impl Model {
         if model.kind == Kind::Setup {
             return Err(built_in_kind(&file, "setup"));
         }
-        Ok(model)
+        check_name(&model)?;
+        Ok(Model {
+            by_caller: true,
+            ..model
+        })
     }
 
     /// Every `*.sql` file in `dir` (not its subdirectories), by name.
@@ -148,26 +154,33 @@ impl Model {
                 });
             }
         }
-        if self.kind == Kind::View {
-            self.check_view(conn)?;
+        if self.kind == Kind::View || (self.kind == Kind::Table && self.by_caller) {
+            self.check_relation(conn)?;
         }
         Ok(())
     }
 
-    /// A `view` model must leave the view it is named after: a file that
-    /// creates a table, or a view of another name, is told so.
-    fn check_view(&self, conn: &duckdb::Connection) -> Result<()> {
-        let (schema, view) = self.name.split_once('.').unwrap_or(("main", &self.name));
+    /// A caller's `table` or `view` model must leave the table or view it is
+    /// named after: a file that creates the other kind, or one of another
+    /// name, is told so.
+    fn check_relation(&self, conn: &duckdb::Connection) -> Result<()> {
+        let (schema, name) = self.name.split_once('.').unwrap_or(("main", &self.name));
+        let (catalog, what, create) = match self.kind {
+            Kind::View => ("duckdb_views() WHERE view_name", "view", "VIEW"),
+            _ => ("duckdb_tables() WHERE table_name", "table", "TABLE"),
+        };
         let found: i64 = conn
             .query_row(
-                "SELECT count(*) FROM duckdb_views() \
-                 WHERE database_name = current_database() AND schema_name = ? AND view_name = ?",
-                [schema, view],
+                &format!(
+                    "SELECT count(*) FROM {catalog} = ? AND schema_name = ? \
+                     AND database_name = current_database()"
+                ),
+                [name, schema],
                 |r| r.get(0),
             )
             .map_err(|e| Error::Transform {
                 reason: format!(
-                    "model {} ({}): looking for its view: {}",
+                    "model {} ({}): looking for its {what}: {}",
                     self.name,
                     self.file,
                     duckdb_message(&e)
@@ -178,8 +191,8 @@ impl Model {
             return Err(bad(
                 &self.file,
                 format!(
-                    "a `view` model, but no view {} exists after it ran: create it with \
-                     CREATE OR REPLACE VIEW {} AS …",
+                    "a `{what}` model, but no {what} {} exists after it ran: create it with \
+                     CREATE OR REPLACE {create} {} AS …",
                     self.name, self.name
                 ),
             ));
@@ -324,6 +337,40 @@ fn bad(file: &str, reason: impl std::fmt::Display) -> Error {
     }
 }
 
+/// The schemas Materia keeps: no caller's model may build in them.
+const RESERVED_SCHEMAS: [&str; 3] = ["raw", "materia", "history"];
+
+/// A caller's model name: one or two identifiers (letters, digits, `_`, not
+/// starting with a digit) joined by `.`; a `table` or `view` model's is
+/// `schema.name`, outside the schemas Materia keeps — so a model can never
+/// replace `raw.releases` or `materia.build`, and every name can be confirmed
+/// with `--drop model:NAME`.
+fn check_name(model: &Model) -> Result<()> {
+    let ident = |s: &str| {
+        s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let parts: Vec<&str> = model.name.split('.').collect();
+    let shaped = parts.len() <= 2 && parts.iter().all(|p| ident(p));
+    let why = if !shaped {
+        "a model name is one or two identifiers (letters, digits, _) joined by `.`, e.g. serving.brazil"
+    } else if model.kind.builds_relation() && parts.len() != 2 {
+        "a `table` or `view` model is named schema.name, e.g. serving.brazil"
+    } else if model.kind.builds_relation()
+        && RESERVED_SCHEMAS.contains(&parts[0].to_ascii_lowercase().as_str())
+    {
+        "the schemas raw, materia and history are Materia's own: build in another (serving, or one of yours)"
+    } else {
+        return Ok(());
+    };
+    Err(bad(
+        &model.file,
+        format!("-- model: {:?}: {why}", model.name),
+    ))
+}
+
 fn parse(file: &str, sql: Cow<'static, str>) -> Result<Model> {
     let header = |key: &str| {
         sql.lines()
@@ -365,6 +412,7 @@ fn parse(file: &str, sql: Cow<'static, str>) -> Result<Model> {
         depends,
         file: file.to_owned(),
         sql,
+        by_caller: false,
     })
 }
 
@@ -491,6 +539,7 @@ mod tests {
             depends: depends.iter().map(|d| (*d).to_owned()).collect(),
             sql: Cow::Borrowed(""),
             file: format!("{name}.sql"),
+            by_caller: false,
         }
     }
 

@@ -20,10 +20,10 @@
 //! (`serving.rs`).
 //!
 //! Crash reasoning: the slot being written is never the published file, so a
-//! kill or power cut mid-build leaves `DUCKDB_PATH` as it was; DuckDB's WAL and
-//! checkpoints keep the slot consistent, and the next build brings it up to
-//! date again (every `table` model runs each build; the history copies are
-//! appended from where the slot's copies end). A slot's WAL is removed before a fresh
+//! kill or power cut mid-build leaves `DUCKDB_PATH` as it was; a build voids
+//! the slot's record (`materia.published`) before any model runs, so a slot
+//! a failed or killed build touched is never trusted: the next build writes
+//! a fresh file in its place. A slot's WAL is removed before a fresh
 //! file takes its name (it belongs to the old file). The link and rename are
 //! made durable by the directory fsync; either name points to a complete,
 //! fsynced, checkpointed file.

@@ -232,23 +232,28 @@ mod tests {
     #[test]
     fn only_what_changed_or_was_selected_runs_with_its_dependents() {
         let base = [
-            model("a", "", "SELECT 1"),
-            model("b", "a", "SELECT 2"),
-            model("c", "", "SELECT 3"),
+            model("s.a", "", "SELECT 1"),
+            model("s.b", "s.a", "SELECT 2"),
+            model("s.c", "", "SELECT 3"),
         ];
         let published = record(&base);
         assert_eq!(decided(&base, &published, &[], None), None, "nothing to do");
 
         let mut edited = base.clone();
-        edited[0] = model("a", "", "SELECT 10");
+        edited[0] = model("s.a", "", "SELECT 10");
         let runs = decided(&edited, &published, &[], None).expect("publishes");
-        assert_eq!(runs["a"], [RunReason::SqlChanged]);
-        assert_eq!(runs["b"], [RunReason::DependsOn { model: "a".into() }]);
-        assert!(!runs.contains_key("c"), "{runs:?}");
+        assert_eq!(runs["s.a"], [RunReason::SqlChanged]);
+        assert_eq!(
+            runs["s.b"],
+            [RunReason::DependsOn {
+                model: "s.a".into()
+            }]
+        );
+        assert!(!runs.contains_key("s.c"), "{runs:?}");
 
-        let runs = decided(&base, &published, &["c"], None).expect("publishes");
-        assert_eq!(runs.keys().collect::<Vec<_>>(), ["c"]);
-        assert_eq!(runs["c"], [RunReason::Selected]);
+        let runs = decided(&base, &published, &["s.c"], None).expect("publishes");
+        assert_eq!(runs.keys().collect::<Vec<_>>(), ["s.c"]);
+        assert_eq!(runs["s.c"], [RunReason::Selected]);
 
         let runs = decided(&base, &published, &[], Some(RunReason::NewData)).expect("publishes");
         assert_eq!(runs.len(), 3, "new data: every table model runs");

@@ -47,7 +47,8 @@ pub(crate) struct Build<'a> {
 /// history: runs the `table` and `view` models and the audits, records the build,
 /// checkpoints and detaches it; returns the audits' warnings. A failing
 /// `error` audit fails the build; a fresh file is then removed, a slot
-/// updated in place is left for the next build to redo.
+/// updated in place is left without its record (`materia.published`), so the
+/// next build writes it afresh.
 pub(crate) fn build(
     conn: &Connection,
     build: &Build<'_>,
@@ -98,10 +99,15 @@ fn run_tables(
     build: &Build<'_>,
     steps: &mut Vec<Step>,
 ) -> Result<BTreeMap<String, ModelRecord>> {
-    let in_slot = Record::read(conn, Some("lake"))
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let in_slot = Record::read(conn, Some("lake")).ok().flatten();
+    if in_slot.is_some() {
+        // The slot's record holds only while this build's models have not
+        // touched it: a build that fails (a model, an audit, a kill) leaves
+        // a slot without one, which the next build writes afresh.
+        conn.execute_batch("DROP TABLE lake.materia.published")
+            .map_err(duck("voiding the slot's record"))?;
+    }
+    let in_slot = in_slot.unwrap_or_default();
     drop_left_out(conn, &in_slot, build.record)?;
     let mut carried = BTreeMap::new();
     let mut attached = false;

@@ -495,3 +495,100 @@ fn the_plan_names_a_release_landed_out_of_order() {
         Some(vec![RunReason::HistoryRebuilt])
     );
 }
+
+/// Review of issue 27: a build that failed after a model ran left its table in
+/// the slot, and a later build that ran only another model published that
+/// table as the current SQL's. A failed build voids the slot's record.
+#[test]
+fn a_failed_build_leaves_nothing_a_later_build_publishes() {
+    let mut f = fixture();
+    f.put_release("psd", (2026, 1), "r1", &psd(1));
+    let other = |v: i32| model("other", "serving.psd_latest", &format!("SELECT {v} AS v"));
+    let answer = |v: i32| model("answer", "serving.psd_latest", &format!("SELECT {v} AS v"));
+    // Two builds: both slots hold answer = 1.
+    f.options.models = vec![answer(1), other(1)];
+    f.build();
+    f.options.models = vec![answer(1), other(2)];
+    f.build();
+    // An edit of answer with a broken model after it: the build fails after
+    // answer = 99 ran in the slot.
+    let broken = Model::parse(
+        "broken.sql",
+        "-- model: serving.broken\n-- kind: table\n-- depends: serving.answer\n\
+         CREATE OR REPLACE TABLE serving.broken AS SELECT no_such_column FROM serving.answer;\n",
+    )
+    .expect("parses");
+    f.options.models = vec![answer(99), other(2), broken];
+    transform(&f.store, &f.options).expect_err("the broken model fails the build");
+    assert_eq!(
+        f.value::<i32>("SELECT v FROM serving.answer"),
+        1,
+        "not published"
+    );
+    // Reverted, then only `other` edited: answer must stay what its SQL says.
+    f.options.models = vec![answer(1), other(3)];
+    let report = f.build();
+    assert!(report.published.is_some(), "{report:?}");
+    assert_eq!(f.value::<i32>("SELECT v FROM serving.other"), 3);
+    assert_eq!(
+        f.value::<i32>("SELECT v FROM serving.answer"),
+        1,
+        "the failed build's table is not published"
+    );
+    assert_eq!(
+        f.value::<i64>(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'broken' \
+             AND database_name = current_database()"
+        ),
+        0,
+        "nor what the failed build left"
+    );
+}
+
+/// Review of issue 27: a caller's model could take `raw.releases` or
+/// `materia.build`, or an empty name that no `--drop` could confirm.
+#[test]
+fn a_callers_model_is_named_schema_dot_name_outside_materias_schemas() {
+    for name in [
+        "raw.releases",
+        "materia.build",
+        "History.x",
+        "",
+        "serving",
+        "serving.\"My View\"",
+        "a.b.c",
+        "serving.1x",
+    ] {
+        let sql = format!("-- model: {name}\n-- kind: table\nSELECT 1;\n");
+        let err = Model::parse("m.sql", sql).expect_err(name).to_string();
+        assert!(
+            err.contains("m.sql") && err.contains("-- model:"),
+            "{name}: {err}"
+        );
+    }
+    for (name, kind) in [
+        ("serving.brazil_2", "table"),
+        ("checks", "audit"),
+        ("mine.x", "view"),
+    ] {
+        let sql = format!("-- model: {name}\n-- kind: {kind}\nSELECT 1;\n");
+        Model::parse("m.sql", sql).expect(name);
+    }
+    // A `table` model that leaves no table of its name fails the build.
+    let mut f = fixture();
+    f.put_release("psd", (2026, 1), "r1", &psd(1));
+    f.options.models = vec![
+        Model::parse(
+            "ghost.sql",
+            "-- model: serving.ghost\n-- kind: table\nSELECT 1;\n",
+        )
+        .expect("parses"),
+    ];
+    let err = transform(&f.store, &f.options)
+        .expect_err("no table")
+        .to_string();
+    assert!(
+        err.contains("ghost.sql") && err.contains("no table serving.ghost"),
+        "{err}"
+    );
+}

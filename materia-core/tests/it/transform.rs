@@ -947,7 +947,7 @@ fn user_models_run_after_the_built_in_ones_and_a_broken_one_names_file_and_line(
     // Unknown dependencies, built-in names and built-in kinds are refused, named.
     let err = Model::parse(
         "x.sql",
-        "-- model: x\n-- kind: table\n-- depends: nope\nSELECT 1;",
+        "-- model: serving.x\n-- kind: table\n-- depends: nope\nSELECT 1;",
     )
     .map(|m| {
         let mut o = f.options.clone();

@@ -300,6 +300,7 @@ impl<'a> Gen<'a> {
             depends: vec![depends.to_owned()],
             sql: Cow::Owned(sql),
             file: file.clone(),
+            by_caller: false,
         };
         let p = &self.prefix;
         [
