@@ -223,7 +223,18 @@ impl Models {
 
     /// The models in the directory, when one is given.
     pub(crate) fn load(&self) -> Result<Option<Vec<Model>>, BoxError> {
-        Ok(self.dir.as_deref().map(Model::from_dir).transpose()?)
+        let Some(dir) = self.dir.as_deref() else {
+            return Ok(None);
+        };
+        if !dir.is_dir() {
+            return Err(format!(
+                "models directory {}: no such directory: set --models (or MATERIA_MODELS) to \
+                 the directory of your *.sql models",
+                dir.display()
+            )
+            .into());
+        }
+        Ok(Some(Model::from_dir(dir)?))
     }
 }
 

@@ -1,8 +1,9 @@
 -- model: audits
 -- kind: audit
 -- depends: serving.coffee_balance, serving.psd_revisions, serving.cot_coffee
--- Each statement counts offending rows. `error` audits fail the build; `warn`
--- audits are reported with their count.
+-- Each statement selects the offending rows (the uniqueness checks count
+-- them). `error` audits fail the build; `warn` audits are reported with their
+-- count; either shows the first rows, so a failure names the country and year.
 
 -- audit: error coffee_balance unique per country and market year
 SELECT count(*) FROM (
@@ -18,17 +19,23 @@ SELECT count(*) FROM serving.coffee_balance WHERE country_code IS NULL OR market
 -- row, their sum, holds when they do (it leaves out a country's missing term).
 
 -- audit: error total supply = beginning stocks + production + imports
-SELECT count(*) FROM serving.coffee_balance
+SELECT country_code, market_year, total_supply,
+    beginning_stocks + production + imports AS beginning_stocks_production_imports
+FROM serving.coffee_balance
 WHERE country_code <> 'WORLD'
   AND abs(total_supply - (beginning_stocks + production + imports)) > 0.5;
 
 -- audit: error total distribution = exports + domestic consumption + ending stocks
-SELECT count(*) FROM serving.coffee_balance
+SELECT country_code, market_year, total_distribution,
+    exports + domestic_consumption + ending_stocks AS exports_consumption_stocks
+FROM serving.coffee_balance
 WHERE country_code <> 'WORLD'
   AND abs(total_distribution - (exports + domestic_consumption + ending_stocks)) > 0.5;
 
 -- audit: error production = arabica + robusta + other production
-SELECT count(*) FROM serving.coffee_balance
+SELECT country_code, market_year, production,
+    arabica_production + robusta_production + other_production AS arabica_robusta_other
+FROM serving.coffee_balance
 WHERE country_code <> 'WORLD'
   AND abs(production - (arabica_production + robusta_production + other_production)) > 0.5;
 
@@ -36,17 +43,23 @@ WHERE country_code <> 'WORLD'
 -- United States' 2001 imports have no split), so they warn.
 
 -- audit: warn exports = bean + roast & ground + soluble exports
-SELECT count(*) FROM serving.coffee_balance
+SELECT country_code, market_year, exports,
+    bean_exports + roast_ground_exports + soluble_exports AS splits
+FROM serving.coffee_balance
 WHERE country_code <> 'WORLD'
   AND abs(exports - (bean_exports + roast_ground_exports + soluble_exports)) > 0.5;
 
 -- audit: warn imports = bean + roast & ground + soluble imports
-SELECT count(*) FROM serving.coffee_balance
+SELECT country_code, market_year, imports,
+    bean_imports + roast_ground_imports + soluble_imports AS splits
+FROM serving.coffee_balance
 WHERE country_code <> 'WORLD'
   AND abs(imports - (bean_imports + roast_ground_imports + soluble_imports)) > 0.5;
 
 -- audit: warn domestic consumption = roast & ground + soluble consumption
-SELECT count(*) FROM serving.coffee_balance
+SELECT country_code, market_year, domestic_consumption,
+    roast_ground_domestic_consumption + soluble_domestic_consumption AS splits
+FROM serving.coffee_balance
 WHERE country_code <> 'WORLD'
   AND abs(domestic_consumption
           - (roast_ground_domestic_consumption + soluble_domestic_consumption)) > 0.5;

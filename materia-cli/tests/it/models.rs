@@ -325,3 +325,47 @@ fn a_view_model_is_queried_and_an_unknown_kind_lists_the_kinds() {
         assert!(message.contains(part), "{part} not in: {message}");
     }
 }
+
+/// Review of issue 27: a mistyped models directory was "I/O error on
+/// ./modelz", naming neither the flag nor the variable; two files declaring
+/// one model named neither file.
+#[test]
+fn a_missing_models_dir_and_a_model_declared_twice_are_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let landing = dir.path().join("landing");
+    std::fs::create_dir(&landing).expect("landing");
+    let out = crate::materia(&landing)
+        .env("DUCKDB_PATH", dir.path().join("lake.duckdb"))
+        .args(["transform", "--models"])
+        .arg(dir.path().join("modelz"))
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("modelz") && err.contains("--models") && err.contains("MATERIA_MODELS"),
+        "{err}"
+    );
+
+    let models = dir.path().join("models");
+    std::fs::create_dir(&models).expect("models");
+    for file in ["a.sql", "b.sql"] {
+        std::fs::write(
+            models.join(file),
+            "-- model: serving.twice\n-- kind: table\nCREATE OR REPLACE TABLE serving.twice AS SELECT 1 AS x;\n",
+        )
+        .expect("write");
+    }
+    let out = crate::materia(&landing)
+        .env("DUCKDB_PATH", dir.path().join("lake.duckdb"))
+        .args(["transform", "--models"])
+        .arg(&models)
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("a.sql") && err.contains("b.sql") && err.contains("declared twice"),
+        "{err}"
+    );
+}

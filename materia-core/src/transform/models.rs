@@ -446,9 +446,11 @@ pub(crate) fn ordered(generated: Vec<Model>, extra: &[Model]) -> Result<Vec<Mode
 fn order(models: Vec<Model>, done: &BTreeSet<String>) -> Result<Vec<Model>> {
     let mut by_name: BTreeMap<String, Model> = BTreeMap::new();
     for m in models {
-        if let Some(dup) = by_name.insert(m.name.clone(), m) {
-            return Err(bad(&dup.name, "declared twice"));
+        if let Some(first) = by_name.get(&m.name) {
+            let text = format!("{} is declared twice: here and in {}", m.name, first.file);
+            return Err(bad(&m.file, text));
         }
+        by_name.insert(m.name.clone(), m);
     }
     for m in by_name.values() {
         if let Some(missing) = m

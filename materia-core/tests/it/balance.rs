@@ -243,21 +243,25 @@ fn the_sample_balance_carries_other_production_and_the_splits_and_passes_every_a
 }
 
 /// A copy of the sample breaking one identity, and the audit that names it.
-fn breaks() -> [(String, &'static str); 3] {
+/// The failure names the row (`country_code=…, market_year=…`).
+fn breaks() -> [(String, &'static str, &'static str); 3] {
     let csv = sample_csv();
     [
         // Brazil's 2023 Other Production, 0 in USDA's file, without production moving.
         (
             with_value(&csv, "BR", 2023, "056", 100.0),
             "production = arabica + robusta + other production",
+            "(country_code=BR, market_year=2023,",
         ),
         (
             with_value(&csv, "VM", 2010, "086", 1.0),
             "total supply = beginning stocks + production + imports",
+            "(country_code=VM, market_year=2010,",
         ),
         (
             with_value(&csv, "JA", 2015, "176", 9999.0),
             "total distribution = exports + domestic consumption + ending stocks",
+            "(country_code=JA, market_year=2015,",
         ),
     ]
 }
@@ -265,7 +269,7 @@ fn breaks() -> [(String, &'static str); 3] {
 #[test]
 fn a_release_breaking_a_balance_identity_fails_the_build_naming_the_audit() {
     use std::os::unix::fs::MetadataExt;
-    for (k, (csv, audit)) in breaks().into_iter().enumerate() {
+    for (k, (csv, audit, row)) in breaks().into_iter().enumerate() {
         let f = fixture();
         build_sample(&f, &sample_csv(), 1, "good").expect("the sample builds");
         let path = &f.options.duckdb_path;
@@ -274,8 +278,8 @@ fn a_release_breaking_a_balance_identity_fails_the_build_naming_the_audit() {
         let err = transform(&f.store, &f.options).expect_err(audit);
         let text = err.to_string();
         assert!(
-            text.contains("audit") && text.contains(audit),
-            "{audit}: {text}"
+            text.contains("audit") && text.contains(audit) && text.contains(row),
+            "{audit}: the failure names the audit and the row: {text}"
         );
         assert!(
             (std::fs::read(path).expect("published"), inode(path)) == before,

@@ -412,7 +412,13 @@ mod tests {
         let audits = audits(audit_model).expect("parse");
         assert!(audits.iter().any(|a| a.severity == Severity::Error));
         assert!(audits.iter().any(|a| a.severity == Severity::Warn));
-        assert!(audits.iter().all(|a| a.sql.contains("count(*)")));
+        // Both shapes ship: counts (uniqueness) and offending rows (identities).
+        assert!(audits.iter().any(|a| a.sql.starts_with("SELECT count(*)")));
+        assert!(
+            audits
+                .iter()
+                .any(|a| a.sql.starts_with("SELECT country_code"))
+        );
     }
 
     #[test]
