@@ -48,3 +48,19 @@ pub(crate) fn is_data_error(message: &str) -> bool {
         .any(|kind| lower.contains(kind))
         || (lower.contains("io error") && lower.contains("gzip"))
 }
+
+/// The object named `name` (`schema.table`) in `db`: `TABLE`, `VIEW` or none.
+pub(crate) fn object_kind(conn: &Connection, db: &str, name: &str) -> Result<Option<String>> {
+    use duckdb::OptionalExt;
+    let (schema, table) = name.split_once('.').unwrap_or(("main", name));
+    conn.query_row(
+        "SELECT 'TABLE' FROM duckdb_tables() WHERE database_name = $1 AND schema_name = $2 \
+           AND table_name = $3 \
+         UNION ALL SELECT 'VIEW' FROM duckdb_views() WHERE database_name = $1 \
+           AND schema_name = $2 AND view_name = $3",
+        [db, schema, table],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(duck("listing the lakehouse's tables"))
+}

@@ -23,6 +23,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use super::engine::{duck, object_kind};
 use crate::error::{Error, IoContext, Result, duckdb_message, duckdb_source};
 
 /// How a model is run.
@@ -164,30 +165,14 @@ impl Model {
     /// named after: a file that creates the other kind, or one of another
     /// name, is told so.
     fn check_relation(&self, conn: &duckdb::Connection) -> Result<()> {
-        let (schema, name) = self.name.split_once('.').unwrap_or(("main", &self.name));
-        let (catalog, what, create) = match self.kind {
-            Kind::View => ("duckdb_views() WHERE view_name", "view", "VIEW"),
-            _ => ("duckdb_tables() WHERE table_name", "table", "TABLE"),
+        let (what, create) = match self.kind {
+            Kind::View => ("view", "VIEW"),
+            _ => ("table", "TABLE"),
         };
-        let found: i64 = conn
-            .query_row(
-                &format!(
-                    "SELECT count(*) FROM {catalog} = ? AND schema_name = ? \
-                     AND database_name = current_database()"
-                ),
-                [name, schema],
-                |r| r.get(0),
-            )
-            .map_err(|e| Error::Transform {
-                reason: format!(
-                    "model {} ({}): looking for its {what}: {}",
-                    self.name,
-                    self.file,
-                    duckdb_message(&e)
-                ),
-                source: duckdb_source(e),
-            })?;
-        if found == 0 {
+        let db: String = conn
+            .query_row("SELECT current_database()", [], |r| r.get(0))
+            .map_err(duck("the database being built"))?;
+        if object_kind(conn, &db, &self.name)?.as_deref() != Some(create) {
             return Err(bad(
                 &self.file,
                 format!(

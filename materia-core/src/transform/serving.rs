@@ -19,7 +19,7 @@ use std::time::Instant;
 use duckdb::Connection;
 
 use super::audit;
-use super::engine::{duck, sql_string};
+use super::engine::{duck, object_kind, sql_string};
 use super::files::remove_build;
 use super::models::{self, Kind, Model, Severity};
 use super::publish::Slot;
@@ -169,22 +169,6 @@ fn attach_published(conn: &Connection, path: &Path) -> Result<()> {
         sql_string(&path.to_string_lossy())
     ))
     .map_err(duck("attaching the published lakehouse"))
-}
-
-/// The object named `name` (`schema.table`) in `db`: `TABLE`, `VIEW` or none.
-fn object_kind(conn: &Connection, db: &str, name: &str) -> Result<Option<String>> {
-    use duckdb::OptionalExt;
-    let (schema, table) = name.split_once('.').unwrap_or(("main", name));
-    conn.query_row(
-        "SELECT 'TABLE' FROM duckdb_tables() WHERE database_name = $1 AND schema_name = $2 \
-           AND table_name = $3 \
-         UNION ALL SELECT 'VIEW' FROM duckdb_views() WHERE database_name = $1 \
-           AND schema_name = $2 AND view_name = $3",
-        [db, schema, table],
-        |r| r.get(0),
-    )
-    .optional()
-    .map_err(duck("listing the lakehouse's tables"))
 }
 
 /// Copies the table `name` from the published file into the slot; `false`
